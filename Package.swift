@@ -1,0 +1,58 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Rooms and their one-way dependencies (see docs/architecture.md):
+//   netlab (CLI) ─► Lab ─► Netlink ─► CNetlink, CNetSys
+//                   └────► Topology (pure) ─► NetCore (pure)
+//                          Netlink ─────────► NetCore
+let package = Package(
+    name: "netlab",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "netlab", targets: ["netlab"]),
+        .library(name: "NetLab", targets: ["NetLab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // libnl-3 / libnl-route-3 from Debian's libnl-3-dev and libnl-route-3-dev.
+        .systemLibrary(
+            name: "CNetlink",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+        // The few glibc calls Swift cannot see (setns, unshare, mount flags, gettid).
+        .target(name: "CNetSys"),
+        // Pure value types shared by every room: IPv4 addresses and prefixes, kernel enumerations.
+        .target(name: "NetCore"),
+        // Pure: the topology model, its YAML parser and validator. No root, no kernel.
+        .target(
+            name: "Topology",
+            dependencies: ["NetCore", .product(name: "Yams", package: "Yams")]
+        ),
+        // The libnl wrapper: namespaces, links, addresses, routes, rules, sysctls.
+        .target(
+            name: "Netlink",
+            dependencies: [
+                "NetCore", "CNetlink", "CNetSys",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Plan → apply → teardown with a state journal.
+        .target(name: "Lab", dependencies: ["Topology", "Netlink"]),
+        // The library scripted experiments import.
+        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab"]),
+        .executableTarget(
+            name: "netlab",
+            dependencies: [
+                "NetLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TopologyTests", dependencies: ["Topology"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetLab"]),
+    ]
+)

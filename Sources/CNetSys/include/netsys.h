@@ -1,0 +1,22 @@
+// The glibc calls Swift's Glibc module does not show (they need _GNU_SOURCE, which is defined only in netsys.c so
+// that Foundation-importing Swift files never see it). Each returns -1 and sets errno on failure, like the syscall.
+#ifndef NETLAB_NETSYS_H
+#define NETLAB_NETSYS_H
+#include <sys/types.h>
+
+/// setns(2) into the network namespace behind `fd`.
+int netsys_setns_net(int fd);
+/// unshare(CLONE_NEWNET) for the calling thread only.
+int netsys_unshare_net(void);
+/// gettid(2).
+int netsys_gettid(void);
+/// mount --bind SRC DST (how iproute2 pins a namespace under /run/netns).
+int netsys_bind_mount(const char *source, const char *target);
+/// mount --make-rshared PATH; with EINVAL (not a mount point) bind-mount PATH on itself first, as iproute2 does.
+int netsys_make_rshared(const char *path);
+/// umount2(PATH, MNT_DETACH).
+int netsys_umount_detach(const char *path);
+/// Enter the namespace pinned at `nspath`, give the child a private /sys for it (as `ip netns exec` does, best
+/// effort), then execvp(argv[0], argv). Returns only on failure.
+int netsys_exec_in_netns(const char *nspath, char *const argv[]);
+#endif

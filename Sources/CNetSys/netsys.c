@@ -1,0 +1,40 @@
+#define _GNU_SOURCE
+#include "netsys.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int netsys_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+int netsys_unshare_net(void) { return unshare(CLONE_NEWNET); }
+int netsys_gettid(void) { return (int)syscall(SYS_gettid); }
+
+int netsys_bind_mount(const char *source, const char *target) {
+    return mount(source, target, "none", MS_BIND, NULL);
+}
+
+int netsys_make_rshared(const char *path) {
+    if (mount("", path, "none", MS_SHARED | MS_REC, NULL) == 0) return 0;
+    if (errno != EINVAL) return -1;
+    if (mount(path, path, "none", MS_BIND | MS_REC, NULL) != 0) return -1;
+    return mount("", path, "none", MS_SHARED | MS_REC, NULL);
+}
+
+int netsys_umount_detach(const char *path) { return umount2(path, MNT_DETACH); }
+
+int netsys_exec_in_netns(const char *nspath, char *const argv[]) {
+    int fd = open(nspath, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    if (setns(fd, CLONE_NEWNET) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    close(fd);
+    // Like `ip netns exec`: a private mount namespace with /sys showing this namespace's devices. Best effort:
+    // a failure here leaves /sys as it was, which only affects /sys/class/net.
+    if (unshare(CLONE_NEWNS) == 0 && mount("", "/", "none", MS_SLAVE | MS_REC, NULL) == 0) {
+        if (umount2("/sys", MNT_DETACH) == 0) mount("netlab-sysfs", "/sys", "sysfs", 0, NULL);
+    }
+    execvp(argv[0], argv);
+    return -1;
+}

@@ -1,0 +1,2 @@
+import Topology
+import Netlink

@@ -1,0 +1,5 @@
+// The library scripted experiments import: `import NetLab` brings the topology model, the netlink layer and the lab
+// controller.
+@_exported import Topology
+@_exported import Netlink
+@_exported import Lab

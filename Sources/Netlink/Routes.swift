@@ -1,0 +1,146 @@
+import CNetlink
+import Glibc
+import NetCore
+
+/// One path of a route: gateway, device and weight (iproute2's `nexthop via G dev D weight W`).
+public struct NexthopInfo: Sendable, Hashable {
+    public var gateway: IPv4Address?
+    public var index: Int32
+    public var weight: Int
+    public var flags: UInt32
+    public init(gateway: IPv4Address?, index: Int32, weight: Int = 1, flags: UInt32 = 0) {
+        self.gateway = gateway; self.index = index; self.weight = weight; self.flags = flags
+    }
+    public var onlink: Bool { flags & UInt32(RTNH_F_ONLINK) != 0 }
+    public var dead: Bool { flags & UInt32(RTNH_F_DEAD) != 0 }
+    public var linkdown: Bool { flags & UInt32(RTNH_F_LINKDOWN) != 0 }
+}
+
+/// An IPv4 route, as added or as dumped from any table.
+public struct RouteInfo: Sendable, Hashable {
+    public var table: UInt32
+    public var type: RouteType
+    public var scope: UInt8
+    public var proto: UInt8
+    public var destination: IPv4Prefix
+    public var tos: UInt8
+    public var metric: UInt32
+    public var prefsrc: IPv4Address?
+    public var mtu: UInt32?
+    public var advmss: UInt32?
+    public var hoplimit: UInt32?
+    public var flags: UInt32
+    public var nexthops: [NexthopInfo]
+    /// True when the route was given (or dumped) as RTA_MULTIPATH.
+    public var multipath: Bool
+
+    public init(table: UInt32 = 254, type: RouteType = .unicast, scope: UInt8 = 0, proto: UInt8 = 3,
+                destination: IPv4Prefix, tos: UInt8 = 0, metric: UInt32 = 0, prefsrc: IPv4Address? = nil,
+                mtu: UInt32? = nil, advmss: UInt32? = nil, hoplimit: UInt32? = nil, flags: UInt32 = 0,
+                nexthops: [NexthopInfo] = [], multipath: Bool = false) {
+        self.table = table; self.type = type; self.scope = scope; self.proto = proto; self.destination = destination
+        self.tos = tos; self.metric = metric; self.prefsrc = prefsrc; self.mtu = mtu; self.advmss = advmss
+        self.hoplimit = hoplimit; self.flags = flags; self.nexthops = nexthops; self.multipath = multipath
+    }
+}
+
+func makeNLAddr(_ a: IPv4Address, prefix: Int = 32) -> OpaquePointer {
+    var be = a.value.bigEndian
+    let addr = withUnsafeMutableBytes(of: &be) { nl_addr_build(AF_INET, $0.baseAddress, 4) }!
+    nl_addr_set_prefixlen(addr, Int32(prefix))
+    return addr
+}
+
+/// IPv4 routes in any table.
+public struct Routes {
+    let socket: NetlinkSocket
+
+    /// `ip route add [TYPE] PREFIX [via G] [dev D] [table T] [metric M] [src S] [mtu N] [advmss N] [nexthop ...]`,
+    /// through libnl's route object. `text` names the route in errors.
+    public func add(_ r: RouteInfo, text: String) throws(NetlinkError) {
+        let op = "ip route add \(text)"
+        guard let route = rtnl_route_alloc() else { throw NetlinkError(operation: op, errno: .noMemory) }
+        defer { rtnl_route_put(route) }
+        _ = rtnl_route_set_family(route, UInt8(AF_INET))
+        rtnl_route_set_table(route, r.table)
+        _ = rtnl_route_set_type(route, r.type.value)
+        rtnl_route_set_scope(route, r.scope)
+        rtnl_route_set_protocol(route, r.proto)
+        let dst = makeNLAddr(r.destination.address, prefix: r.destination.length)
+        _ = rtnl_route_set_dst(route, dst)
+        nl_addr_put(dst)
+        if r.tos != 0 { rtnl_route_set_tos(route, r.tos) }
+        if r.metric != 0 { rtnl_route_set_priority(route, r.metric) }
+        if let s = r.prefsrc {
+            let a = makeNLAddr(s)
+            _ = rtnl_route_set_pref_src(route, a)
+            nl_addr_put(a)
+        }
+        if let mtu = r.mtu { _ = rtnl_route_set_metric(route, attr(RTAX_MTU), mtu) }
+        if let advmss = r.advmss { _ = rtnl_route_set_metric(route, attr(RTAX_ADVMSS), advmss) }
+        if let hl = r.hoplimit { _ = rtnl_route_set_metric(route, attr(RTAX_HOPLIMIT), hl) }
+        for h in r.nexthops {
+            guard let nh = rtnl_route_nh_alloc() else { throw NetlinkError(operation: op, errno: .noMemory) }
+            if h.index != 0 { rtnl_route_nh_set_ifindex(nh, h.index) }
+            if let g = h.gateway {
+                let a = makeNLAddr(g)
+                rtnl_route_nh_set_gateway(nh, a)
+                nl_addr_put(a)
+            }
+            // libnl stores rtnh_hops, which the kernel reads as weight - 1.
+            if r.multipath { rtnl_route_nh_set_weight(nh, UInt8(max(1, min(256, h.weight)) - 1)) }
+            if h.flags != 0 { rtnl_route_nh_set_flags(nh, h.flags) }
+            rtnl_route_add_nexthop(route, nh)
+        }
+        try socket.call(op) { rtnl_route_add($0, route, NLM_F_CREATE | NLM_F_EXCL) }
+    }
+
+    /// `ip -4 route show table all`.
+    public func list() throws(NetlinkError) -> [RouteInfo] {
+        var hdr = rtmsg()
+        hdr.rtm_family = UInt8(AF_INET)
+        return try socket.dump(type: attr(RTM_GETROUTE), header: hdr, "ip -4 route show table all").compactMap(Self.parse)
+    }
+
+    static func parse(_ m: DumpedMessage) -> RouteInfo? {
+        guard m.type == attr16(RTM_NEWROUTE), m.bytes.count >= MemoryLayout<rtmsg>.size else { return nil }
+        let h = m.header(rtmsg.self)
+        guard h.rtm_family == UInt8(AF_INET) else { return nil }
+        let a = m.attributes(after: MemoryLayout<rtmsg>.size)
+        var r = RouteInfo(table: a[attr16(RTA_TABLE)]?.u32 ?? UInt32(h.rtm_table),
+                          type: RouteType(value: h.rtm_type) ?? .unicast, scope: h.rtm_scope, proto: h.rtm_protocol,
+                          destination: IPv4Prefix(IPv4Address(a[attr16(RTA_DST)]?.ipv4 ?? 0), Int(h.rtm_dst_len)),
+                          tos: h.rtm_tos, metric: a[attr16(RTA_PRIORITY)]?.u32 ?? 0,
+                          prefsrc: a[attr16(RTA_PREFSRC)].map { IPv4Address($0.ipv4) }, flags: h.rtm_flags)
+        if let metrics = a[attr16(RTA_METRICS)] {
+            let mx = parseAttributes(metrics, from: 0)
+            r.mtu = mx[attr16(RTAX_MTU)]?.u32
+            r.advmss = mx[attr16(RTAX_ADVMSS)]?.u32
+            r.hoplimit = mx[attr16(RTAX_HOPLIMIT)]?.u32
+        }
+        if let mp = a[attr16(RTA_MULTIPATH)] {
+            r.multipath = true
+            var off = mp.startIndex
+            while off + 8 <= mp.endIndex {
+                let len = Int(mp[off...].u16)
+                guard len >= 8, off + len <= mp.endIndex else { break }
+                let flags = UInt32(mp[off + 2])
+                let hops = Int(mp[off + 3])
+                let ifindex = Int32(bitPattern: mp[(off + 4)...].u32)
+                let sub = parseAttributes(mp[off..<(off + len)], from: 8)
+                r.nexthops.append(NexthopInfo(gateway: sub[attr16(RTA_GATEWAY)].map { IPv4Address($0.ipv4) },
+                                              index: ifindex, weight: hops + 1, flags: flags))
+                off += (len + 3) & ~3
+            }
+        } else if a[attr16(RTA_OIF)] != nil || a[attr16(RTA_GATEWAY)] != nil {
+            r.nexthops = [NexthopInfo(gateway: a[attr16(RTA_GATEWAY)].map { IPv4Address($0.ipv4) },
+                                      index: Int32(bitPattern: a[attr16(RTA_OIF)]?.u32 ?? 0), weight: 1,
+                                      flags: h.rtm_flags & 0xff)]
+        }
+        return r
+    }
+}
+
+extension NetlinkSocket {
+    public var routes: Routes { Routes(socket: self) }
+}

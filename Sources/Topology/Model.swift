@@ -1,0 +1,179 @@
+/// A lab as written in a `.topo` file, after parsing and validation. Every object keeps where it was written so the
+/// lab controller can put a kernel error back into the file's terms.
+public struct Topology: Sendable {
+    public var file: String
+    public var source: String
+    public var lab: String
+    /// Named routing tables (`tables: {isp1: 101}`), in file order.
+    public var tables: [(name: String, id: UInt32)]
+    public var nodes: [Node]
+    public var links: [Link]
+
+    public func node(_ name: String) -> Node? { nodes.first { $0.name == name } }
+
+    /// The name of the namespace that holds `node` (`<lab>-<node>`).
+    public func namespace(of node: String) -> String { "\(lab)-\(node)" }
+
+    /// A table id's name for display: `main`, `isp1`, or the number.
+    public func tableName(_ id: UInt32) -> String {
+        if let t = tables.first(where: { $0.id == id }) { return t.name }
+        return RoutingTable.builtinName(id) ?? String(id)
+    }
+}
+
+public enum RoutingTable {
+    public static let main: UInt32 = 254
+    public static let local: UInt32 = 255
+    public static let `default`: UInt32 = 253
+    public static let unspec: UInt32 = 0
+    public static func builtinName(_ id: UInt32) -> String? {
+        switch id { case main: "main"; case local: "local"; case `default`: "default"; default: nil }
+    }
+    public static func builtinID(_ name: String) -> UInt32? {
+        switch name { case "main": main; case "local": local; case "default": `default`; default: nil }
+    }
+}
+
+public struct Node: Sendable {
+    public var name: String
+    public var location: SourceLocation
+    public var forwarding: Bool
+    public var sourceRoute: Bool
+    public var sysctls: [Sysctl]
+    public var interfaces: [Interface]
+    public var routes: [Route]
+    public var rules: [Rule]
+    public var listen: [UInt16]
+
+    public func interface(_ name: String) -> Interface? { interfaces.first { $0.name == name } }
+    /// Every address of the node, with its interface.
+    public var addresses: [(interface: String, address: InterfaceAddress)] {
+        interfaces.flatMap { i in i.addresses.map { (i.name, $0) } }
+    }
+}
+
+public struct Sysctl: Sendable, Hashable {
+    /// Dotted key under /proc/sys (`net.ipv4.conf.all.rp_filter`).
+    public var key: String
+    public var value: String
+    public var location: SourceLocation
+    public var path: String { "/proc/sys/" + key.replacingOccurrences(of: ".", with: "/") }
+}
+
+public enum InterfaceKind: String, Sendable, CaseIterable {
+    /// One end of a veth pair (or of a LAN segment's veth to its bridge); made by `links:`.
+    case veth
+    /// The loopback device every namespace has.
+    case loopback
+    /// A standalone device of a kernel driver (`type: dummy`, `type: bridge`, ...), made in the node itself.
+    case dummy, bridge, vrf, macvlan
+}
+
+public struct Interface: Sendable {
+    public var name: String
+    public var location: SourceLocation
+    public var kind: InterfaceKind
+    public var addresses: [InterfaceAddress]
+    public var mtu: Int?
+    /// The location of `type:` when the kind was written.
+    public var kindLocation: SourceLocation?
+}
+
+public struct InterfaceAddress: Sendable, Hashable {
+    public var prefix: IPv4Prefix
+    public var scope: AddressScope?
+    public var noprefixroute: Bool
+    public var metric: UInt32?
+    public var location: SourceLocation
+    public var address: IPv4Address { prefix.address }
+    /// The iproute2 form: `198.51.100.10/25 scope link noprefixroute metric 10`.
+    public var text: String {
+        var s = prefix.description
+        if let scope { s += " scope \(scope.rawValue)" }
+        if noprefixroute { s += " noprefixroute" }
+        if let metric { s += " metric \(metric)" }
+        return s
+    }
+}
+
+public struct Nexthop: Sendable, Hashable {
+    public var gateway: IPv4Address?
+    public var dev: String?
+    public var weight: Int
+    public var onlink: Bool
+    public var location: SourceLocation
+}
+
+public struct Route: Sendable {
+    public var location: SourceLocation
+    /// How the route reads in iproute2 syntax; the file's own string for the string form.
+    public var text: String
+    public var type: RouteType
+    public var destination: IPv4Prefix
+    public var table: UInt32
+    public var metric: UInt32?
+    public var scope: AddressScope?
+    public var proto: UInt8?
+    public var src: IPv4Address?
+    public var mtu: UInt32?
+    public var advmss: UInt32?
+    public var tos: UInt8?
+    /// One entry for a plain route, several for `nexthop ... nexthop ...`, none for error types.
+    public var nexthops: [Nexthop]
+    public var isMultipath: Bool
+}
+
+public struct PortRange: Sendable, Hashable, CustomStringConvertible {
+    public var start: UInt16
+    public var end: UInt16
+    public var description: String { start == end ? "\(start)" : "\(start)-\(end)" }
+}
+
+public enum RuleAction: Sendable, Hashable {
+    case lookup(UInt32)
+    case goto(UInt32)
+    case nop
+    case unreachable, prohibit, blackhole
+    /// The kernel's `FR_ACT_*` value.
+    public var value: UInt8 {
+        switch self {
+        case .lookup: 1; case .goto: 2; case .nop: 3; case .blackhole: 6; case .unreachable: 7; case .prohibit: 8
+        }
+    }
+}
+
+public struct Rule: Sendable {
+    public var location: SourceLocation
+    public var text: String
+    public var pref: UInt32?
+    public var invert: Bool
+    public var from: IPv4Prefix?
+    public var to: IPv4Prefix?
+    public var iif: String?
+    public var oif: String?
+    public var fwmark: UInt32?
+    public var fwmask: UInt32?
+    public var tos: UInt8?
+    public var dscp: UInt8?
+    public var ipproto: UInt8?
+    public var sport: PortRange?
+    public var dport: PortRange?
+    public var uidrange: ClosedRange<UInt32>?
+    public var suppressPrefixLength: Int?
+    public var action: RuleAction
+}
+
+public struct LinkEnd: Sendable, Hashable, CustomStringConvertible {
+    public var node: String
+    public var interface: String
+    public var location: SourceLocation
+    public var description: String { "\(node):\(interface)" }
+}
+
+public struct Link: Sendable {
+    public var location: SourceLocation
+    public var ends: [LinkEnd]
+    public var mtu: Int?
+    /// Two ends are a veth pair; three or more a LAN segment (a bridge in a namespace of its own).
+    public var isSegment: Bool { ends.count > 2 }
+}

@@ -1,0 +1,3 @@
+import NetLab
+import ArgumentParser
+print(_probe())
