@@ -11,6 +11,7 @@ public struct NexthopInfo: Sendable, Hashable {
     public init(gateway: IPv4Address?, index: Int32, weight: Int = 1, flags: UInt32 = 0) {
         self.gateway = gateway; self.index = index; self.weight = weight; self.flags = flags
     }
+    public static let onlinkFlag = UInt32(RTNH_F_ONLINK)
     public var onlink: Bool { flags & UInt32(RTNH_F_ONLINK) != 0 }
     public var dead: Bool { flags & UInt32(RTNH_F_DEAD) != 0 }
     public var linkdown: Bool { flags & UInt32(RTNH_F_LINKDOWN) != 0 }

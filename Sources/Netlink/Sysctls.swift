@@ -16,7 +16,10 @@ public enum Sysctls {
         try namespace.run { try read(key) }
     }
 
-    static func path(_ key: String) -> String { "/proc/sys/" + key.split(separator: ".").joined(separator: "/") }
+    /// `net.ipv4.ip_forward` or `net/ipv4/conf/eth0.100/rp_filter` (slashes when a part holds a dot, as sysctl(8) allows).
+    static func path(_ key: String) -> String {
+        "/proc/sys/" + (key.contains("/") ? key : key.split(separator: ".").joined(separator: "/"))
+    }
 
     /// Write in the calling thread's namespace.
     public static func write(_ key: String, _ value: String) throws(NetlinkError) {

@@ -57,7 +57,11 @@ public struct Sysctl: Sendable, Hashable {
     public var key: String
     public var value: String
     public var location: SourceLocation
-    public var path: String { "/proc/sys/" + key.replacingOccurrences(of: ".", with: "/") }
+    public init(key: String, value: String, location: SourceLocation) {
+        self.key = key
+        self.value = value
+        self.location = location
+    }
 }
 
 public enum InterfaceKind: String, Sendable, CaseIterable {
@@ -102,6 +106,8 @@ public struct Nexthop: Sendable, Hashable {
     public var weight: Int
     public var onlink: Bool
     public var location: SourceLocation
+    /// Where `dev` was written, if it was.
+    public var devLocation: SourceLocation?
 }
 
 public struct Route: Sendable {

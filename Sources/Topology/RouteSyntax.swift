@@ -111,6 +111,7 @@ extension TopologyParser {
                           table: RoutingTable.main, metric: nil, scope: nil, proto: nil, src: nil, mtu: nil, advmss: nil,
                           tos: nil, nexthops: [], isMultipath: !s.nexthops.isEmpty)
         if let t = s["table"] { if let id = table(t) { route.table = id } else { ok = false } }
+        else if type == .local { route.table = RoutingTable.local }   // as iproute2 does for `ip route add local ...`
         if let t = s["metric"] { if let n = number(t, "metric") { route.metric = UInt32(n) } else { ok = false } }
         if let t = s["scope"] {
             if let sc = parseScope(t.text) { route.scope = sc } else {
@@ -150,6 +151,7 @@ extension TopologyParser {
             if let t = h["via"] { if let a = address(t, "gateway") { nh.gateway = a; nh.location = t.at } else { ok = false } }
             if let t = h["dev"] {
                 nh.dev = t.text
+                nh.devLocation = t.at
                 if let p = interfaceNameProblem(t.text) { reader.error(t.at, p, length: t.text.count); ok = false }
             }
             if let t = h["weight"] {

@@ -115,8 +115,9 @@ struct Validator {
             }
             for h in r.nexthops {
                 if let d = h.dev, !devs.contains(d) {
-                    reader.error(h.location, "route \"\(r.text)\" uses dev \(d), which node \(node.name) does not have",
-                                 hint: nearest(d, in: devs).map { "did you mean \"\($0)\"?" } ?? "node \(node.name) has: " + devs.joined(separator: ", "))
+                    reader.error(h.devLocation ?? h.location, "route \"\(r.text)\" uses dev \(d), which node \(node.name) does not have",
+                                 hint: nearest(d, in: devs).map { "did you mean \"\($0)\"?" } ?? "node \(node.name) has: " + devs.joined(separator: ", "),
+                                 length: d.count)
                     continue
                 }
                 guard let gw = h.gateway else { continue }

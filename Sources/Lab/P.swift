@@ -1,2 +1,0 @@
-import Topology
-import Netlink

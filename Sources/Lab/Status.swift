@@ -1,0 +1,174 @@
+import Foundation
+import Netlink
+import Topology
+
+/// A lab that is up, and how its live state differs from its file.
+public struct LabStatus: Codable, Sendable {
+    public struct NamespaceState: Codable, Sendable {
+        public var name: String
+        public var node: String?
+        public var exists: Bool
+    }
+    public struct Drift: Codable, Sendable, CustomStringConvertible {
+        public var node: String
+        public var kind: String      // address | route | rule | namespace
+        public var change: String    // missing | extra
+        public var object: String
+        public var description: String { "\(node): \(change) \(kind) \(object)" }
+    }
+    public var lab: String
+    public var state: String
+    public var phase: String
+    public var file: String
+    public var pid: Int32
+    public var started: Date
+    public var namespaces: [NamespaceState]
+    public var drift: [Drift]
+    /// Why drift could not be computed, if it could not.
+    public var note: String?
+}
+
+extension LabController {
+    /// `netlab status LAB`: the journal, which namespaces exist, and drift against the file.
+    public static func status(lab: String) throws -> LabStatus {
+        guard let j = try Journal.read(lab: lab) else { throw LabError.notUp(lab: lab) }
+        var st = LabStatus(lab: lab, state: j.state.rawValue, phase: j.phase, file: j.file, pid: j.pid, started: j.started,
+                           namespaces: [], drift: [], note: nil)
+        // Compare with the file as it is now when it still parses, else with the text recorded at `up`.
+        let topology: Topology
+        if let current = try? Topology.load(path: j.file), current.lab == lab { topology = current } else {
+            do { topology = try Topology.parse(j.source, file: j.file) } catch {
+                st.note = "the recorded topology no longer parses: \(error)"
+                return st
+            }
+            st.note = "compared with the topology recorded at `up` (the file changed or is gone)"
+        }
+        let plan = LabPlan(topology)
+        for ns in plan.namespaces {
+            st.namespaces.append(.init(name: ns.name, node: ns.node, exists: NetworkNamespace(named: ns.name).exists))
+        }
+        for node in topology.nodes {
+            let ns = NetworkNamespace(named: topology.namespace(of: node.name))
+            guard ns.exists else {
+                st.drift.append(.init(node: node.name, kind: "namespace", change: "missing", object: ns.name))
+                continue
+            }
+            st.drift += try drift(node: node, in: ns, topology: topology)
+        }
+        return st
+    }
+
+    static func drift(node: Node, in ns: NetworkNamespace, topology: Topology) throws -> [LabStatus.Drift] {
+        let socket = try NetlinkSocket(in: ns)
+        let links = try socket.links.list()
+        let nameOf = Dictionary(links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
+        let index = Dictionary(links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
+        var out: [LabStatus.Drift] = []
+        func compare(_ kind: String, expected: [String], live: [String]) {
+            var remaining = live
+            for e in expected {
+                if let i = remaining.firstIndex(of: e) { remaining.remove(at: i) } else {
+                    out.append(.init(node: node.name, kind: kind, change: "missing", object: e))
+                }
+            }
+            for l in remaining { out.append(.init(node: node.name, kind: kind, change: "extra", object: l)) }
+        }
+        // Addresses.
+        let expectedAddresses = node.interfaces.flatMap { i in i.addresses.map { "\($0.prefix) dev \(i.name)" } }
+        let liveAddresses = try socket.addresses.list()
+            .filter { !($0.prefix.address.isLoopback && nameOf[$0.index] == "lo") }
+            .map { "\($0.prefix) dev \(nameOf[$0.index] ?? "?")" }
+        compare("address", expected: expectedAddresses, live: liveAddresses)
+        // Routes the kernel did not make itself (proto kernel: connected and local routes).
+        let name: (UInt32) -> String = { topology.tableName($0) }
+        // A nexthop written without `dev` matches whatever device the kernel resolved for it.
+        var liveRoutes = try socket.routes.list().filter { $0.proto != 2 }
+        for r in node.routes {
+            let want = KernelForm.route(r, index: index)
+            let wanted = describe(want, names: nameOf, table: name)
+            let match = liveRoutes.firstIndex { live in
+                var l = live
+                if l.nexthops.count == want.nexthops.count {
+                    for k in l.nexthops.indices where want.nexthops[k].index == 0 { l.nexthops[k].index = 0 }
+                }
+                return describe(l, names: nameOf, table: name) == wanted
+            }
+            if let m = match { liveRoutes.remove(at: m) } else {
+                out.append(.init(node: node.name, kind: "route", change: "missing", object: wanted))
+            }
+        }
+        for l in liveRoutes {
+            out.append(.init(node: node.name, kind: "route", change: "extra", object: describe(l, names: nameOf, table: name)))
+        }
+        // Rules other than the three the kernel starts with.
+        let liveRules = try socket.rules.list().filter { !isDefaultRule($0) }
+        var unmatched = liveRules
+        for r in node.rules {
+            let want = KernelForm.rule(r)
+            let match = unmatched.firstIndex { live in
+                var l = live
+                if want.priority == nil { l.priority = nil }
+                return describe(l, table: name) == describe(want, table: name)
+            }
+            if let m = match { unmatched.remove(at: m) } else {
+                out.append(.init(node: node.name, kind: "rule", change: "missing", object: describe(want, table: name)))
+            }
+        }
+        for l in unmatched { out.append(.init(node: node.name, kind: "rule", change: "extra", object: describe(l, table: name))) }
+        return out
+    }
+
+    static func isDefaultRule(_ r: RuleInfo) -> Bool {
+        let plain = r.from == nil && r.to == nil && r.iif == nil && r.oif == nil && r.fwmark == nil && r.action == 1 && !r.invert
+        return plain && ((r.priority == 0 && r.table == 255) || (r.priority == 32766 && r.table == 254) || (r.priority == 32767 && r.table == 253))
+    }
+
+    /// A route in one line, the same way for the file and the kernel (ifindex shown by name).
+    static func describe(_ r: RouteInfo, names: [Int32: String], table: (UInt32) -> String) -> String {
+        var w: [String] = []
+        if r.type != .unicast { w.append(r.type.rawValue) }
+        w.append(r.destination.routeDescription)
+        if r.tos != 0 { w += ["tos", String(r.tos)] }
+        if r.table != 254 { w += ["table", table(r.table)] }
+        if r.metric != 0 { w += ["metric", String(r.metric)] }
+        if let s = r.prefsrc { w += ["src", s.description] }
+        if let m = r.mtu { w += ["mtu", String(m)] }
+        if let m = r.advmss { w += ["advmss", String(m)] }
+        for h in r.nexthops {
+            if r.multipath { w.append("nexthop") }
+            if let g = h.gateway { w += ["via", g.description] }
+            if h.index != 0 { w += ["dev", names[h.index] ?? "#\(h.index)"] }
+            if r.multipath { w += ["weight", String(h.weight)] }
+            if h.onlink { w.append("onlink") }
+        }
+        return w.joined(separator: " ")
+    }
+
+    static func describe(_ r: RuleInfo, table: (UInt32) -> String) -> String {
+        var w: [String] = []
+        if let p = r.priority { w.append("\(p):") }
+        if r.invert { w.append("not") }
+        if let f = r.from { w += ["from", f.description] }
+        if let t = r.to { w += ["to", t.description] }
+        if r.tos != 0 { w += ["tos", String(r.tos)] }
+        if let d = r.dscp { w += ["dscp", String(d)] }
+        if let m = r.fwmark { w += ["fwmark", "0x" + String(m, radix: 16) + "/0x" + String(r.fwmask ?? UInt32.max, radix: 16)] }
+        if let i = r.iif { w += ["iif", i] }
+        if let o = r.oif { w += ["oif", o] }
+        if let u = r.uidrange { w += ["uidrange", "\(u.lowerBound)-\(u.upperBound)"] }
+        if let p = r.ipproto { w += ["ipproto", String(p)] }
+        if let s = r.sport { w += ["sport", "\(s.lowerBound)-\(s.upperBound)"] }
+        if let d = r.dport { w += ["dport", "\(d.lowerBound)-\(d.upperBound)"] }
+        switch r.action {
+        case 1: w += ["lookup", table(r.table)]
+        case 2: w += ["goto", String(r.goto ?? 0)]
+        case 3: w.append("nop")
+        case 6: w.append("blackhole")
+        case 7: w.append("unreachable")
+        case 8: w.append("prohibit")
+        default: w.append("action \(r.action)")
+        }
+        if let s = r.suppressPrefixLength { w += ["suppress_prefixlength", String(s)] }
+        return w.joined(separator: " ")
+    }
+}

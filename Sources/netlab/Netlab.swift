@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import NetLab
+
+/// Exit codes everywhere: 0 success, 1 the work failed, 2 bad input or usage.
+enum ExitStatus {
+    static let failed = ExitCode(1)
+    static let badInput = ExitCode(2)
+}
+
+@main
+struct Netlab: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "netlab",
+        abstract: "Multi-homed network labs from a topology file, built through libnl in network namespaces.",
+        discussion: "Exit status: 0 success, 1 the work failed, 2 bad input or usage.",
+        version: "0.1.0",
+        subcommands: [Up.self, Down.self, Status.self, Exec.self, Validate.self]
+    )
+
+    /// Runs the command; usage errors exit 2 (not ArgumentParser's 64) so every command has the same contract.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                exit(withError: error)
+            }
+            if let e = error as? ExitCode { Foundation.exit(e.rawValue) }
+            let message = fullMessage(for: error)
+            if !message.isEmpty { FileHandle.standardError.write((message + "\n").data(using: .utf8)!) }
+            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}
+
+/// Messages and progress for humans, on standard error.
+enum Terminal {
+    static let isTTY = isatty(2) == 1
+    static var color: Bool { isTTY && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }
+
+    static func error(_ s: String) {
+        let prefix = color ? "\u{1B}[1;31merror:\u{1B}[0m " : "error: "
+        FileHandle.standardError.write((prefix + s + "\n").data(using: .utf8)!)
+    }
+    static func note(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
+
+    /// One rewritten status line on a terminal; nothing when output is not a terminal.
+    static func progress(_ phase: String, _ done: Int, _ total: Int) {
+        guard isTTY else { return }
+        FileHandle.standardError.write("\r\u{1B}[K  \(phase) \(done)/\(total)".data(using: .utf8)!)
+    }
+    static func endProgress() {
+        guard isTTY else { return }
+        FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!)
+    }
+
+    /// Root is needed for namespaces and netlink changes.
+    static func requireRoot(_ what: String) throws {
+        if geteuid() != 0 {
+            error("`netlab \(what)` needs root (network namespaces and netlink changes); run it with sudo")
+            throw ExitStatus.badInput
+        }
+    }
+
+    /// Load and validate a topology; bad input prints every diagnostic and exits 2.
+    static func load(_ path: String) throws -> Topology {
+        do { return try Topology.load(path: path) } catch let e as TopologyError {
+            FileHandle.standardError.write((e.rendered(color: color) + "\n").data(using: .utf8)!)
+            throw ExitStatus.badInput
+        }
+    }
+}

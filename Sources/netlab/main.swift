@@ -1,3 +1,0 @@
-import NetLab
-import ArgumentParser
-print(_probe())
