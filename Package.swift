@@ -52,7 +52,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "TopologyTests", dependencies: ["Topology"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TopologyTests", dependencies: ["Topology", "Lab"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NetLab"]),
     ]
 )
