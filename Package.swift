@@ -53,6 +53,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "Lab"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetLab"]),
+        // Root tests: real namespaces, checked through iproute2's `ip -j` (an independent reader). They run in CI.
+        .testTarget(name: "IntegrationTests", dependencies: ["NetLab", "netlab"]),
     ]
 )

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import Topology
+
+/// Root tests run when root, and must run (and fail without root) when CI=true.
+enum Root {
+    static var isRoot: Bool { geteuid() == 0 }
+    static var inCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
+    static var enabled: Bool { isRoot || inCI }
+}
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+struct RunResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Run a program and capture its output.
+@discardableResult
+func run(_ program: String, _ args: [String]) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: program)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// The netlab binary built beside the test bundle (or NETLAB_BIN).
+func netlabBinary() throws -> String {
+    if let b = ProcessInfo.processInfo.environment["NETLAB_BIN"] { return b }
+    let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var candidates = [bundleDir.appendingPathComponent("netlab").path]
+    // swift-testing may run from .../debug/<name>.xctest; the binary sits in .../debug.
+    candidates.append(bundleDir.deletingLastPathComponent().appendingPathComponent("netlab").path)
+    for c in candidates where FileManager.default.isExecutableFile(atPath: c) { return c }
+    let built = try run("/usr/bin/env", ["swift", "build", "--package-path", repoRoot.path, "--show-bin-path"])
+    let path = built.stdout.trimmingCharacters(in: .whitespacesAndNewlines) + "/netlab"
+    try #require(FileManager.default.isExecutableFile(atPath: path), "build netlab first (swift build)")
+    return path
+}
+
+func netlab(_ args: String...) throws -> RunResult { try run(try netlabBinary(), args) }
+
+/// `ip -j ...` parsed as JSON.
+func ipJSON(_ args: String...) throws -> [[String: Any]] {
+    let r = try run("/usr/bin/env", ["ip", "-j"] + args)
+    try #require(r.status == 0, "ip -j \(args.joined(separator: " ")): \(r.stderr)")
+    let text = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    if text.isEmpty { return [] }
+    return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
+}
+
+/// A lab under a name of its own (`it<random>-<name>`), deleted by name when the test ends, whatever happened.
+final class LabFixture {
+    let name: String
+    let file: String
+    let directory: String
+
+    /// Copy `text` under a unique lab name into a temporary file.
+    init(text: String, base: String) throws {
+        let short = String(base.prefix(8))
+        name = "it\(Int.random(in: 1000...9999))-\(short)"
+        directory = NSTemporaryDirectory() + "netlab-\(name)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var lines = text.components(separatedBy: "\n")
+        let i = try #require(lines.firstIndex { $0.hasPrefix("lab:") }, "no lab: line")
+        lines[i] = "lab: \(name)"
+        file = directory + "/\(base).topo"
+        try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+    }
+
+    convenience init(lab path: String) throws {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        try self.init(text: text, base: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+    }
+
+    /// The namespaces of this lab that exist now.
+    func namespaces() -> [String] {
+        let list = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
+        return list.filter { $0.hasPrefix(name + "-") || $0.hasPrefix(name + "_") }.sorted()
+    }
+
+    var journal: String { "/run/netlab/\(name).json" }
+
+    deinit {
+        for ns in namespaces() { _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns]) }
+        try? FileManager.default.removeItem(atPath: journal)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+import Topology
+
+@Suite(.serialized, .enabled(if: Root.enabled, "needs root; under CI=true it runs and fails without root"))
+struct LabLifecycle {
+    init() throws {
+        try #require(Root.isRoot, "integration tests need root")
+    }
+
+    /// Up, compare with `ip -j`, status without drift, down, nothing left.
+    func roundTrip(_ fixture: LabFixture) throws {
+        let up = try netlab("up", fixture.file)
+        try #require(up.status == 0, "netlab up failed: \(up.stderr)")
+        #expect(up.stdout.contains("\(fixture.name) up:"))
+        let topology = try Topology.load(path: fixture.file)
+        let diffs = try LiveState(topology: topology).differences()
+        #expect(diffs.isEmpty, "live state differs from the file:\n\(diffs.joined(separator: "\n"))")
+        let status = try netlab("status", fixture.name)
+        #expect(status.status == 0 && status.stdout.contains("no drift"), "\(status.stdout)\(status.stderr)")
+        let down = try netlab("down", fixture.file)
+        #expect(down.status == 0, "\(down.stderr)")
+        #expect(fixture.namespaces().isEmpty, "left behind: \(fixture.namespaces())")
+        #expect(!FileManager.default.fileExists(atPath: fixture.journal))
+    }
+
+    @Test(arguments: try! FileManager.default.contentsOfDirectory(atPath: repoRoot.appendingPathComponent("Labs").path)
+            .filter { $0.hasSuffix(".topo") }.sorted())
+    func bundledLabComesUpExactlyAsDeclared(_ lab: String) throws {
+        try roundTrip(try LabFixture(lab: repoRoot.appendingPathComponent("Labs/\(lab)").path))
+    }
+
+    @Test(arguments: [11, 22, 33, 44, 55])
+    func unseenRandomLabComesUpExactlyAsDeclared(_ seed: Int) throws {
+        try roundTrip(try LabFixture(text: RandomLab(seed: UInt64(seed)).text, base: "rand\(seed)"))
+    }
+
+    @Test func badTopologyExitsTwoAndChangesNothing() throws {
+        let f = try LabFixture(text: "lab: x\nnodes:\n  a:\n    interfaces: {eth0: [10.1.1.1/24]}\nlinks: [[a:eth0, b:eth0]]\n", base: "bad")
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
+        let r = try netlab("up", f.file)
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("\(f.file):4:25:") && r.stderr.contains("outside the lab's address ranges"), "\(r.stderr)")
+        #expect(r.stderr.contains("\(f.file):5:18:") && r.stderr.contains("names node \"b\""), "\(r.stderr)")
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
+        #expect(before == after)
+        #expect(!FileManager.default.fileExists(atPath: f.journal))
+    }
+
+    @Test func kernelRejectionRollsBackAndNamesTheLine() throws {
+        // Valid to the parser, refused by the kernel: a gateway route with scope link.
+        let text = """
+        lab: x
+        nodes:
+          a:
+            interfaces: {eth0: [192.0.2.1/30]}
+            routes:
+              - 198.51.100.0/24 via 192.0.2.2 dev eth0 scope link
+          b:
+            interfaces: {eth0: [192.0.2.2/30]}
+        links: [[a:eth0, b:eth0]]
+        """
+        let f = try LabFixture(text: text, base: "reject")
+        let r = try netlab("up", f.file)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("\(f.file):6:9: route \"198.51.100.0/24 via 192.0.2.2 dev eth0 scope link\" rejected by the kernel"), "\(r.stderr)")
+        #expect(f.namespaces().isEmpty, "left behind: \(f.namespaces())")
+        #expect(!FileManager.default.fileExists(atPath: f.journal))
+    }
+
+    @Test func missingDriverIsNamed() throws {
+        let text = "lab: x\nnodes:\n  a:\n    interfaces:\n      d0: {type: dummy, addresses: [192.0.2.1/24]}\n"
+        let f = try LabFixture(text: text, base: "driver")
+        let r = try netlab("up", f.file)
+        if r.status == 0 {
+            // This kernel has the driver after all; the device must then exist.
+            #expect(try ipJSON("-n", "\(f.name)-a", "link", "show", "d0").count == 1)
+            _ = try netlab("down", f.name)
+        } else {
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("\(f.file):5:18: interface d0 of type dummy rejected by the kernel"), "\(r.stderr)")
+            #expect(r.stderr.contains("no \"dummy\" driver"), "\(r.stderr)")
+        }
+        #expect(f.namespaces().isEmpty)
+    }
+
+    @Test func secondUpIsAClearErrorAndLeavesTheLabUp() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/dualhome.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        let count = f.namespaces().count
+        let again = try netlab("up", f.file)
+        #expect(again.status == 1 && again.stderr.contains("already up"), "\(again.stderr)")
+        #expect(f.namespaces().count == count)
+        #expect(try netlab("down", f.name).status == 0)
+        #expect(try netlab("down", f.name).status == 0, "down is idempotent")
+        #expect(f.namespaces().isEmpty)
+    }
+
+    @Test func execRunsInsideTheNode() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/dualhome.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        let r = try netlab("exec", f.name, "isp1", "--", "cat", "/proc/sys/net/ipv4/ip_forward")
+        #expect(r.status == 0 && r.stdout == "1\n", "\(r)")
+        let sys = try netlab("exec", f.name, "client", "--", "ls", "/sys/class/net")
+        #expect(Set(sys.stdout.split(separator: "\n")) == ["eth0", "eth1", "lo"], "\(sys.stdout)")
+    }
+
+    @Test func statusReportsDrift() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/dualhome.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        try run("/usr/bin/env", ["ip", "-n", "\(f.name)-client", "addr", "add", "203.0.113.77/25", "dev", "eth1"])
+        try run("/usr/bin/env", ["ip", "-n", "\(f.name)-client", "rule", "del", "pref", "110"])
+        let r = try netlab("status", f.name, "--json")
+        #expect(r.status == 1)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let drift = (json["drift"] as? [[String: Any]] ?? []).map { "\($0["change"]!) \($0["kind"]!) \($0["object"]!)" }
+        #expect(drift.contains("extra address 203.0.113.77/25 dev eth1"), "\(drift)")
+        #expect(drift.contains { $0.hasPrefix("missing rule 110:") }, "\(drift)")
+    }
+
+    @Test func killNineDuringUpThenDownLeavesNothing() throws {
+        let f = try LabFixture(text: RandomLab(seed: 7, nodes: 60).text, base: "crash")
+        let valid = try netlab("validate", f.file)
+        try #require(valid.status == 0, "the generated lab must be valid: \(valid.stderr)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try netlabBinary())
+        p.arguments = ["up", f.file]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Kill as soon as the journal and a few namespaces exist.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !(FileManager.default.fileExists(atPath: f.journal) && f.namespaces().count >= 3) { usleep(200) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let journal = try String(contentsOfFile: f.journal, encoding: .utf8)
+        #expect(journal.contains("\"applying\""), "the kill should land part-way through up")
+        #expect(!f.namespaces().isEmpty)
+        let down = try netlab("down", f.name)
+        #expect(down.status == 0, "\(down.stderr)")
+        #expect(f.namespaces().isEmpty, "left behind: \(f.namespaces())")
+        #expect(!FileManager.default.fileExists(atPath: f.journal))
+    }
+}
