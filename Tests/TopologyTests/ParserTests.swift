@@ -220,3 +220,16 @@ func base(client extra: String = "", links: String = "  - [client:eth0, isp1:eth
 }
 
 typealias SourceLocation_ = Testing.SourceLocation
+
+@Suite struct Documentation {
+    /// Every ```yaml block in docs/topology.md that starts with `lab:` is a valid topology.
+    @Test func topologyDocExamplesParse() throws {
+        let doc = try String(contentsOf: repoRoot.appendingPathComponent("docs/topology.md"), encoding: .utf8)
+        let blocks = doc.components(separatedBy: "```yaml\n").dropFirst().map { $0.components(separatedBy: "```")[0] }
+            .filter { $0.hasPrefix("lab:") }
+        #expect(blocks.count >= 3)
+        for b in blocks {
+            #expect(throws: Never.self) { try Topology.parse(b, file: "docs/topology.md") }
+        }
+    }
+}
