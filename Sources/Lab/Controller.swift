@@ -104,17 +104,38 @@ struct Builder {
     mutating func build(phase: (String) throws -> Void) throws {
         defer { close() }
         let topo = plan.topology
-        // Namespaces.
-        for (k, ns) in plan.namespaces.enumerated() {
-            let at = ns.node.flatMap { topo.node($0)?.location } ?? SourceLocation(line: 1, column: 1)
-            do {
-                let n = try NetworkNamespace.create(named: ns.name)
-                fds[ns.name] = try n.open()
-                sockets[ns.name] = try NetlinkSocket(in: n)
-            } catch {
-                throw rejected(at, "namespace \(ns.name)", error)
+        // Namespaces, on a few dedicated threads in parallel. Each thread, while inside the new namespace, opens its
+        // netlink socket, brings lo up and writes the node-wide sysctls; conf/default is set before any interface
+        // exists, so the interfaces made next inherit it, as the kernel does for every new device.
+        let count = plan.namespaces.count
+        let results = UncheckedResults<(FileDescriptor, NetlinkSocket)>(count)
+        let planned = plan.namespaces
+        let early: [[Sysctl]] = planned.map { ns in ns.node.flatMap { topo.node($0) }.map(LabPlan.earlySysctls) ?? [] }
+        let made = Counter()
+        // Two threads: more only contend for rtnl (measured with scripts/bench-up).
+        DedicatedThread.forEach(count, threads: 2) { i in
+            let ns = planned[i]
+            results.set(i, Result {
+                let n = try NetworkNamespace.createHere(named: ns.name)
+                let fd = try n.open()
+                let s = try NetlinkSocket()
+                try s.links.set(index: 1, name: "lo", up: true)
+                for sysctl in early[i] { try Sysctls.write(sysctl.key, sysctl.value) }
+                return (fd, s)
+            })
+            progress?("namespaces", made.increment(), count)
+        }
+        var firstError: (Int, Error)?
+        for i in 0..<count {
+            switch results.get(i) {
+            case .success(let (fd, s)): fds[planned[i].name] = fd; sockets[planned[i].name] = s
+            case .failure(let e): if firstError == nil { firstError = (i, e) }
+            case nil: break
             }
-            progress?("namespaces", k + 1, plan.namespaces.count)
+        }
+        if let (i, error) = firstError {
+            let at = planned[i].node.flatMap { topo.node($0)?.location } ?? SourceLocation(line: 1, column: 1)
+            throw rejected(at, "namespace \(planned[i].name)", error)
         }
         // Links: veth pairs created with each end in its namespace, bridges, standalone devices.
         try phase("links")
@@ -138,6 +159,7 @@ struct Builder {
                                hint: missing ? "this kernel has no \"\(d.kind.rawValue)\" driver; use a veth link (`links:`) instead" : nil)
             }
         }
+        progress?("link index", 0, plan.namespaces.count)
         for ns in plan.namespaces {
             let links = try sockets[ns.name]!.links.list()
             index[ns.name] = Dictionary(links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
@@ -154,11 +176,10 @@ struct Builder {
             }
         }
         // Everything up, lo included (a fresh namespace's lo is down).
+        progress?("link up", 0, plan.namespaces.count)
         for ns in plan.namespaces {
             let s = sockets[ns.name]!
-            for (name, idx) in index[ns.name]!.sorted(by: { $0.value < $1.value }) {
-                try s.links.set(index: idx, name: name, up: true)
-            }
+            for l in try s.links.list() where !l.isUp { try s.links.set(index: l.index, name: l.name, up: true) }
         }
         // Addresses, in declared order per interface.
         try phase("addresses")
@@ -180,7 +201,8 @@ struct Builder {
         // Sysctls, on the namespace's own thread.
         try phase("sysctls")
         for (k, node) in topo.nodes.enumerated() {
-            let sysctls = LabPlan.sysctls(of: node)
+            let sysctls = LabPlan.lateSysctls(of: node)
+            if sysctls.isEmpty { continue }
             try NetworkNamespace(named: ns(node)).run {
                 for s in sysctls {
                     do { try Sysctls.write(s.key, s.value) } catch let e as NetlinkError {
@@ -265,4 +287,19 @@ public enum KernelForm {
         }
         return k
     }
+}
+
+/// Per-index results filled in by worker threads.
+final class UncheckedResults<T>: @unchecked Sendable {
+    private var slots: [Result<T, Error>?]
+    private let lock = NSLock()
+    init(_ n: Int) { slots = Array(repeating: nil, count: n) }
+    func set(_ i: Int, _ r: Result<T, Error>) { lock.lock(); slots[i] = r; lock.unlock() }
+    func get(_ i: Int) -> Result<T, Error>? { lock.lock(); defer { lock.unlock() }; return slots[i] }
+}
+
+final class Counter: @unchecked Sendable {
+    private var n = 0
+    private let lock = NSLock()
+    func increment() -> Int { lock.lock(); defer { lock.unlock() }; n += 1; return n }
 }

@@ -76,16 +76,22 @@ public struct LabPlan: Sendable {
         }
     }
 
-    /// The sysctls of a node in the order they are written: forwarding, source routing, then the file's own.
-    public static func sysctls(of node: Node) -> [Sysctl] {
-        var out: [Sysctl] = []
-        out.append(Sysctl(key: "net.ipv4.ip_forward", value: node.forwarding ? "1" : "0", location: node.location))
+    /// Sysctls written as the namespace is created, before its interfaces exist: IPv6 off (labs are IPv4; this keeps
+    /// link-local addresses, DAD and MLD out of captures and out of `up`'s time), forwarding, and source routing on
+    /// `all`, `default` (new devices copy it) and `lo` (which already exists). A node's `sysctl:` can override any of them.
+    public static func earlySysctls(of node: Node) -> [Sysctl] {
         let sr = node.sourceRoute ? "1" : "0"
-        for scope in ["all", "default"] + node.interfaces.map(\.name) {
-            out.append(Sysctl(key: "net/ipv4/conf/\(scope)/accept_source_route", value: sr, location: node.location))
-        }
-        return out + node.sysctls
+        return [Sysctl(key: "net.ipv6.conf.all.disable_ipv6", value: "1", location: node.location),
+                Sysctl(key: "net.ipv6.conf.default.disable_ipv6", value: "1", location: node.location),
+                Sysctl(key: "net.ipv4.ip_forward", value: node.forwarding ? "1" : "0", location: node.location),
+                Sysctl(key: "net.ipv4.conf.all.accept_source_route", value: sr, location: node.location),
+                Sysctl(key: "net.ipv4.conf.default.accept_source_route", value: sr, location: node.location),
+                // lo exists before `default` is written, so it does not inherit it.
+                Sysctl(key: "net.ipv4.conf.lo.accept_source_route", value: sr, location: node.location)]
     }
+
+    /// Sysctls written once the interfaces exist: the file's own, in order (they may override the early ones).
+    public static func lateSysctls(of node: Node) -> [Sysctl] { node.sysctls }
 
     public var counts: (nodes: Int, links: Int, addresses: Int, routes: Int, rules: Int) {
         let n = topology.nodes

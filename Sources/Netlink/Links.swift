@@ -26,6 +26,7 @@ public struct Links {
         defer { rtnl_link_put(link) }
         rtnl_link_set_name(link, name)
         rtnl_link_set_ns_fd(link, namespace)
+        rtnl_link_set_flags(link, UInt32(bitPattern: attr(IFF_UP)))   // this end can be created up; the peer cannot
         let p = rtnl_link_veth_get_peer(link)!
         defer { rtnl_link_put(p) }
         rtnl_link_set_name(p, peer)
@@ -33,6 +34,11 @@ public struct Links {
         if let mtu {
             rtnl_link_set_mtu(link, UInt32(mtu))
             rtnl_link_set_mtu(p, UInt32(mtu))
+        }
+        // One queue per end (the default is one per CPU, each with its sysfs objects): labs need no multiqueue veth.
+        for end in [link, p] {
+            rtnl_link_set_num_tx_queues(end, 1)
+            rtnl_link_set_num_rx_queues(end, 1)
         }
         try socket.call("ip link add \(name) type veth peer name \(peer)") {
             rtnl_link_add($0, link, NLM_F_CREATE | NLM_F_EXCL)

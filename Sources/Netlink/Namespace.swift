@@ -30,6 +30,13 @@ public struct NetworkNamespace: Sendable, Hashable {
     /// `ip netns add NAME`: make /run/netns a shared mount, create the file exclusively, then on a dedicated thread
     /// unshare a new network namespace and bind-mount it there. On failure nothing is left behind.
     public static func create(named name: String) throws(NetlinkError) -> NetworkNamespace {
+        let r: Result<NetworkNamespace, NetlinkError> = DedicatedThread.run { Result { () throws(NetlinkError) in try createHere(named: name) } }
+        return try r.get()
+    }
+
+    /// Create the namespace from the calling thread, which is left inside it: for dedicated threads only (see
+    /// `DedicatedThread`), so the caller can open sockets or write sysctls there before the thread ends.
+    public static func createHere(named name: String) throws(NetlinkError) -> NetworkNamespace {
         let ns = NetworkNamespace(named: name)
         let op = "ip netns add \(name)"
         try prepareDirectory()
@@ -40,24 +47,25 @@ public struct NetworkNamespace: Sendable, Hashable {
                                kernelMessage: e == .fileExists ? "namespace \(name) already exists" : nil)
         }
         close(fd)
-        let path = ns.path
-        let result: Result<Void, NetlinkError> = DedicatedThread.run {
-            if netsys_unshare_net() != 0 { return .failure(NetlinkError(operation: op + " (unshare)", errno: Errno(rawValue: Glibc.errno))) }
-            if netsys_bind_mount("/proc/thread-self/ns/net", path) != 0 {
-                return .failure(NetlinkError(operation: op + " (mount --bind)", errno: Errno(rawValue: Glibc.errno)))
-            }
-            return .success(())
+        if netsys_unshare_net() != 0 {
+            let e = Errno(rawValue: Glibc.errno)
+            unlink(ns.path)
+            throw NetlinkError(operation: op + " (unshare)", errno: e)
         }
-        if case .failure(let e) = result {
-            unlink(path)
-            throw e
+        if netsys_bind_mount("/proc/thread-self/ns/net", ns.path) != 0 {
+            let e = Errno(rawValue: Glibc.errno)
+            unlink(ns.path)
+            throw NetlinkError(operation: op + " (mount --bind)", errno: e)
         }
         return ns
     }
 
     nonisolated(unsafe) private static var directoryReady = false
+    private static let directoryLock = NSLockLike()
 
     private static func prepareDirectory() throws(NetlinkError) {
+        directoryLock.lock()
+        defer { directoryLock.unlock() }
         if directoryReady { return }
         if mkdir("/run", 0o755) != 0 && Glibc.errno != EEXIST { throw NetlinkError(operation: "mkdir /run", errno: Errno(rawValue: Glibc.errno)) }
         if mkdir(directory, 0o755) != 0 && Glibc.errno != EEXIST {
@@ -115,12 +123,42 @@ struct UncheckedBox<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
+/// A pthread mutex (the Netlink room does not import Foundation).
+final class NSLockLike: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func lock() { pthread_mutex_lock(&m) }
+    func unlock() { pthread_mutex_unlock(&m) }
+}
+
 /// Runs a closure on a fresh pthread and waits for it. The thread ends with the closure, so a namespace it entered
 /// dies with it.
-enum DedicatedThread {
+public enum DedicatedThread {
     private final class Job: @unchecked Sendable {
         let work: () -> Void
         init(_ work: @escaping () -> Void) { self.work = work }
+    }
+
+    /// Run `body(i)` for i in 0..<count on `threads` fresh pthreads (each takes every `threads`-th index), and wait.
+    /// Each thread ends when its share is done, taking whatever namespace it entered with it.
+    public static func forEach(_ count: Int, threads: Int, _ body: (Int) -> Void) {
+        let t = max(1, min(threads, count))
+        withoutActuallyEscaping(body) { body in
+            let b = UncheckedBox(body)
+            var handles: [pthread_t] = []
+            for w in 0..<t {
+                let job = Job { var i = w; while i < count { b.value(i); i += t } }
+                let arg = Unmanaged.passRetained(job).toOpaque()
+                var thread = pthread_t()
+                let rc = pthread_create(&thread, nil, { raw in
+                    Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue().work()
+                    return nil
+                }, arg)
+                precondition(rc == 0, "pthread_create failed: \(rc)")
+                handles.append(thread)
+            }
+            for h in handles { pthread_join(h, nil) }
+        }
     }
 
     static func run<T>(_ body: () -> T) -> T {

@@ -20,6 +20,9 @@ public final class NetlinkSocket: @unchecked Sendable {
             throw NetlinkError(operation: "nl_connect NETLINK_ROUTE", libnlCode: rc)
         }
         _ = nl_socket_set_buffer_size(s, 1 << 20, 1 << 20)
+        // Read each reply in one recvmsg into a 64 KiB buffer instead of peeking at its size first.
+        _ = nl_socket_set_msg_buf_size(s, 65536)
+        nl_socket_disable_msg_peek(s)
         var one: Int32 = 1
         let fd = nl_socket_get_fd(s)
         // NETLINK_EXT_ACK (11) and NETLINK_CAP_ACK (10) on SOL_NETLINK (270): error messages with the kernel's text.

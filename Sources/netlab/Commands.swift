@@ -6,12 +6,29 @@ import NetLab
 struct Up: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Build a lab from a topology file.")
     @Argument(help: "The topology file (.topo).") var file: String
+    @Flag(help: "Print how long each phase took.") var timings = false
 
     func run() throws {
         let topology = try Terminal.load(file)
         try Terminal.requireRoot("up")
+        var phaseStart = Date(), phase = ""
+        var spent: [(String, Double)] = []
+        let progress: LabController.Progress = { p, done, total in
+            if p != phase {
+                if !phase.isEmpty { spent.append((phase, Date().timeIntervalSince(phaseStart))) }
+                phase = p
+                phaseStart = Date()
+            }
+            Terminal.progress(p, done, total)
+        }
         do {
-            let s = try LabController.up(topology, progress: Terminal.progress)
+            let s = try LabController.up(topology, progress: progress)
+            if !phase.isEmpty { spent.append((phase, Date().timeIntervalSince(phaseStart))) }
+            if timings {
+                for (p, t) in spent {
+                    Terminal.note("  " + p.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f ms", t * 1000))
+                }
+            }
             Terminal.endProgress()
             print(String(format: "%@ up: %d nodes, %d links, %d addresses, %d routes, %d rules in %.2f s",
                          topology.lab, s.nodes, s.links, s.addresses, s.routes, s.rules, s.seconds))
