@@ -38,3 +38,24 @@ int netsys_exec_in_netns(const char *nspath, char *const argv[]) {
     execvp(argv[0], argv);
     return -1;
 }
+
+#include <pthread.h>
+#include <signal.h>
+static volatile sig_atomic_t interrupted_by = 0;
+static void record_signal(int sig) { interrupted_by = sig; }
+int netsys_interrupted(void) { return interrupted_by; }
+void netsys_trap_interrupts(void) {
+    struct sigaction sa;
+    sa.sa_handler = record_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    // A parent may have spawned us with these blocked (posix_spawn inherits the mask); threads made later
+    // inherit this thread's mask, so unblocking here makes every netlab thread able to take them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}

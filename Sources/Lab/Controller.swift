@@ -101,8 +101,17 @@ struct Builder {
 
     func ns(_ node: Node) -> String { plan.topology.namespace(of: node.name) }
 
-    mutating func build(phase: (String) throws -> Void) throws {
+    /// Stop between steps when SIGINT/SIGTERM arrived (see `Interrupts.trap`); the caller rolls back.
+    static func checkInterrupt() throws {
+        if let s = Interrupts.signal { throw LabError.interrupted(signal: s) }
+    }
+
+    mutating func build(phase report: (String) throws -> Void) throws {
         defer { close() }
+        func phase(_ p: String) throws {
+            try Builder.checkInterrupt()
+            try report(p)
+        }
         let topo = plan.topology
         // Namespaces, on a few dedicated threads in parallel. Each thread, while inside the new namespace, opens its
         // netlink socket, brings lo up and writes the node-wide sysctls; conf/default is set before any interface
@@ -133,6 +142,7 @@ struct Builder {
             case nil: break
             }
         }
+        try Builder.checkInterrupt()
         if let (i, error) = firstError {
             let at = planned[i].node.flatMap { topo.node($0)?.location } ?? SourceLocation(line: 1, column: 1)
             throw rejected(at, "namespace \(planned[i].name)", error)
@@ -146,6 +156,7 @@ struct Builder {
                                                         mtu: v.mtu)
             } catch { throw rejected(v.location, v.label, error) }
             progress?("links", k + 1, plan.veths.count)
+            try Builder.checkInterrupt()
         }
         for b in plan.bridges {
             do { try sockets[b.namespace]!.links.add(name: b.name, kind: "bridge") } catch {
@@ -225,6 +236,7 @@ struct Builder {
                 }
                 done += 1
                 progress?("routes", done, plan.counts.routes)
+                try Builder.checkInterrupt()
             }
         }
         try phase("rules")

@@ -9,6 +9,8 @@ public enum LabError: Error, CustomStringConvertible {
     case namespaceTaken(lab: String, namespace: String)
     case notUp(lab: String)
     case system(String)
+    /// SIGINT or SIGTERM arrived; what was made has been removed.
+    case interrupted(signal: Int32)
 
     public var description: String {
         switch self {
@@ -25,6 +27,8 @@ public enum LabError: Error, CustomStringConvertible {
             return "lab \(lab) is not up (no journal at \(Journal.path(lab: lab)))"
         case .system(let s):
             return s
+        case .interrupted(let sig):
+            return "interrupted by \(sig == 2 ? "SIGINT" : sig == 15 ? "SIGTERM" : "signal \(sig)")"
         }
     }
 }

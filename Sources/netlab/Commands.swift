@@ -11,6 +11,7 @@ struct Up: ParsableCommand {
     func run() throws {
         let topology = try Terminal.load(file)
         try Terminal.requireRoot("up")
+        Interrupts.trap()   // Ctrl-C part-way rolls back instead of leaving half a lab
         var phaseStart = Date(), phase = ""
         var spent: [(String, Double)] = []
         let progress: LabController.Progress = { p, done, total in
@@ -35,8 +36,10 @@ struct Up: ParsableCommand {
         } catch let e as LabError {
             Terminal.endProgress()
             Terminal.error(e.description)
-            Terminal.note("nothing was left behind: every namespace made by this `up` was removed")
             if case .alreadyUp = e { throw ExitStatus.failed }
+            if case .namespaceTaken = e { throw ExitStatus.failed }
+            Terminal.note("nothing was left behind: every namespace made by this `up` was removed")
+            if case .interrupted(let sig) = e { throw ExitCode(128 + sig) }
             throw ExitStatus.failed
         }
     }

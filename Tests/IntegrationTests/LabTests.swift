@@ -120,6 +120,35 @@ struct LabLifecycle {
         #expect(drift.contains { $0.hasPrefix("missing rule 110:") }, "\(drift)")
     }
 
+    /// The test runner spawns children with SIGINT blocked, so this also proves `up` unblocks what it traps.
+    @Test func ctrlCDuringUpRollsBack() throws {
+        let f = try LabFixture(text: RandomLab(seed: 9, nodes: 60).text, base: "sigint")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try netlabBinary())
+        p.arguments = ["up", f.file]
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, f.namespaces().count < 3 { usleep(200) }
+        kill(p.processIdentifier, SIGINT)
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 130, "\(text)")
+        #expect(text.contains("interrupted by SIGINT") && text.contains("nothing was left behind"), "\(text)")
+        #expect(f.namespaces().isEmpty, "left behind: \(f.namespaces())")
+        #expect(!FileManager.default.fileExists(atPath: f.journal))
+    }
+
+    @Test func notRootIsAClearErrorExitTwo() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/dualhome.topo").path)
+        let r = try run("/usr/bin/env", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", try netlabBinary(), "up", f.file])
+        #expect(r.status == 2, "\(r)")
+        #expect(r.stderr.contains("needs root"), "\(r.stderr)")
+        #expect(f.namespaces().isEmpty)
+    }
+
     @Test func killNineDuringUpThenDownLeavesNothing() throws {
         let f = try LabFixture(text: RandomLab(seed: 7, nodes: 60).text, base: "crash")
         let valid = try netlab("validate", f.file)

@@ -19,4 +19,10 @@ int netsys_umount_detach(const char *path);
 /// Enter the namespace pinned at `nspath`, give the child a private /sys for it (as `ip netns exec` does, best
 /// effort), then execvp(argv[0], argv). Returns only on failure.
 int netsys_exec_in_netns(const char *nspath, char *const argv[]);
+
+
+/// Set to the signal number when SIGINT or SIGTERM arrives after netsys_trap_interrupts(); 0 otherwise.
+int netsys_interrupted(void);
+/// Catch SIGINT and SIGTERM by recording them (so long work can roll back and exit cleanly).
+void netsys_trap_interrupts(void);
 #endif
