@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "CNetSys"),
         // Pure value types shared by every room: IPv4 addresses and prefixes, kernel enumerations.
         .target(name: "NetCore"),
+        // Pure: packets as checked views over bytes plus values with parse/emit (IPv4 + options, TCP + options, ICMP).
+        .target(name: "Wire", dependencies: ["NetCore"]),
         // Pure: the topology model, its YAML parser and validator. No root, no kernel.
         .target(
             name: "Topology",
@@ -44,7 +46,7 @@ let package = Package(
         // Plan → apply → teardown with a state journal.
         .target(name: "Lab", dependencies: ["Topology", "Netlink"]),
         // The library scripted experiments import.
-        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab"]),
+        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire"]),
         .executableTarget(
             name: "netlab",
             dependencies: [
@@ -53,6 +55,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "Lab"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire"], resources: [.copy("Fixtures")]),
         // Root tests: real namespaces, checked through iproute2's `ip -j` (an independent reader). They run in CI.
         .testTarget(name: "IntegrationTests", dependencies: ["NetLab", "netlab"]),
     ]

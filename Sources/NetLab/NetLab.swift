@@ -3,3 +3,4 @@
 @_exported import Topology
 @_exported import Netlink
 @_exported import Lab
+@_exported import Wire
