@@ -30,6 +30,12 @@ let package = Package(
         .target(name: "NetCore"),
         // Pure: packets as checked views over bytes plus values with parse/emit (IPv4 + options, TCP + options, ICMP).
         .target(name: "Wire", dependencies: ["NetCore"]),
+        // Pure: the connect engine, a sans-I/O rewrite of Linux's IPv4 active open (packets and time in; packets,
+        // events and a trace out).
+        .target(
+            name: "Engine",
+            dependencies: ["NetCore", "Wire", .product(name: "SystemPackage", package: "swift-system")]
+        ),
         // Pure: the topology model, its YAML parser and validator. No root, no kernel.
         .target(
             name: "Topology",
@@ -46,7 +52,7 @@ let package = Package(
         // Plan → apply → teardown with a state journal.
         .target(name: "Lab", dependencies: ["Topology", "Netlink"]),
         // The library scripted experiments import.
-        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire"]),
+        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine"]),
         .executableTarget(
             name: "netlab",
             dependencies: [
@@ -56,6 +62,7 @@ let package = Package(
         ),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "Lab"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Wire"]),
         // Root tests: real namespaces, checked through iproute2's `ip -j` (an independent reader). They run in CI.
         .testTarget(name: "IntegrationTests", dependencies: ["NetLab", "netlab"]),
     ]

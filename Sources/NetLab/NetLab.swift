@@ -4,3 +4,4 @@
 @_exported import Netlink
 @_exported import Lab
 @_exported import Wire
+@_exported import Engine

@@ -1,0 +1,815 @@
+import NetCore
+import SystemPackage
+import Wire
+
+/// What an engine starts from: the node's sysctls, its ports in use, the keyed-hash secrets and a random seed.
+public struct EngineConfig: Sendable {
+    public var sysctls: NodeSysctls
+    public var ports: PortTable
+    /// `net_secret` (ISN, port offset) and `ts_secret` (TS offset): per engine, like the kernel's per boot.
+    public var netSecret: SipKey
+    public var tsSecret: SipKey
+    public var seed: UInt64
+    /// The wall clock in nanoseconds at `Instant.zero` (the ISN adds `ktime_get_real_ns() >> 6`).
+    public var realtimeAtZero: Int64
+
+    public init(sysctls: NodeSysctls = NodeSysctls(), ports: PortTable = PortTable(), seed: UInt64,
+                realtimeAtZero: Int64 = 0) {
+        self.sysctls = sysctls
+        self.ports = ports
+        var r = EngineRandom(seed: seed)
+        netSecret = SipKey(r.next(), r.next())
+        tsSecret = SipKey(r.next(), r.next())
+        self.seed = r.next()
+        self.realtimeAtZero = realtimeAtZero
+    }
+}
+
+/// A user-space rewrite of Linux's IPv4 TCP active open, sans I/O: `connect`, `receive` and `timerFired` take the
+/// time and return actions (packets to send, a timer to arm, events, a trace). It owns no socket and reads no clock,
+/// so every path is a deterministic test. Each step is named after the kernel function it mirrors.
+public struct ConnectEngine<Resolver: RouteResolver> {
+    public let resolver: Resolver
+    public var config: EngineConfig
+    var random: EngineRandom
+    var ports = EphemeralPorts()
+
+    // struct socket / struct sock
+    public private(set) var socketState = SocketState.unconnected
+    public private(set) var state = TCPState.close
+    /// `sk->sk_err`: read and cleared by `socketError()` (SO_ERROR) and by a later connect().
+    public private(set) var pendingError: Errno?
+    var disconnects = 0
+
+    // inet_sock
+    public private(set) var boundAddress = IPv4Address.any
+    public private(set) var boundPort: UInt16 = 0
+    public private(set) var sourceAddress = IPv4Address.any
+    public private(set) var sourcePort: UInt16 = 0
+    public private(set) var destination = IPv4Address.any
+    public private(set) var destinationPort: UInt16 = 0
+    var ipID: UInt16 = 0
+
+    // Socket options.
+    public private(set) var boundDevice: String?
+    public private(set) var mark: UInt32 = 0
+    public private(set) var tos: UInt8 = 0
+    public private(set) var ttl = -1
+    public private(set) var dontRoute = false
+    public private(set) var synCount = 0
+    public private(set) var userMSS = 0
+    public private(set) var ipOptions: SocketIPOptions?
+    public private(set) var receiveBuffer: Int?
+    public private(set) var uid: UInt32 = 0
+
+    // The route and what connect derived from it.
+    public private(set) var route: ResolvedRoute?
+    public private(set) var advmss = 0
+    public private(set) var rcvWnd: UInt32 = 0
+    public private(set) var rcvWscale: UInt8 = 0
+    public private(set) var windowClamp: UInt32 = 0
+
+    // tcp_sock
+    public private(set) var iss = SeqNumber(0)
+    public private(set) var sndUna = SeqNumber(0)
+    public private(set) var sndNxt = SeqNumber(0)
+    public private(set) var rcvNxt = SeqNumber(0)
+    public private(set) var sndWnd: UInt32 = 0
+    public private(set) var sndWscale: UInt8 = 0
+    public private(set) var peerMSS = 0
+    public private(set) var tsOffset: UInt32 = 0
+    public private(set) var timestampsOK = false
+    public private(set) var sackOK = false
+    var tsRecent: UInt32 = 0
+    var mssClamp = 536
+
+    // Retransmission (tcp_timer.c): icsk_rto, icsk_retransmits, total_rto, retrans_stamp.
+    public private(set) var rto: Int64 = nsPerSecond
+    public private(set) var retransmits = 0
+    var timeouts = 0
+    var retransStamp = Instant.zero
+    public private(set) var timerDeadline: Instant?
+    var synSentAt = Instant.zero
+    var handshakeRTT: Int64?
+    /// Unacknowledged data and FIN (sent, waiting for an ACK).
+    var unacked: [UInt8] = []
+    var finSent = false
+    var finAcked = false
+    var peerFinReceived = false
+
+    public init(resolver: Resolver, config: EngineConfig) {
+        self.resolver = resolver
+        self.config = config
+        random = EngineRandom(seed: config.seed)
+    }
+
+    // MARK: socket calls
+
+    /// setsockopt(2). Returns the errno, or nil.
+    public mutating func setOption(_ option: SocketOption) -> Errno? {
+        switch option {
+        case .bindToDevice(let d): boundDevice = (d?.isEmpty ?? true) ? nil : d
+        case .mark(let m): mark = m
+        case .tos(let t): tos = t
+        case .ttl(let t):
+            guard t == -1 || (1...255).contains(t) else { return .invalidArgument }
+            ttl = t
+        case .dontRoute(let d): dontRoute = d
+        case .synCount(let n):
+            guard (1...127).contains(n) else { return .invalidArgument }
+            synCount = n
+        case .maxSegment(let m):
+            guard m == 0 || (88...65535).contains(m) else { return .invalidArgument }
+            userMSS = m
+        case .ipOptions(let bytes):
+            if bytes.isEmpty { ipOptions = nil; return nil }
+            switch SocketIPOptions.compile(bytes) {
+            case .success(let o): ipOptions = o
+            case .failure(let e): return e
+            }
+        case .receiveBuffer(let n): receiveBuffer = max(2304, min(n, config.sysctls.rmemMax) * 2)
+        case .uid(let u): uid = u
+        }
+        return nil
+    }
+
+    /// bind(2) for AF_INET. The address must be 0 or local (the caller checks locality against the node); a port
+    /// already held by bind() gives EADDRINUSE.
+    public mutating func bind(address: IPv4Address, port: UInt16, now: Instant = .zero) -> (Errno?, [Action]) {
+        var out: [Action] = []
+        guard state == .close, boundPort == 0, boundAddress == .any else {
+            return (.invalidArgument, [trace(now, "inet_bind", "socket already bound: EINVAL")])
+        }
+        if port != 0, config.ports.boundPorts.contains(port) {
+            return (.addressInUse, [trace(now, "inet_bind", "port \(port) is held by another bind(): EADDRINUSE")])
+        }
+        boundAddress = address
+        sourceAddress = address
+        boundPort = port
+        sourcePort = port
+        out.append(trace(now, "inet_bind", "bound to \(address):\(port)"))
+        return (nil, out)
+    }
+
+    /// SO_ERROR: returns and clears `sk_err`.
+    public mutating func socketError() -> Errno? {
+        defer { pendingError = nil }
+        return pendingError
+    }
+
+    /// connect(2) on a non-blocking socket. Mirrors `__inet_stream_connect()` in net/ipv4/af_inet.c. The result is
+    /// the errno (nil for 0); EINPROGRESS means the SYN is on its way.
+    public mutating func connect(_ address: SocketAddress, addressLength: Int? = nil, now: Instant) -> (Errno?, [Action]) {
+        let addrlen = addressLength ?? address.defaultLength
+        var out: [Action] = []
+        if addrlen < 2 {
+            out.append(trace(now, "__inet_stream_connect", "addr_len \(addrlen) < sizeof(sa_family): EINVAL"))
+            return (.invalidArgument, out)
+        }
+        if case .unspec = address {
+            disconnects += 1
+            out += tcpDisconnect(now: now)
+            socketState = .unconnected
+            out.append(trace(now, "__inet_stream_connect", "AF_UNSPEC: tcp_disconnect, sock->state = SS_UNCONNECTED"))
+            return (nil, out)
+        }
+        switch socketState {
+        case .connected:
+            out.append(trace(now, "__inet_stream_connect", "SS_CONNECTED: EISCONN"))
+            return (.socketIsConnected, out)
+        case .disconnecting:
+            out.append(trace(now, "__inet_stream_connect", "SS_DISCONNECTING: EINVAL"))
+            return (.invalidArgument, out)
+        case .connecting:
+            // Falls through to the state check with err = EALREADY.
+            return finishConnect(pending: .alreadyInProcess, now: now, out: out)
+        case .unconnected:
+            if state != .close {
+                out.append(trace(now, "__inet_stream_connect", "sk_state \(state.rawValue) != CLOSE: EISCONN"))
+                return (.socketIsConnected, out)
+            }
+            if addrlen < 16 {
+                out.append(trace(now, "tcp_v4_pre_connect", "addr_len \(addrlen) < sizeof(struct sockaddr_in): EINVAL"))
+                return (.invalidArgument, out)
+            }
+            let (err, actions) = tcpV4Connect(address, now: now)
+            out += actions
+            if let err {
+                out.append(trace(now, "__inet_stream_connect", "tcp_v4_connect failed: \(name(err)); sock->state stays SS_UNCONNECTED"))
+                return (err, out)
+            }
+            socketState = .connecting
+            out.append(trace(now, "__inet_stream_connect", "sock->state = SS_CONNECTING, non-blocking: EINPROGRESS"))
+            return finishConnect(pending: .nowInProgress, now: now, out: out)
+        }
+    }
+
+    /// The tail of `__inet_stream_connect`: still in SYN_SENT → the pending errno; CLOSE → sock_error or ECONNABORTED
+    /// and disconnect; otherwise connected.
+    mutating func finishConnect(pending: Errno, now: Instant, out: [Action]) -> (Errno?, [Action]) {
+        var out = out
+        if state == .synSent {
+            out.append(trace(now, "__inet_stream_connect", "SYN_SENT, timeo 0: \(name(pending))"))
+            return (pending, out)
+        }
+        if state == .close {
+            let err = pendingError ?? .connectionAbort
+            pendingError = nil
+            socketState = .unconnected
+            out.append(trace(now, "__inet_stream_connect", "TCP_CLOSE: sock_error \(name(err)), sock->state = SS_UNCONNECTED, disconnect"))
+            out += tcpDisconnect(now: now)
+            return (err, out)
+        }
+        socketState = .connected
+        out.append(trace(now, "__inet_stream_connect", "sock->state = SS_CONNECTED: 0"))
+        return (nil, out)
+    }
+
+    /// `tcp_disconnect`: back to CLOSE, sending RST if a connection exists.
+    mutating func tcpDisconnect(now: Instant) -> [Action] {
+        var out: [Action] = []
+        if state == .established || state == .synSent && false {
+            out.append(.send(segment(flags: [.rst, .ack], seq: sndNxt, ack: rcvNxt, options: [], now: now)))
+        }
+        if state != .close { out.append(.cancelTimer); timerDeadline = nil }
+        state = .close
+        destination = .any
+        destinationPort = 0
+        if boundAddress == .any { sourceAddress = .any }
+        if boundPort == 0 { sourcePort = 0 }
+        retransmits = 0; timeouts = 0; rto = nsPerSecond
+        return out
+    }
+
+    // MARK: tcp_v4_connect
+
+    /// Mirrors `tcp_v4_connect()` in net/ipv4/tcp_ipv4.c: address checks, source route, route, port, ISN, SYN.
+    mutating func tcpV4Connect(_ address: SocketAddress, now: Instant) -> (Errno?, [Action]) {
+        var out: [Action] = []
+        guard case .inet(let daddr, let dport) = address else {
+            if case .family(let f) = address {
+                out.append(trace(now, "tcp_v4_connect", "sin_family \(f) != AF_INET: EAFNOSUPPORT"))
+            }
+            return (.addressFamilyNotSupported, out)
+        }
+        var finalDestination = daddr
+        var nexthop = daddr
+        if let opt = ipOptions, let first = opt.firstHop {
+            if daddr == .any {
+                out.append(trace(now, "tcp_v4_connect", "source route with daddr 0.0.0.0: EINVAL"))
+                return (.invalidArgument, out)
+            }
+            nexthop = first
+            out.append(trace(now, "tcp_v4_connect", "IP options carry \(opt.isStrict ? "SSRR" : "LSRR"): nexthop = faddr \(first), daddr stays \(daddr)"))
+        }
+        let origSport = boundPort
+        // ip_route_connect: lookups #1 (choose saddr) and #2.
+        var flow = Flow(destination: nexthop, source: boundAddress, outputDevice: boundDevice, mark: mark, tos: tos & 0xfc,
+                        dontRoute: dontRoute, proto: 6, sourcePort: origSport, destinationPort: dport, uid: uid)
+        let first = ipRouteConnect(&flow, now: now, out: &out)
+        guard case .success(var rt) = first else {
+            if case .failure(let e) = first { return (e, out) }
+            return (.networkUnreachable, out)
+        }
+        if rt.kind == .broadcast || rt.kind == .multicast {
+            out.append(trace(now, "tcp_v4_connect", "route is \(rt.kind.rawValue): ENETUNREACH"))
+            return (.networkUnreachable, out)
+        }
+        if ipOptions?.hasSourceRoute != true { finalDestination = rt.destination }
+        if boundAddress == .any { sourceAddress = rt.source }
+        destination = finalDestination
+        destinationPort = dport
+        mssClamp = 536
+        state = .synSent
+        out.append(trace(now, "tcp_v4_connect", "saddr \(sourceAddress) daddr \(finalDestination):\(dport), ext_hdr_len \(ipOptions?.optlen ?? 0), mss_clamp 536, state SYN_SENT"))
+        // inet_hash_connect: the source port.
+        if boundPort == 0 {
+            let offset = SipHash.hash3u32(be(sourceAddress.value), be(finalDestination.value), be(dport), key: config.netSecret)
+            switch ports.choose(portOffset: offset, source: sourceAddress, destination: finalDestination, destinationPort: dport,
+                                sysctls: config.sysctls, table: config.ports, random: &random) {
+            case .success(let c):
+                sourcePort = c.port
+                out.append(trace(now, "inet_hash_connect", "port \(c.port) from range \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound) (offset \(c.offset), \(c.tried) tried, parity of low first)"))
+            case .failure(let e):
+                out.append(trace(now, "inet_hash_connect", "no free port in \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound): EADDRNOTAVAIL"))
+                failToClose()
+                return (e, out)
+            }
+        } else {
+            let t = PortTable.FourTuple(source: sourceAddress, sourcePort: boundPort, destination: finalDestination, destinationPort: dport)
+            if config.ports.connections.contains(t) {
+                out.append(trace(now, "inet_hash_connect", "bound port \(boundPort): 4-tuple in use: EADDRNOTAVAIL"))
+                failToClose()
+                return (.addressNotAvailable, out)
+            }
+            out.append(trace(now, "inet_hash_connect", "bound port \(boundPort): check_established ok"))
+        }
+        // ip_route_newports: lookup #3 with the real ports.
+        if sourcePort != origSport {
+            flow.sourcePort = sourcePort
+            flow.anySourcePort = false
+            switch resolver.outputRoute(flow) {
+            case .success(let r):
+                rt = r
+                out.append(trace(now, "ip_route_newports", "lookup #3 (\(flow)): dev \(r.device) via \(r.nextHop)\(r.table.map { " table \($0)" } ?? "")\(r.explanation.isEmpty ? "" : " — \(r.explanation)")"))
+            case .failure(let e):
+                out.append(trace(now, "ip_route_newports", "lookup #3 (\(flow)) failed: \(name(e))"))
+                failToClose()
+                return (e, out)
+            }
+        }
+        route = rt
+        // secure_tcp_seq and secure_tcp_ts_off.
+        let h = SipHash.hash3u32(be(sourceAddress.value), be(finalDestination.value), be(sourcePort) << 16 | be(dport), key: config.netSecret)
+        let clock = (config.realtimeAtZero + now.nanoseconds) >> 6
+        iss = SeqNumber(UInt32(truncatingIfNeeded: h) &+ UInt32(truncatingIfNeeded: clock))
+        tsOffset = config.sysctls.tcpTimestamps == 1
+            ? UInt32(truncatingIfNeeded: SipHash.hash2u32(be(sourceAddress.value), be(finalDestination.value), key: config.tsSecret)) : 0
+        out.append(trace(now, "secure_tcp_seq", "ISN \(iss.raw) = siphash(saddr, daddr, sport, dport) + clock/64ns; tsoffset \(tsOffset)"))
+        ipID = random.u16()
+        out.append(trace(now, "tcp_v4_connect", "inet_id \(ipID) (random)"))
+        out += tcpConnect(now: now)
+        return (nil, out)
+    }
+
+    /// The `failure:` path of tcp_v4_connect: back to CLOSE, saddr and dport reset.
+    mutating func failToClose() {
+        state = .close
+        if boundAddress == .any { sourceAddress = .any }
+        if boundPort == 0 { sourcePort = 0 }
+        destination = .any
+        destinationPort = 0
+    }
+
+    /// Mirrors `ip_route_connect()` in include/net/route.h: lookup #1 when the source or destination is unset (it
+    /// chooses the source), then lookup #2 with it.
+    mutating func ipRouteConnect(_ flow: inout Flow, now: Instant, out: inout [Action]) -> Result<ResolvedRoute, Errno> {
+        if flow.destination == .any || flow.source == .any {
+            switch resolver.outputRoute(flow) {
+            case .failure(let e):
+                out.append(trace(now, "ip_route_connect", "lookup #1 (\(flow)) failed: \(name(e))"))
+                return .failure(e)
+            case .success(let r):
+                out.append(trace(now, "ip_route_connect", "lookup #1 (\(flow)): saddr \(r.source) dev \(r.device)\(r.table.map { " table \($0)" } ?? "")\(r.explanation.isEmpty ? "" : " — \(r.explanation)")"))
+                flow.source = r.source
+                flow.destination = r.destination
+            }
+        }
+        let r = resolver.outputRoute(flow)
+        switch r {
+        case .failure(let e): out.append(trace(now, "ip_route_connect", "lookup #2 (\(flow)) failed: \(name(e))"))
+        case .success(let rt): out.append(trace(now, "ip_route_connect", "lookup #2 (\(flow)): dev \(rt.device) via \(rt.nextHop)\(rt.table.map { " table \($0)" } ?? "")"))
+        }
+        return r
+    }
+
+    // MARK: tcp_connect
+
+    /// Mirrors `tcp_connect_init()` and `tcp_connect()` in net/ipv4/tcp_output.c: MSS and window from the route, the
+    /// SYN, the retransmission timer.
+    mutating func tcpConnect(now: Instant) -> [Action] {
+        guard let rt = route else { return [] }
+        var out: [Action] = []
+        let s = config.sysctls
+        // dst_metric_advmss: the route's advmss, else ipv4_default_advmss (mtu - 40, at least min_adv_mss).
+        let defaultAdvmss = min(max(rt.pathMTU - 40, s.ipRtMinAdvmss), 65535 - 40)
+        let metric = rt.advmss ?? defaultAdvmss
+        advmss = userMSS > 0 && userMSS < metric ? userMSS : metric          // tcp_mss_clamp
+        if userMSS > 0 { mssClamp = userMSS }
+        // tcp_full_space: half of sk_rcvbuf (the default scaling ratio).
+        let rcvbuf = receiveBuffer ?? s.tcpRmem.initial
+        let space = UInt32(rcvbuf / 2)
+        var clamp: UInt32 = windowClamp
+        if receiveBuffer != nil, clamp == 0 || clamp > space { clamp = space }
+        let (wnd, ws, newClamp) = Self.tcpSelectInitialWindow(space: space, mss: UInt32(advmss), windowClamp: clamp,
+                                                               wscaleOK: s.tcpWindowScaling,
+                                                               rmemMax: receiveBuffer != nil ? 0 : UInt32(s.rmemMax),
+                                                               tcpRmemMax: receiveBuffer != nil ? 0 : UInt32(s.tcpRmem.max),
+                                                               signedWindows: s.tcpWorkaroundSignedWindows)
+        rcvWnd = wnd
+        rcvWscale = ws
+        windowClamp = newClamp
+        out.append(trace(now, "tcp_connect_init", "advmss \(advmss) (\(rt.advmss != nil ? "route advmss" : "mtu \(rt.pathMTU) - 40")\(userMSS > 0 ? ", TCP_MAXSEG \(userMSS)" : "")), rcv_wnd \(rcvWnd), wscale \(rcvWscale)"))
+        sndUna = iss
+        sndNxt = iss + 1
+        rcvNxt = SeqNumber(0)
+        synSentAt = now
+        retransStamp = now
+        rto = nsPerSecond
+        retransmits = 0
+        timeouts = 0
+        out.append(.send(synSegment(now: now)))
+        out.append(trace(now, "tcp_connect", "SYN seq \(iss.raw) to \(destination):\(destinationPort) via \(rt.nextHop) dev \(rt.device); RTO 1s"))
+        timerDeadline = now + rto
+        out.append(.armTimer(timerDeadline!))
+        return out
+    }
+
+    /// Mirrors `tcp_select_initial_window()` in net/ipv4/tcp_output.c.
+    public static func tcpSelectInitialWindow(space: UInt32, mss: UInt32, windowClamp: UInt32, wscaleOK: Bool,
+                                              rmemMax: UInt32, tcpRmemMax: UInt32, signedWindows: Bool) -> (UInt32, UInt8, UInt32) {
+        let clamp = windowClamp == 0 ? UInt32(65535) << 14 : windowClamp
+        var sp = min(clamp, space)
+        if sp > mss { sp = sp / mss * mss }
+        let wnd = signedWindows ? min(sp, 32767) : min(sp, 65535)
+        var ws: UInt8 = 0
+        if wscaleOK {
+            var s2 = max(sp, tcpRmemMax)
+            s2 = max(s2, rmemMax)
+            s2 = min(s2, clamp)
+            let ilog = s2 == 0 ? 0 : 31 - s2.leadingZeroBitCount
+            ws = UInt8(max(0, min(14, ilog - 15)))
+        }
+        return (wnd, ws, min(UInt32(65535) << UInt32(ws), clamp))
+    }
+
+    /// The options of a SYN in `tcp_options_write` order: mss; sackOK+TS or nop,nop,TS; nop,nop,sackOK without TS;
+    /// nop,wscale.
+    func synOptions(now: Instant) -> [TCPOption] {
+        let s = config.sysctls
+        var o: [TCPOption] = [.mss(UInt16(advmss))]
+        let ts = s.tcpTimestamps != 0
+        if ts {
+            let val = UInt32(truncatingIfNeeded: now.milliseconds) &+ tsOffset
+            if s.tcpSack { o += [.sackPermitted, .timestamps(value: val, echo: 0)] } else { o += [.nop, .nop, .timestamps(value: val, echo: 0)] }
+        } else if s.tcpSack {
+            o += [.nop, .nop, .sackPermitted]
+        }
+        if s.tcpWindowScaling { o += [.nop, .windowScale(rcvWscale)] }
+        return o
+    }
+
+    mutating func synSegment(now: Instant) -> OutgoingPacket {
+        var flags: TCPFlags = .syn
+        switch config.sysctls.tcpEcn {
+        case 1: flags.formUnion([.ece, .cwr])
+        case 3...: flags.formUnion([.ae, .ece, .cwr])
+        default: break
+        }
+        return segment(flags: flags, seq: iss, ack: SeqNumber(0), options: synOptions(now: now), now: now,
+                       window: UInt16(min(rcvWnd, 65535)))
+    }
+
+    /// Build one IPv4+TCP packet: `__ip_queue_xmit` (TOS, DF, TTL, ID, options) around `tcp_transmit_skb`.
+    mutating func segment(flags: TCPFlags, seq: SeqNumber, ack: SeqNumber, options: [TCPOption], payload: [UInt8] = [],
+                          now: Instant, window: UInt16? = nil) -> OutgoingPacket {
+        let rt = route
+        let firstHop = ipOptions?.firstHop
+        let ttlValue = ttl > 0 ? ttl : (rt?.hoplimit ?? config.sysctls.ipDefaultTTL)
+        let df = config.sysctls.ipNoPmtuDisc == 0 && !(rt?.mtuLocked ?? false)
+        let ipOpts = ipOptions?.parsed(finalDestination: destination) ?? []
+        let ip = IPv4Header(tos: tos, identification: ipID, dontFragment: df, ttl: UInt8(clamping: ttlValue), proto: 6,
+                            source: sourceAddress, destination: firstHop ?? destination, options: ipOpts)
+        ipID &+= 1
+        let tcp = TCPHeader(sourcePort: sourcePort, destinationPort: destinationPort, seq: seq, ack: ack, flags: flags,
+                            window: window ?? currentWindow(), options: options)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(ip.headerLength + tcp.headerLength + payload.count)
+        ip.emit(payloadLength: tcp.headerLength + payload.count, into: &bytes)
+        tcp.emit(payload: payload, source: sourceAddress, destination: destination, into: &bytes)
+        return OutgoingPacket(bytes: bytes, nextHop: rt?.nextHop ?? destination, device: rt?.device ?? "")
+    }
+
+    /// The window field after the handshake (`tcp_select_window`): free space rounded up to the scale, shifted.
+    func currentWindow() -> UInt16 {
+        let rcvbuf = receiveBuffer ?? config.sysctls.tcpRmem.initial
+        var w = UInt32(rcvbuf / 2)
+        if rcvWscale > 0 {
+            let unit = UInt32(1) << UInt32(rcvWscale)
+            if w % unit != 0 { w = (w / unit + 1) * unit }
+        }
+        return UInt16(min(w >> UInt32(rcvWscale), 65535))
+    }
+
+    // MARK: receive
+
+    /// A packet from the wire (an IPv4 datagram addressed to this node). Mirrors `tcp_v4_rcv` →
+    /// `tcp_rcv_synsent_state_process` / `tcp_rcv_state_process`, and `tcp_v4_err` for ICMP.
+    public mutating func receive(_ bytes: [UInt8], now: Instant) -> [Action] {
+        guard let v = try? IPv4PacketView(checking: bytes), v.header.count > 0 else { return [] }
+        if v.proto == 1 { return icmpError(v, now: now) }
+        guard v.proto == 6, let t = try? TCPSegmentView(checking: v.payload), let th = try? TCPHeader.parse(t) else { return [] }
+        guard state != .close, v.destination == sourceAddress, t.destinationPort == sourcePort, t.sourcePort == destinationPort,
+              v.source == destination else { return [] }
+        switch state {
+        case .synSent: return tcpRcvSynsentStateProcess(th, payload: Array(t.payload), now: now)
+        default: return tcpRcvEstablished(th, payload: Array(t.payload), now: now)
+        }
+    }
+
+    /// Mirrors `tcp_rcv_synsent_state_process()` in net/ipv4/tcp_input.c.
+    mutating func tcpRcvSynsentStateProcess(_ th: TCPHeader, payload: [UInt8], now: Instant) -> [Action] {
+        var out: [Action] = []
+        let f = "tcp_rcv_synsent_state_process"
+        if th.flags.contains(.ack) {
+            // !after(ack, snd_una) || after(ack, snd_nxt): an unacceptable ACK gets a RST (seq = its ack) and is dropped.
+            if !th.ack.after(sndUna) || th.ack.after(sndNxt) {
+                out.append(trace(now, f, "ACK \(th.ack.raw) not in (\(sndUna.raw), \(sndNxt.raw)]: send RST seq \(th.ack.raw), drop"))
+                if !th.flags.contains(.rst) {
+                    out.append(.send(segment(flags: .rst, seq: th.ack, ack: SeqNumber(0), options: [], now: now, window: 0)))
+                }
+                return out
+            }
+            if th.flags.contains(.rst) {
+                out.append(trace(now, f, "RST with acceptable ACK: tcp_reset → ECONNREFUSED"))
+                return out + fail(.connectionRefused, now: now)
+            }
+            guard th.flags.contains(.syn) else {
+                out.append(trace(now, f, "ACK without SYN: drop"))
+                return out
+            }
+            // SYN-ACK.
+            rcvNxt = th.seq + 1
+            sndUna = th.ack
+            sndWnd = UInt32(th.window)
+            var sawWscale: UInt8?
+            var sawTS: UInt32?
+            var sawSackPerm = false
+            var theirMSS = 536
+            for o in th.options {
+                switch o {
+                case .mss(let m): theirMSS = Int(m)
+                case .windowScale(let w): sawWscale = min(w, 14)
+                case .timestamps(let val, _): sawTS = val
+                case .sackPermitted: sawSackPerm = true
+                default: break
+                }
+            }
+            if config.sysctls.tcpWindowScaling, let ws = sawWscale { sndWscale = ws } else { sndWscale = 0; rcvWscale = 0 }
+            if config.sysctls.tcpTimestamps != 0, let ts = sawTS { timestampsOK = true; tsRecent = ts } else { timestampsOK = false }
+            sackOK = config.sysctls.tcpSack && sawSackPerm
+            peerMSS = min(theirMSS, advmss)
+            state = .established
+            handshakeRTT = now - synSentAt
+            timerDeadline = nil
+            out.append(.cancelTimer)
+            out.append(trace(now, f, "SYN-ACK seq \(th.seq.raw) ack \(th.ack.raw): rcv_nxt \(rcvNxt.raw), snd_wscale \(sndWscale), TS \(timestampsOK ? "on" : "off"), SACK \(sackOK ? "on" : "off"), mss \(peerMSS); ESTABLISHED"))
+            out.append(.send(ackSegment(now: now)))
+            out.append(trace(now, "tcp_send_ack", "ACK seq \(sndNxt.raw) ack \(rcvNxt.raw)"))
+            out.append(.established)
+            return out
+        }
+        if th.flags.contains(.rst) {
+            out.append(trace(now, f, "RST without ACK: drop"))
+            return out
+        }
+        if th.flags.contains(.syn) {
+            out.append(trace(now, f, "SYN without ACK (simultaneous open): not modelled, drop"))
+            return out
+        }
+        out.append(trace(now, f, "neither ACK, RST nor SYN: drop"))
+        return out
+    }
+
+    func tsOption(now: Instant) -> [TCPOption] {
+        timestampsOK ? [.nop, .nop, .timestamps(value: UInt32(truncatingIfNeeded: now.milliseconds) &+ tsOffset, echo: tsRecent)] : []
+    }
+
+    mutating func ackSegment(now: Instant) -> OutgoingPacket {
+        segment(flags: .ack, seq: sndNxt, ack: rcvNxt, options: tsOption(now: now), now: now)
+    }
+
+    mutating func fail(_ err: Errno, now: Instant) -> [Action] {
+        pendingError = err
+        state = .close
+        timerDeadline = nil
+        return [.cancelTimer, .failed(err)]
+    }
+
+    /// Mirrors `tcp_v4_err()` in net/ipv4/tcp_ipv4.c: an ICMP error about our SYN (quoted seq in [snd_una, snd_nxt])
+    /// is a hard error in SYN_SENT, mapped by `icmp_err_convert`.
+    mutating func icmpError(_ v: IPv4PacketView, now: Instant) -> [Action] {
+        guard let msg = try? ICMPv4Message.parse(v.payload), let q = msg.quote, q.header.proto == 6,
+              let ports = q.tcpPorts, let seq = q.tcpSeq else { return [] }
+        let f = "tcp_v4_err"
+        // The quoted header is what a router received: its destination is ours, or a hop of our source route.
+        let ours = q.header.source == sourceAddress && ports.source == sourcePort && ports.destination == destinationPort &&
+            (q.header.destination == destination || q.header.destination == ipOptions?.firstHop ||
+             sourceRouteHops.contains(q.header.destination))
+        guard ours, state != .close else { return [] }
+        var out: [Action] = []
+        guard seq.between(sndUna, sndNxt) else {
+            out.append(trace(now, f, "quoted seq \(seq.raw) outside [\(sndUna.raw), \(sndNxt.raw)]: ignored (OUTOFWINDOWICMPS)"))
+            return out
+        }
+        let err: Errno
+        switch msg {
+        case .parameterProblem: err = .protocolError
+        case .timeExceeded: err = .noRouteToHost
+        case .destinationUnreachable(let code, let mtu, _):
+            if code > 15 { out.append(trace(now, f, "unreachable code \(code) > NR_ICMP_UNREACH: ignored")); return out }
+            if code == ICMPUnreachableCode.fragNeeded.rawValue {
+                out.append(trace(now, f, "FRAG_NEEDED mtu \(mtu): PMTU update, not an error"))
+                return out
+            }
+            err = icmpErrConvert(code)!
+        default:
+            out.append(trace(now, f, "ICMP type \(msg.type): ignored"))
+            return out
+        }
+        guard state == .synSent else {
+            out.append(trace(now, f, "ICMP \(name(err)) in \(state.rawValue): soft error, ignored"))
+            return out
+        }
+        out.append(trace(now, f, "ICMP type \(msg.type) from \(v.source) about our SYN: SYN_SENT hard error \(name(err)), tcp_done"))
+        return out + fail(err, now: now)
+    }
+
+    /// Every address of the source route (the first hop and the slots before the final destination).
+    var sourceRouteHops: [IPv4Address] {
+        guard let o = ipOptions, let first = o.firstHop else { return [] }
+        var hops = [first]
+        for opt in o.parsed(finalDestination: destination) {
+            if case .lsrr(_, let r) = opt { hops += r }
+            if case .ssrr(_, let r) = opt { hops += r }
+        }
+        return hops
+    }
+
+    // MARK: timers
+
+    /// The retransmission timer fired. Mirrors `tcp_retransmit_timer()` and `tcp_write_timeout()` in
+    /// net/ipv4/tcp_timer.c as Linux 6.5+ behave (measured against the kernel: Tests/WireTests/Fixtures/syn-schedule.txt).
+    public mutating func timerFired(now: Instant) -> [Action] {
+        guard let deadline = timerDeadline, now >= deadline else { return [] }
+        var out: [Action] = []
+        switch state {
+        case .synSent:
+            // tcp_write_timeout: expired after syn_retries + linear_timeouts retransmissions, or once the time since the
+            // first SYN reaches tcp_model_timeout(syn_retries) = (2^(n+1) - 1) * 1 s.
+            let retryUntil = synCount > 0 ? synCount : config.sysctls.tcpSynRetries
+            let maxRetransmits = retryUntil + config.sysctls.tcpSynLinearTimeouts
+            let modelTimeout = Self.tcpModelTimeout(boundary: retryUntil, rtoBase: nsPerSecond)
+            let elapsed = now - retransStamp
+            let timedOut = retransmits > 0 && elapsed >= modelTimeout
+            if retransmits >= maxRetransmits || timedOut {
+                out.append(trace(now, "tcp_write_timeout", "\(retransmits) retransmissions, \(Instant(nanoseconds: elapsed)) since the SYN (limit \(maxRetransmits) or \(Instant(nanoseconds: modelTimeout))): ETIMEDOUT"))
+                return out + fail(.timedOut, now: now)
+            }
+            out.append(.send(synSegment(now: now)))
+            retransmits += 1
+            timeouts += 1
+            if timeouts > config.sysctls.tcpSynLinearTimeouts { rto = min(rto * 2, 120 * nsPerSecond) }
+            out.append(trace(now, "tcp_retransmit_timer", "SYN retransmission \(retransmits) (same seq, new TS and IP ID); next RTO \(Instant(nanoseconds: rto))\(timeouts <= config.sysctls.tcpSynLinearTimeouts ? " (linear)" : "")"))
+            timerDeadline = now + rto
+            out.append(.armTimer(timerDeadline!))
+        case .established, .finWait1, .closeWait, .lastAck, .closing:
+            // Retransmit what is unacknowledged.
+            if !unacked.isEmpty || (finSent && !finAcked) {
+                retransmits += 1
+                if retransmits > 15 { return out + fail(.timedOut, now: now) }
+                var flags: TCPFlags = .ack
+                if !unacked.isEmpty { flags.insert(.psh) }
+                if finSent && !finAcked { flags.insert(.fin) }
+                out.append(.send(segment(flags: flags, seq: sndUna, ack: rcvNxt, options: tsOption(now: now), payload: unacked, now: now)))
+                rto = min(rto * 2, 120 * nsPerSecond)
+                timerDeadline = now + rto
+                out.append(trace(now, "tcp_retransmit_timer", "retransmit \(unacked.count) bytes\(finSent && !finAcked ? " + FIN" : ""); RTO \(Instant(nanoseconds: rto))"))
+                out.append(.armTimer(timerDeadline!))
+            }
+        default:
+            timerDeadline = nil
+        }
+        return out
+    }
+
+    /// `tcp_model_timeout()`: the time a schedule of `boundary` exponential retransmissions takes.
+    public static func tcpModelTimeout(boundary: Int, rtoBase: Int64) -> Int64 {
+        let rtoMax = 120 * nsPerSecond
+        let ratio = rtoMax / rtoBase
+        let thresh = ratio > 0 ? 63 - ratio.leadingZeroBitCount : 0   // ilog2
+        if boundary <= thresh { return ((Int64(2) << Int64(boundary)) - 1) * rtoBase }
+        return ((Int64(2) << Int64(thresh)) - 1) * rtoBase + Int64(boundary - thresh) * rtoMax
+    }
+
+    // MARK: after ESTABLISHED
+
+    /// Send a payload (one segment, PSH|ACK). Mirrors `tcp_sendmsg` → `tcp_write_xmit` for a small write.
+    public mutating func send(_ data: [UInt8], now: Instant) -> [Action] {
+        guard state == .established || state == .closeWait, !data.isEmpty else { return [] }
+        let mss = max(1, peerMSS - (ipOptions?.optlen ?? 0) - (timestampsOK ? 12 : 0))
+        let chunk = Array(data.prefix(mss))
+        unacked += chunk
+        let pkt = segment(flags: [.psh, .ack], seq: sndNxt, ack: rcvNxt, options: tsOption(now: now), payload: chunk, now: now)
+        sndNxt = sndNxt + UInt32(chunk.count)
+        rto = establishedRTO()
+        retransmits = 0
+        timerDeadline = now + rto
+        return [.send(pkt), trace(now, "tcp_sendmsg", "\(chunk.count) bytes seq \(sndNxt.raw &- UInt32(chunk.count))"), .armTimer(timerDeadline!)]
+    }
+
+    /// close(2): FIN. Mirrors `tcp_close` → `tcp_send_fin`.
+    public mutating func close(now: Instant) -> [Action] {
+        switch state {
+        case .established: state = .finWait1
+        case .closeWait: state = .lastAck
+        case .synSent:
+            let out = tcpDisconnect(now: now)
+            return out + [trace(now, "tcp_close", "in SYN_SENT: no FIN, CLOSE")]
+        default: return []
+        }
+        finSent = true
+        let pkt = segment(flags: [.fin, .ack], seq: sndNxt, ack: rcvNxt, options: tsOption(now: now), now: now)
+        sndNxt = sndNxt + 1
+        rto = establishedRTO()
+        timerDeadline = now + rto
+        return [.send(pkt), trace(now, "tcp_send_fin", "FIN seq \(sndNxt.raw &- 1); \(state.rawValue)"), .armTimer(timerDeadline!)]
+    }
+
+    /// The RTO after one RTT sample (the handshake): `__tcp_set_rto` with srtt = m, rttvar = max(m/2 * 4, rto_min).
+    func establishedRTO() -> Int64 {
+        let m = handshakeRTT ?? nsPerSecond
+        return min(max(m + max(2 * m, 200 * nsPerMillisecond), 200 * nsPerMillisecond), 120 * nsPerSecond)
+    }
+
+    /// Segments after the handshake: ACKs of our data and FIN, in-order data, the peer's FIN, RST.
+    mutating func tcpRcvEstablished(_ th: TCPHeader, payload: [UInt8], now: Instant) -> [Action] {
+        var out: [Action] = []
+        let f = "tcp_rcv_state_process"
+        if th.flags.contains(.rst) {
+            // RFC 5961: only an in-window RST resets.
+            if th.seq == rcvNxt || (state != .synSent && th.seq.between(rcvNxt, rcvNxt + UInt32(rcvWnd))) {
+                out.append(trace(now, f, "RST in \(state.rawValue): ECONNRESET"))
+                let wasClosing = [.finWait1, .finWait2, .lastAck, .closing, .timeWait].contains(state)
+                out += fail(wasClosing ? .connectionReset : .connectionReset, now: now)
+                return out
+            }
+            return [trace(now, f, "RST seq \(th.seq.raw) out of window: ignored")]
+        }
+        if th.flags.contains(.syn) {
+            // A retransmitted SYN-ACK: our ACK was lost; ACK again.
+            return [trace(now, f, "duplicate SYN-ACK: ACK again"), .send(ackSegment(now: now))]
+        }
+        for o in th.options { if case .timestamps(let v, _) = o, timestampsOK { tsRecent = v } }
+        if th.flags.contains(.ack), th.ack.after(sndUna), !th.ack.after(sndNxt) {
+            let acked = Int(th.ack - sndUna)
+            let dataAcked = min(acked, unacked.count)
+            unacked.removeFirst(dataAcked)
+            if finSent && !finAcked && th.ack == sndNxt { finAcked = true }
+            sndUna = th.ack
+            retransmits = 0
+            out.append(trace(now, "tcp_ack", "ack \(th.ack.raw): \(dataAcked) bytes\(finAcked && acked > dataAcked ? " + FIN" : "") acknowledged"))
+            if unacked.isEmpty && (!finSent || finAcked) { timerDeadline = nil; out.append(.cancelTimer) }
+            if finAcked {
+                if state == .finWait1 { state = .finWait2 }
+                if state == .closing { state = .timeWait; out.append(.closed) }
+                if state == .lastAck { state = .close; out.append(.closed) }
+            }
+        }
+        var needAck = false
+        if !payload.isEmpty {
+            if th.seq == rcvNxt {
+                rcvNxt = rcvNxt + UInt32(payload.count)
+                out.append(.received(payload))
+                out.append(trace(now, "tcp_data_queue", "\(payload.count) bytes in order"))
+            } else {
+                out.append(trace(now, "tcp_data_queue", "out-of-order seq \(th.seq.raw) (expected \(rcvNxt.raw)): dup ACK"))
+            }
+            needAck = true
+        }
+        if th.flags.contains(.fin), th.seq + UInt32(payload.count) == rcvNxt, !peerFinReceived {
+            peerFinReceived = true
+            rcvNxt = rcvNxt + 1
+            needAck = true
+            switch state {
+            case .established: state = .closeWait
+            case .finWait1: state = finAcked ? .timeWait : .closing
+            case .finWait2: state = .timeWait
+            default: break
+            }
+            out.append(trace(now, "tcp_fin", "peer FIN: \(state.rawValue)"))
+            if state == .timeWait { out.append(.closed) }
+        }
+        if needAck { out.append(.send(ackSegment(now: now))) }
+        return out
+    }
+
+    // MARK: helpers
+
+    func trace(_ now: Instant, _ function: String, _ detail: String) -> Action {
+        .trace(TraceEvent(time: now, function: function, detail: detail))
+    }
+
+    /// The handshake time, once established.
+    public var handshakeTime: Int64? { handshakeRTT }
+}
+
+/// The symbolic name of an errno (`ECONNREFUSED`).
+public func name(_ e: Errno) -> String {
+    let names: [Int32: String] = [1: "EPERM", 2: "ENOENT", 4: "EINTR", 13: "EACCES", 19: "ENODEV", 22: "EINVAL",
+                                  64: "ENONET", 71: "EPROTO", 90: "EMSGSIZE", 92: "ENOPROTOOPT", 95: "EOPNOTSUPP", 97: "EAFNOSUPPORT",
+                                  98: "EADDRINUSE", 99: "EADDRNOTAVAIL", 101: "ENETUNREACH", 103: "ECONNABORTED",
+                                  104: "ECONNRESET", 106: "EISCONN", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
+                                  112: "EHOSTDOWN", 113: "EHOSTUNREACH", 114: "EALREADY", 115: "EINPROGRESS", 32: "EPIPE"]
+    return names[e.rawValue] ?? "errno \(e.rawValue)"
+}
+
+/// The errno for a name (`ECONNREFUSED` → 111), for checks written by users.
+public func errno(named n: String) -> Errno? {
+    let table: [String: Int32] = ["EPERM": 1, "ENOENT": 2, "EINTR": 4, "EACCES": 13, "ENODEV": 19, "EINVAL": 22, "ENONET": 64,
+                                  "EPROTO": 71, "EMSGSIZE": 90, "ENOPROTOOPT": 92, "EOPNOTSUPP": 95, "EAFNOSUPPORT": 97,
+                                  "EADDRINUSE": 98, "EADDRNOTAVAIL": 99, "ENETUNREACH": 101, "ECONNABORTED": 103,
+                                  "ECONNRESET": 104, "EISCONN": 106, "ETIMEDOUT": 110, "ECONNREFUSED": 111, "EHOSTDOWN": 112,
+                                  "EHOSTUNREACH": 113, "EALREADY": 114, "EINPROGRESS": 115, "EPIPE": 32]
+    return table[n.uppercased()].map { Errno(rawValue: $0) }
+}
