@@ -813,3 +813,13 @@ public func errno(named n: String) -> Errno? {
                                   "EHOSTUNREACH": 113, "EALREADY": 114, "EINPROGRESS": 115, "EPIPE": 32]
     return table[n.uppercased()].map { Errno(rawValue: $0) }
 }
+
+extension ConnectEngine {
+    /// Tests only: put the ISN where a kernel capture had it (the ISN is keyed and clocked, so it cannot be derived).
+    public mutating func testingSetISS(_ seq: SeqNumber) {
+        let delta = seq - iss
+        iss = seq
+        sndUna = seq
+        sndNxt = sndNxt + UInt32(bitPattern: delta)
+    }
+}
