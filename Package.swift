@@ -53,6 +53,10 @@ let package = Package(
         .target(name: "Lab", dependencies: ["Topology", "Netlink"]),
         // The library scripted experiments import.
         .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine"]),
+        // Engine micro-benchmarks (scripts/bench), with baselines measured in the same run.
+        .executableTarget(name: "netlab-bench", dependencies: ["Engine", "Wire", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Bench"),
+        // libFuzzer target for the wire parsers (scripts/fuzz); a plain build replays files.
+        .executableTarget(name: "WireFuzz", dependencies: ["Wire"]),
         .executableTarget(
             name: "netlab",
             dependencies: [

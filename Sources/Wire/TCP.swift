@@ -97,6 +97,7 @@ public enum TCPOption: Equatable, Sendable, CustomStringConvertible {
 
     static func parseAll<C: Collection>(_ bytes: C) throws(WireError) -> [TCPOption] where C.Element == UInt8, C.Index == Int {
         var out: [TCPOption] = []
+        out.reserveCapacity(6)
         var i = 0
         let n = bytes.count
         while i < n {
@@ -107,17 +108,21 @@ public enum TCPOption: Equatable, Sendable, CustomStringConvertible {
             let len = Int(bytes[bytes.startIndex + i + 1])
             guard len >= 2 else { throw .malformed(what: "TCP option \(kind)", detail: "length \(len) < 2") }
             guard i + len <= n else { throw .truncated(what: "TCP option \(kind)", need: i + len, have: n) }
-            let body = Array(bytes[(bytes.startIndex + i + 2)..<(bytes.startIndex + i + len)])
+            let b = bytes.startIndex + i + 2   // first body byte
             switch (kind, len) {
-            case (2, 4): out.append(.mss(body.be16(0)))
-            case (3, 3): out.append(.windowScale(body[0]))
+            case (2, 4): out.append(.mss(UInt16(bytes[b]) << 8 | UInt16(bytes[b + 1])))
+            case (3, 3): out.append(.windowScale(bytes[b]))
             case (4, 2): out.append(.sackPermitted)
             case (5, _) where len >= 10 && (len - 2) % 8 == 0:
+                let body = Array(bytes[b..<(b + len - 2)])
                 out.append(.sack(stride(from: 0, to: body.count, by: 8).map {
                     SackBlock(left: SeqNumber(body.be32($0)), right: SeqNumber(body.be32($0 + 4)))
                 }))
-            case (8, 10): out.append(.timestamps(value: body.be32(0), echo: body.be32(4)))
-            default: out.append(.unknown(kind: kind, data: body))
+            case (8, 10):
+                let val = UInt32(bytes[b]) << 24 | UInt32(bytes[b + 1]) << 16 | UInt32(bytes[b + 2]) << 8 | UInt32(bytes[b + 3])
+                let ecr = UInt32(bytes[b + 4]) << 24 | UInt32(bytes[b + 5]) << 16 | UInt32(bytes[b + 6]) << 8 | UInt32(bytes[b + 7])
+                out.append(.timestamps(value: val, echo: ecr))
+            default: out.append(.unknown(kind: kind, data: Array(bytes[b..<(b + len - 2)])))
             }
             i += len
         }
