@@ -36,6 +36,14 @@ let package = Package(
             name: "Engine",
             dependencies: ["NetCore", "Wire", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // Pure: Linux's IPv4 output route lookup over a namespace snapshot (implements the engine's RouteResolver).
+        .target(
+            name: "Resolver",
+            dependencies: ["NetCore", "Engine", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        // The kernel as oracle: RTM_GETROUTE and real connect() in a namespace, compared with the resolver.
+        .target(name: "Oracle", dependencies: ["NetCore", "Netlink", "Engine", "Resolver",
+                                               .product(name: "SystemPackage", package: "swift-system")]),
         // Pure: the topology model, its YAML parser and validator. No root, no kernel.
         .target(
             name: "Topology",
@@ -52,7 +60,7 @@ let package = Package(
         // Plan → apply → teardown with a state journal.
         .target(name: "Lab", dependencies: ["Topology", "Netlink"]),
         // The library scripted experiments import.
-        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine"]),
+        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine", "Resolver", "Oracle"]),
         // Engine micro-benchmarks (scripts/bench), with baselines measured in the same run.
         .executableTarget(name: "netlab-bench", dependencies: ["Engine", "Wire", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Bench"),
         // libFuzzer target for the wire parsers (scripts/fuzz); a plain build replays files.

@@ -5,3 +5,5 @@
 @_exported import Lab
 @_exported import Wire
 @_exported import Engine
+@_exported import Resolver
+@_exported import Oracle

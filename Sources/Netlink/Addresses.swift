@@ -2,18 +2,6 @@ import CNetlink
 import Glibc
 import NetCore
 
-/// An IPv4 address as the kernel lists it (`ip -j addr show`), in kernel order.
-public struct AddressInfo: Sendable, Hashable {
-    public var index: Int32
-    public var prefix: IPv4Prefix
-    public var scope: UInt8
-    public var flags: UInt32
-    public var metric: UInt32?
-    public var label: String
-    public var isSecondary: Bool { flags & UInt32(IFA_F_SECONDARY) != 0 }
-    public var noprefixroute: Bool { flags & UInt32(IFA_F_NOPREFIXROUTE) != 0 }
-}
-
 /// IPv4 interface addresses.
 public struct Addresses {
     let socket: NetlinkSocket

@@ -59,6 +59,19 @@ private let dumpCallback: nl_recvmsg_msg_cb_t = { msg, arg in
 }
 
 extension NetlinkSocket {
+    /// Send one request (the message is consumed) and collect the replies it causes; an error reply throws.
+    func request(_ m: NetlinkMessage, _ operation: String) throws(NetlinkError) -> [DumpedMessage] {
+        let collector = DumpCollector()
+        let arg = Unmanaged.passUnretained(collector).toOpaque()
+        guard let cb = nl_cb_clone(nl_socket_get_cb(sock)) else { throw NetlinkError(operation: operation, errno: .noMemory) }
+        defer { nl_cb_put(cb) }
+        nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, dumpCallback, arg)
+        defer { nlmsg_free(m.msg) }
+        try call(operation) { nl_send_auto($0, m.msg) }
+        try call(operation) { nl_recvmsgs($0, cb) }
+        return collector.messages
+    }
+
     /// A full dump (`NLM_F_DUMP`) of `type` for `family`, with `header` as the request's fixed header.
     func dump<H>(type: Int32, header: H, _ operation: String) throws(NetlinkError) -> [DumpedMessage] {
         let collector = DumpCollector()

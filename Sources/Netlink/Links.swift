@@ -2,19 +2,6 @@ import CNetlink
 import Glibc
 import NetCore
 
-/// A device as the kernel reports it (`ip -j link show`).
-public struct LinkInfo: Sendable, Hashable {
-    public var index: Int32
-    public var name: String
-    public var flags: UInt32
-    public var mtu: UInt32
-    public var master: Int32
-    public var kind: String?
-    public var group: UInt32
-    public var carrier: Bool
-    public var isUp: Bool { flags & UInt32(bitPattern: attr(IFF_UP)) != 0 }
-}
-
 /// Devices: veth pairs, bridges, other kinds, and their state. One socket, one namespace.
 public struct Links {
     let socket: NetlinkSocket

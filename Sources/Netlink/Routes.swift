@@ -2,49 +2,6 @@ import CNetlink
 import Glibc
 import NetCore
 
-/// One path of a route: gateway, device and weight (iproute2's `nexthop via G dev D weight W`).
-public struct NexthopInfo: Sendable, Hashable {
-    public var gateway: IPv4Address?
-    public var index: Int32
-    public var weight: Int
-    public var flags: UInt32
-    public init(gateway: IPv4Address?, index: Int32, weight: Int = 1, flags: UInt32 = 0) {
-        self.gateway = gateway; self.index = index; self.weight = weight; self.flags = flags
-    }
-    public static let onlinkFlag = UInt32(RTNH_F_ONLINK)
-    public var onlink: Bool { flags & UInt32(RTNH_F_ONLINK) != 0 }
-    public var dead: Bool { flags & UInt32(RTNH_F_DEAD) != 0 }
-    public var linkdown: Bool { flags & UInt32(RTNH_F_LINKDOWN) != 0 }
-}
-
-/// An IPv4 route, as added or as dumped from any table.
-public struct RouteInfo: Sendable, Hashable {
-    public var table: UInt32
-    public var type: RouteType
-    public var scope: UInt8
-    public var proto: UInt8
-    public var destination: IPv4Prefix
-    public var tos: UInt8
-    public var metric: UInt32
-    public var prefsrc: IPv4Address?
-    public var mtu: UInt32?
-    public var advmss: UInt32?
-    public var hoplimit: UInt32?
-    public var flags: UInt32
-    public var nexthops: [NexthopInfo]
-    /// True when the route was given (or dumped) as RTA_MULTIPATH.
-    public var multipath: Bool
-
-    public init(table: UInt32 = 254, type: RouteType = .unicast, scope: UInt8 = 0, proto: UInt8 = 3,
-                destination: IPv4Prefix, tos: UInt8 = 0, metric: UInt32 = 0, prefsrc: IPv4Address? = nil,
-                mtu: UInt32? = nil, advmss: UInt32? = nil, hoplimit: UInt32? = nil, flags: UInt32 = 0,
-                nexthops: [NexthopInfo] = [], multipath: Bool = false) {
-        self.table = table; self.type = type; self.scope = scope; self.proto = proto; self.destination = destination
-        self.tos = tos; self.metric = metric; self.prefsrc = prefsrc; self.mtu = mtu; self.advmss = advmss
-        self.hoplimit = hoplimit; self.flags = flags; self.nexthops = nexthops; self.multipath = multipath
-    }
-}
-
 func makeNLAddr(_ a: IPv4Address, prefix: Int = 32) -> OpaquePointer {
     var be = a.value.bigEndian
     let addr = withUnsafeMutableBytes(of: &be) { nl_addr_build(AF_INET, $0.baseAddress, 4) }!

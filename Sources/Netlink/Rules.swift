@@ -2,32 +2,6 @@ import CNetlink
 import Glibc
 import NetCore
 
-/// A policy rule with every selector the kernel knows, as added or as dumped (`ip -j rule show`).
-public struct RuleInfo: Sendable, Hashable {
-    public var priority: UInt32?
-    public var invert = false
-    public var from: IPv4Prefix?
-    public var to: IPv4Prefix?
-    public var iif: String?
-    public var oif: String?
-    public var fwmark: UInt32?
-    public var fwmask: UInt32?
-    public var tos: UInt8 = 0
-    public var dscp: UInt8?
-    public var ipproto: UInt8?
-    public var sport: ClosedRange<UInt16>?
-    public var dport: ClosedRange<UInt16>?
-    public var uidrange: ClosedRange<UInt32>?
-    public var suppressPrefixLength: Int32?
-    public var suppressIfgroup: Int32?
-    /// FR_ACT_* (1 lookup, 2 goto, 3 nop, 6 blackhole, 7 unreachable, 8 prohibit).
-    public var action: UInt8 = 1
-    public var table: UInt32 = 0
-    public var goto: UInt32?
-    public var l3mdev = false
-    public init() {}
-}
-
 // FRA_* numbers newer than this machine's uapi headers.
 private let FRA_DSCP_: Int32 = 25
 

@@ -21,19 +21,6 @@ public struct Topology: Sendable {
     }
 }
 
-public enum RoutingTable {
-    public static let main: UInt32 = 254
-    public static let local: UInt32 = 255
-    public static let `default`: UInt32 = 253
-    public static let unspec: UInt32 = 0
-    public static func builtinName(_ id: UInt32) -> String? {
-        switch id { case main: "main"; case local: "local"; case `default`: "default"; default: nil }
-    }
-    public static func builtinID(_ name: String) -> UInt32? {
-        switch name { case "main": main; case "local": local; case "default": `default`; default: nil }
-    }
-}
-
 public struct Node: Sendable {
     public var name: String
     public var location: SourceLocation

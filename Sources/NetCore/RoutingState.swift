@@ -1,0 +1,119 @@
+/// The routing state of a namespace as values: what the netlink layer reads and the resolver reasons about.
+
+/// A device as the kernel reports it (`ip -j link show`).
+public struct LinkInfo: Sendable, Hashable {
+    public init(index: Int32, name: String, flags: UInt32, mtu: UInt32, master: Int32, kind: String?, group: UInt32, carrier: Bool) {
+        self.index = index; self.name = name; self.flags = flags; self.mtu = mtu; self.master = master; self.kind = kind
+        self.group = group; self.carrier = carrier
+    }
+    public var index: Int32
+    public var name: String
+    public var flags: UInt32
+    public var mtu: UInt32
+    public var master: Int32
+    public var kind: String?
+    public var group: UInt32
+    public var carrier: Bool
+    public var isUp: Bool { flags & 0x1 != 0 }   // IFF_UP
+}
+
+/// An IPv4 address as the kernel lists it (`ip -j addr show`), in kernel order.
+public struct AddressInfo: Sendable, Hashable {
+    public init(index: Int32, prefix: IPv4Prefix, scope: UInt8, flags: UInt32, metric: UInt32? = nil, label: String = "") {
+        self.index = index; self.prefix = prefix; self.scope = scope; self.flags = flags; self.metric = metric; self.label = label
+    }
+    public var index: Int32
+    public var prefix: IPv4Prefix
+    public var scope: UInt8
+    public var flags: UInt32
+    public var metric: UInt32?
+    public var label: String
+    public var isSecondary: Bool { flags & 0x01 != 0 }     // IFA_F_SECONDARY
+    public var noprefixroute: Bool { flags & 0x200 != 0 }    // IFA_F_NOPREFIXROUTE
+}
+
+/// One path of a route: gateway, device and weight (iproute2's `nexthop via G dev D weight W`).
+public struct NexthopInfo: Sendable, Hashable {
+    public var gateway: IPv4Address?
+    public var index: Int32
+    public var weight: Int
+    public var flags: UInt32
+    public init(gateway: IPv4Address?, index: Int32, weight: Int = 1, flags: UInt32 = 0) {
+        self.gateway = gateway; self.index = index; self.weight = weight; self.flags = flags
+    }
+    public static let onlinkFlag: UInt32 = 4      // RTNH_F_ONLINK
+    public var onlink: Bool { flags & 4 != 0 }
+    public var dead: Bool { flags & 1 != 0 }    // RTNH_F_DEAD
+    public var linkdown: Bool { flags & 16 != 0 }   // RTNH_F_LINKDOWN
+}
+
+/// An IPv4 route, as added or as dumped from any table.
+public struct RouteInfo: Sendable, Hashable {
+    public var table: UInt32
+    public var type: RouteType
+    public var scope: UInt8
+    public var proto: UInt8
+    public var destination: IPv4Prefix
+    public var tos: UInt8
+    public var metric: UInt32
+    public var prefsrc: IPv4Address?
+    public var mtu: UInt32?
+    public var advmss: UInt32?
+    public var hoplimit: UInt32?
+    public var flags: UInt32
+    public var nexthops: [NexthopInfo]
+    /// True when the route was given (or dumped) as RTA_MULTIPATH.
+    public var multipath: Bool
+
+    public init(table: UInt32 = 254, type: RouteType = .unicast, scope: UInt8 = 0, proto: UInt8 = 3,
+                destination: IPv4Prefix, tos: UInt8 = 0, metric: UInt32 = 0, prefsrc: IPv4Address? = nil,
+                mtu: UInt32? = nil, advmss: UInt32? = nil, hoplimit: UInt32? = nil, flags: UInt32 = 0,
+                nexthops: [NexthopInfo] = [], multipath: Bool = false) {
+        self.table = table; self.type = type; self.scope = scope; self.proto = proto; self.destination = destination
+        self.tos = tos; self.metric = metric; self.prefsrc = prefsrc; self.mtu = mtu; self.advmss = advmss
+        self.hoplimit = hoplimit; self.flags = flags; self.nexthops = nexthops; self.multipath = multipath
+    }
+}
+
+/// A policy rule with every selector the kernel knows, as added or as dumped (`ip -j rule show`).
+public struct RuleInfo: Sendable, Hashable {
+    public var priority: UInt32?
+    public var invert = false
+    public var from: IPv4Prefix?
+    public var to: IPv4Prefix?
+    public var iif: String?
+    public var oif: String?
+    public var fwmark: UInt32?
+    public var fwmask: UInt32?
+    public var tos: UInt8 = 0
+    public var dscp: UInt8?
+    public var ipproto: UInt8?
+    public var sport: ClosedRange<UInt16>?
+    public var dport: ClosedRange<UInt16>?
+    public var uidrange: ClosedRange<UInt32>?
+    public var suppressPrefixLength: Int32?
+    public var suppressIfgroup: Int32?
+    /// FR_ACT_* (1 lookup, 2 goto, 3 nop, 6 blackhole, 7 unreachable, 8 prohibit).
+    public var action: UInt8 = 1
+    public var table: UInt32 = 0
+    public var goto: UInt32?
+    public var l3mdev = false
+    public init() {}
+}
+
+
+/// A namespace's routing state at one moment: devices, addresses in kernel order, routes of every table in dump
+/// order, rules in priority order, and the sysctls that change lookups.
+public struct RoutingSnapshot: Sendable {
+    public var links: [LinkInfo]
+    public var addresses: [AddressInfo]
+    public var routes: [RouteInfo]
+    public var rules: [RuleInfo]
+    /// `net.ipv4.fib_multipath_hash_policy`, `net.ipv4.conf.<all|dev>.ignore_routes_with_linkdown`,
+    /// `net.ipv4.conf.<all|dev>.route_localnet`, ...
+    public var sysctls: [String: String]
+
+    public init(links: [LinkInfo], addresses: [AddressInfo], routes: [RouteInfo], rules: [RuleInfo], sysctls: [String: String] = [:]) {
+        self.links = links; self.addresses = addresses; self.routes = routes; self.rules = rules; self.sysctls = sysctls
+    }
+}

@@ -1,0 +1,81 @@
+import CNetlink
+import Glibc
+import NetCore
+import SystemPackage
+
+extension RoutingSnapshot {
+    /// Read a namespace's routing state through libnl dumps (links, addresses, routes of all tables, rules), and the
+    /// sysctls that matter, read on the namespace's own thread.
+    public static func read(_ namespace: NetworkNamespace) throws -> RoutingSnapshot {
+        let socket = try NetlinkSocket(in: namespace)
+        return try read(socket: socket, namespace: namespace)
+    }
+
+    public static func read(socket: NetlinkSocket, namespace: NetworkNamespace) throws -> RoutingSnapshot {
+        let links = try socket.links.list()
+        let addresses = try socket.addresses.list()
+        let routes = try socket.routes.list()
+        let rules = try socket.rules.list()
+        var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh",
+                    "net.ipv4.conf.all.ignore_routes_with_linkdown", "net.ipv4.conf.all.route_localnet"]
+        for l in links {
+            keys.append("net/ipv4/conf/\(l.name)/ignore_routes_with_linkdown")
+            keys.append("net/ipv4/conf/\(l.name)/route_localnet")
+        }
+        let values: [String: String] = try namespace.run {
+            var v: [String: String] = [:]
+            for k in keys { if let s = try? Sysctls.read(k) { v[k.replacingSlashes] = s } }
+            return v
+        }
+        return RoutingSnapshot(links: links, addresses: addresses, routes: routes, rules: rules, sysctls: values)
+    }
+}
+
+extension String {
+    /// `net/ipv4/conf/eth0/x` → `net.ipv4.conf.eth0.x` (device names keep their dots in the 4th part).
+    var replacingSlashes: String { split(separator: "/").joined(separator: ".") }
+}
+
+/// What the kernel answers to `ip route get`: RTM_GETROUTE with the same inputs as a lookup.
+public struct KernelRouteAnswer: Sendable, Equatable {
+    public var source: IPv4Address?
+    public var device: Int32
+    public var gateway: IPv4Address?
+    public var table: UInt32
+    public var type: RouteType
+}
+
+extension NetlinkSocket {
+    /// `ip route get DEST [from SRC] [oif DEV] [mark M] [tos T] [uid U] [ipproto P] [sport N] [dport N]`: one output
+    /// route lookup by the kernel (`inet_rtm_getroute`). Errors are the lookup's errno.
+    public func routeGet(destination: IPv4Address, source: IPv4Address = .any, outputIndex: Int32 = 0, mark: UInt32 = 0,
+                         tos: UInt8 = 0, uid: UInt32 = 0, proto: UInt8 = 6, sourcePort: UInt16 = 0,
+                         destinationPort: UInt16 = 0) -> Result<KernelRouteAnswer, Errno> {
+        var h = rtmsg()
+        h.rtm_family = UInt8(AF_INET)
+        h.rtm_dst_len = 32
+        h.rtm_src_len = source == .any ? 0 : 32
+        h.rtm_tos = tos
+        h.rtm_flags = 0x1000   // RTM_F_LOOKUP_TABLE, as `ip route get` sets: report the table that matched
+        let m = NetlinkMessage(type: attr(RTM_GETROUTE), flags: NLM_F_REQUEST)
+        m.append(h)
+        m.put(attr(RTA_DST), ipv4: destination.value)
+        if source != .any { m.put(attr(RTA_SRC), ipv4: source.value) }
+        if outputIndex != 0 { m.put(attr(RTA_OIF), u32: UInt32(bitPattern: outputIndex)) }
+        if mark != 0 { m.put(attr(RTA_MARK), u32: mark) }
+        m.put(attr(RTA_UID), u32: uid)
+        m.put(attr(RTA_IP_PROTO), u8: proto)
+        if sourcePort != 0 { m.put(attr(RTA_SPORT), u16: sourcePort.bigEndian) }
+        if destinationPort != 0 { m.put(attr(RTA_DPORT), u16: destinationPort.bigEndian) }
+        do {
+            let replies = try request(m, "ip route get \(destination)")
+            guard let reply = replies.first, let r = Routes.parse(reply) else { return .failure(.ioError) }
+            // With `from`, the kernel returns the source as RTA_SRC and leaves RTA_PREFSRC out (they are equal).
+            let src = reply.attributes(after: MemoryLayout<rtmsg>.size)[attr16(RTA_SRC)].map { IPv4Address($0.ipv4) }
+            return .success(KernelRouteAnswer(source: r.prefsrc ?? src, device: r.nexthops.first?.index ?? 0,
+                                              gateway: r.nexthops.first?.gateway, table: r.table, type: r.type))
+        } catch {
+            return .failure(error.errno ?? .ioError)
+        }
+    }
+}

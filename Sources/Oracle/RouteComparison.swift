@@ -1,0 +1,188 @@
+import Engine
+import Foundation
+import NetCore
+import Netlink
+import Resolver
+import SystemPackage
+
+/// The inputs of a route lookup, as `netlab route` takes them.
+public struct RouteQuery: Sendable, Codable, Equatable {
+    public var destination: IPv4Address
+    public var source: IPv4Address
+    public var device: String?
+    public var mark: UInt32
+    public var tos: UInt8
+    public var proto: UInt8
+    public var sourcePort: UInt16
+    public var destinationPort: UInt16
+    public var uid: UInt32
+    public init(destination: IPv4Address, source: IPv4Address = .any, device: String? = nil, mark: UInt32 = 0, tos: UInt8 = 0,
+                proto: UInt8 = 6, sourcePort: UInt16 = 0, destinationPort: UInt16 = 0, uid: UInt32 = 0) {
+        self.destination = destination; self.source = source; self.device = device; self.mark = mark; self.tos = tos
+        self.proto = proto; self.sourcePort = sourcePort; self.destinationPort = destinationPort; self.uid = uid
+    }
+    public var flow: Flow {
+        Flow(destination: destination, source: source, outputDevice: device, mark: mark, tos: tos, proto: proto,
+             sourcePort: sourcePort, destinationPort: destinationPort, uid: uid)
+    }
+    /// `ip route get` words for this query.
+    public var words: String {
+        var w = ["\(destination)"]
+        if source != .any { w += ["from", "\(source)"] }
+        if let d = device { w += ["oif", d] }
+        if mark != 0 { w += ["mark", "0x" + String(mark, radix: 16)] }
+        if tos != 0 { w += ["tos", "0x" + String(tos, radix: 16)] }
+        w += ["ipproto", String(proto)]
+        if sourcePort != 0 { w += ["sport", String(sourcePort)] }
+        if destinationPort != 0 { w += ["dport", String(destinationPort)] }
+        if uid != 0 { w += ["uid", String(uid)] }
+        return w.joined(separator: " ")
+    }
+}
+
+/// One side's answer, as `netlab route --json` prints it.
+public struct RouteAnswer: Codable, Sendable, Equatable {
+    public var source: String?
+    public var dev: String?
+    public var gateway: String?
+    public var table: UInt32?
+    /// The errno name, or nil.
+    public var error: String?
+}
+
+/// The resolver and the kernel on the same lookup.
+public struct RouteComparison: Sendable {
+    public var query: RouteQuery
+    public var connect: Bool
+    public var engine: RouteAnswer
+    /// Every answer the resolver allows (multipath legs the kernel picks by hash).
+    public var candidates: [RouteAnswer]
+    public var kernel: RouteAnswer
+    public var agree: Bool
+    public var trace: [String]
+
+    public struct Report: Codable {
+        public var query: String
+        public var engine: RouteAnswer
+        public var kernel: RouteAnswer
+        public var candidates: [RouteAnswer]
+        public var agree: Bool
+        public var trace: [String]?
+    }
+    public func report(withTrace: Bool) -> Report {
+        Report(query: (connect ? "connect " : "") + query.words, engine: engine, kernel: kernel,
+               candidates: candidates.count > 1 ? candidates : [], agree: agree, trace: withTrace ? trace : nil)
+    }
+
+    public func text(withTrace: Bool) -> String {
+        func line(_ a: RouteAnswer) -> String {
+            if let e = a.error { return e }
+            var s = "src \(a.source ?? "?") dev \(a.dev ?? "?")"
+            if let g = a.gateway { s += " via \(g)" }
+            if let t = a.table { s += " table \(RoutingTable.builtinName(t) ?? String(t))" }
+            return s
+        }
+        var out = ["\(connect ? "connect " : "route get ")\(query.words)",
+                   "  engine: \(line(engine))" + (candidates.count > 1 ? "  (or: " + candidates.dropFirst().map(line).joined(separator: " | ") + ")" : ""),
+                   "  kernel: \(line(kernel))",
+                   agree ? "  agree" : "  DISAGREE"]
+        if withTrace { out += ["  trace:"] + trace.map { "    " + $0 } }
+        return out.joined(separator: "\n")
+    }
+
+    static func answer(_ r: ResolvedRoute) -> RouteAnswer {
+        RouteAnswer(source: r.source.description, dev: r.device, gateway: r.gateway?.description, table: r.table, error: nil)
+    }
+
+    static func decide(_ e: RouteAnswer, _ candidates: [RouteAnswer], _ k: RouteAnswer) -> Bool {
+        if e.error != nil || k.error != nil { return e.error == k.error }
+        return candidates.contains { c in
+            c.source == k.source && c.dev == k.dev && c.gateway == k.gateway && (c.table == nil || k.table == nil || c.table == k.table)
+        }
+    }
+
+    /// Resolve `query` in `namespace` with the resolver and with the kernel, and compare.
+    public static func run(_ query: RouteQuery, in namespace: NetworkNamespace, connect: Bool = false) throws -> RouteComparison {
+        let socket = try NetlinkSocket(in: namespace)
+        let snapshot = try RoutingSnapshot.read(socket: socket, namespace: namespace)
+        return try run(query, resolver: FibResolver(snapshot: snapshot), socket: socket, namespace: namespace, connect: connect)
+    }
+
+    public static func run(_ query: RouteQuery, resolver: FibResolver, socket: NetlinkSocket, namespace: NetworkNamespace,
+                           connect: Bool) throws -> RouteComparison {
+        let names = Dictionary(resolver.snapshot.links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
+        let index = Dictionary(resolver.snapshot.links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
+        func kernelGet(_ q: RouteQuery) -> RouteAnswer {
+            switch socket.routeGet(destination: q.destination, source: q.source, outputIndex: q.device.flatMap { index[$0] } ?? (q.device == nil ? 0 : -1),
+                                   mark: q.mark, tos: q.tos, uid: q.uid, proto: q.proto, sourcePort: q.sourcePort,
+                                   destinationPort: q.destinationPort) {
+            case .success(let a):
+                return RouteAnswer(source: a.source?.description, dev: names[a.device], gateway: a.gateway?.description,
+                                   table: a.table, error: nil)
+            case .failure(let e): return RouteAnswer(error: name(e))
+            }
+        }
+        if !connect {
+            let d = resolver.decide(query.flow)
+            let k = kernelGet(query)
+            let (e, c): (RouteAnswer, [RouteAnswer])
+            switch d.result {
+            case .success(let r): (e, c) = (answer(r), d.candidates.map(answer))
+            case .failure(let err): (e, c) = (RouteAnswer(error: name(err)), [])
+            }
+            return RouteComparison(query: query, connect: false, engine: e, candidates: c, kernel: k, agree: decide(e, c, k), trace: d.trace)
+        }
+        // Kernel: a real non-blocking connect with the same options; getsockname gives the source and port, and the
+        // egress is what RTM_GETROUTE says for that 4-tuple (connect's lookup #3).
+        let kc = try KernelConnect.attempt(query, in: namespace)
+        var kernel: RouteAnswer
+        if let err = kc.error {
+            kernel = RouteAnswer(error: name(err))
+        } else {
+            var q3 = query
+            q3.source = kc.source
+            q3.sourcePort = kc.port
+            q3.proto = 6
+            kernel = kernelGet(q3)
+            kernel.source = kc.source.description
+        }
+        // Resolver: connect's lookups (#1 picks the source, #2 with it, #3 with the port the kernel chose).
+        var trace: [String] = []
+        var flow = query.flow
+        flow.proto = 6
+        flow.sourcePort = query.sourcePort
+        var engine = RouteAnswer()
+        var candidates: [RouteAnswer] = []
+        var sources: [IPv4Address] = [query.source]
+        if query.source == .any {
+            let d1 = resolver.decide(flow)
+            trace += ["lookup #1 (\(flow)):"] + d1.trace.map { "  " + $0 }
+            switch d1.result {
+            case .failure(let e): engine.error = name(e)
+            case .success: sources = d1.candidates.map(\.source)
+            }
+        }
+        if engine.error == nil {
+            for s in Array(Set(sources.map(\.value))).sorted().map(IPv4Address.init) {
+                var f2 = flow
+                f2.source = s
+                let d2 = resolver.decide(f2)
+                trace += ["lookup #2 (\(f2)):"] + d2.trace.map { "  " + $0 }
+                if case .failure(let e) = d2.result { engine.error = name(e); break }
+                var f3 = f2
+                f3.sourcePort = kc.error == nil ? kc.port : 0
+                f3.anySourcePort = false
+                let d3 = resolver.decide(f3)
+                trace += ["lookup #3 (\(f3)):"] + d3.trace.map { "  " + $0 }
+                switch d3.result {
+                case .failure(let e): engine.error = name(e)
+                case .success: candidates += d3.candidates.map { var a = answer($0); a.source = s.description; return a }
+                }
+                if engine.error != nil { break }
+            }
+        }
+        if engine.error == nil, let first = candidates.first { engine = first } else { candidates = [] }
+        return RouteComparison(query: query, connect: true, engine: engine, candidates: candidates, kernel: kernel,
+                               agree: decide(engine, candidates, kernel), trace: trace)
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import CNetSys
+import Foundation
+import NetLab
+
+/// `netlab route`: the resolver's answer beside the kernel's, for one lookup or for connect's lookup sequence.
+struct Route: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Resolve a route as Linux does and compare with the kernel (RTM_GETROUTE, or a real connect).",
+        usage: "netlab route (--lab LAB NODE | --netns NAME) DEST [--from A] [--dev IF] [--mark M] [--tos T] [--ipproto P] [--sport N] [--dport N] [--uid U] [--connect] [--trace] [--json]")
+    @Option(help: "The lab; the node is the first argument.") var lab: String?
+    @Option(help: "Any named network namespace.") var netns: String?
+    @Argument(help: "NODE DEST with --lab, DEST with --netns.") var positional: [String]
+    @Option(help: "Source address (ip route get ... from A).") var from: String?
+    @Option(help: "Output device (oif; SO_BINDTODEVICE with --connect).") var dev: String?
+    @Option(help: "Firewall mark (decimal or 0x hex).") var mark: String?
+    @Option(help: "TOS byte.") var tos: String?
+    @Option(help: "IP protocol: tcp, udp, icmp or a number (default tcp).") var ipproto: String = "tcp"
+    @Option(help: "Source port.") var sport: UInt16 = 0
+    @Option(help: "Destination port (default 80 with --connect).") var dport: UInt16?
+    @Option(help: "The socket owner's uid.") var uid: UInt32 = 0
+    @Flag(help: "Resolve as connect() does (lookup sequence) and compare with a real kernel connect.") var connect = false
+    @Flag(help: "Show the decision trace.") var trace = false
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        if (lab == nil) == (netns == nil) { throw ValidationError("give --lab LAB NODE or --netns NAME") }
+        if positional.count != (lab != nil ? 2 : 1) { throw ValidationError(lab != nil ? "give NODE and DEST" : "give DEST") }
+        guard IPv4Address(positional.last!) != nil else { throw ValidationError("DEST must be an IPv4 address") }
+        if let f = from, IPv4Address(f) == nil { throw ValidationError("--from must be an IPv4 address") }
+        if mark.map({ parseInt($0) == nil }) ?? false { throw ValidationError("--mark must be a number") }
+        if tos.map({ parseInt($0) == nil }) ?? false { throw ValidationError("--tos must be a number") }
+        if protoNumber == nil { throw ValidationError("--ipproto must be tcp, udp, icmp or 0-255") }
+    }
+
+    var protoNumber: UInt8? { ["tcp": 6, "udp": 17, "icmp": 1][ipproto] ?? UInt8(ipproto) }
+
+    func run() throws {
+        try Terminal.requireRoot("route")
+        let ns = NetworkNamespace(named: netns ?? "\(lab!)-\(positional[0])")
+        guard ns.exists else {
+            Terminal.error("no namespace \(ns.name)")
+            throw ExitStatus.failed
+        }
+        let query = RouteQuery(destination: IPv4Address(positional.last!)!, source: from.flatMap(IPv4Address.init) ?? .any,
+                               device: dev, mark: mark.flatMap(parseInt).map(UInt32.init) ?? 0,
+                               tos: tos.flatMap(parseInt).map(UInt8.init) ?? 0, proto: protoNumber!, sourcePort: sport,
+                               destinationPort: dport ?? (connect ? 80 : 0), uid: uid)
+        let c = try RouteComparison.run(query, in: ns, connect: connect)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try enc.encode(c.report(withTrace: trace)), as: UTF8.self))
+        } else {
+            print(c.text(withTrace: trace))
+        }
+        if !c.agree { throw ExitStatus.failed }
+    }
+}
+
+func parseInt(_ s: String) -> Int? { s.hasPrefix("0x") ? Int(s.dropFirst(2), radix: 16) : Int(s) }
