@@ -69,3 +69,5 @@ public struct EngineRandom: Sendable {
 /// Network byte order as the kernel holds `__be32`/`__be16` in memory, read as a host (little-endian) integer.
 @inline(__always) func be(_ v: UInt32) -> UInt32 { v.byteSwapped }
 @inline(__always) func be(_ v: UInt16) -> UInt32 { UInt32(v.byteSwapped) }
+
+extension EngineRandom: RandomNumberGenerator {}

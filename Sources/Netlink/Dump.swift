@@ -67,6 +67,9 @@ extension NetlinkSocket {
         defer { nl_cb_put(cb) }
         nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, dumpCallback, arg)
         defer { nlmsg_free(m.msg) }
+        // The request gets its reply (or an error); an extra ACK would be left unread for the next request.
+        nl_socket_disable_auto_ack(sock)
+        defer { nl_socket_enable_auto_ack(sock) }
         try call(operation) { nl_send_auto($0, m.msg) }
         try call(operation) { nl_recvmsgs($0, cb) }
         return collector.messages

@@ -70,15 +70,23 @@ public struct FibResolver: RouteResolver, Sendable {
             if !localAddresses.contains(saddr) {
                 return fail(.networkUnreachable, "saddr \(saddr) is not an address of this namespace (__ip_dev_find): ENETUNREACH")
             }
+            if flow.outputDevice == nil, daddr.isMulticast || daddr.value == UInt32.max,
+               let owner = snapshot.addresses.first(where: { $0.prefix.address == saddr }), let dev = linkByIndex[owner.index] {
+                trace.append("\(daddr) is multicast/broadcast with saddr set: out of \(dev.name), the device holding \(saddr), no FIB lookup")
+                return made(daddr, saddr, dev, gateway: nil, kind: daddr.isMulticast ? .multicast : .broadcast, route: nil, table: 0, rule: nil, trace: trace)
+            }
         }
         if let name = flow.outputDevice {
             guard let dev = linkByName[name] else { return fail(Errno(rawValue: 19), "oif \(name) does not exist: ENODEV") }
             guard dev.isUp else { return fail(.networkUnreachable, "oif \(name) is down: ENETUNREACH") }
             oif = dev
-            if saddr == .any, daddr.isMulticast || daddr.value == UInt32.max {
-                saddr = inetSelectAddr(dev.index, dst: .any, scope: 253, trace: &trace)
-                return made(daddr, saddr, dev, gateway: nil, kind: daddr.isMulticast ? .multicast : .broadcast, route: nil, table: nil, rule: nil, trace: trace)
+            let localMulticast = daddr.value >> 8 == 0xE00000    // 224.0.0.0/24
+            if localMulticast || daddr.value == UInt32.max || flow.proto == 2 {
+                if saddr == .any { saddr = inetSelectAddr(dev.index, dst: .any, scope: 253, trace: &trace) }
+                trace.append("\(daddr) is link-local multicast/broadcast with oif \(name): straight out of it")
+                return made(daddr, saddr, dev, gateway: nil, kind: daddr.isMulticast ? .multicast : .broadcast, route: nil, table: 0, rule: nil, trace: trace)
             }
+            if saddr == .any, daddr.isMulticast { saddr = inetSelectAddr(dev.index, dst: .any, scope: scope, trace: &trace) }
             if saddr == .any, daddr == .any { saddr = inetSelectAddr(dev.index, dst: .any, scope: 254, trace: &trace) }
         }
         if daddr == .any {
@@ -139,7 +147,8 @@ public struct FibResolver: RouteResolver, Sendable {
                 if k == 0 { return fail(.invalidArgument, "loopback saddr \(s) on a non-loopback device: EINVAL") }
                 continue
             }
-            let r = made(daddr, s, linkByIndex[nh.index], gateway: nh.gateway, kind: kind, route: res.route, table: res.table,
+            // Broadcast and multicast leave the device directly (__mkroute_output drops the nexthop).
+            let r = made(daddr, s, linkByIndex[nh.index], gateway: kind == .unicast ? nh.gateway : nil, kind: kind, route: res.route, table: res.table,
                          rule: res.rule, trace: []).result
             if case .success(let rr) = r { candidates.append(rr) }
             if k == 0 { finalTrace += t }

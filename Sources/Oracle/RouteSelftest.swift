@@ -1,0 +1,61 @@
+import Engine
+import Foundation
+import NetCore
+import Netlink
+import Resolver
+
+/// Differential testing of the resolver against the kernel: many lookups in a namespace, every disagreement kept.
+public struct RouteSelftest {
+    public struct Result: Sendable {
+        public var lookups = 0
+        public var agreements = 0
+        public var disagreements: [RouteComparison] = []
+        public init() {}
+    }
+
+    /// Queries that exercise a namespace: each destination plainly and with every selector the rules may test.
+    public static func queries(snapshot: RoutingSnapshot, destinations: [IPv4Address], random: inout EngineRandom,
+                               count: Int? = nil) -> [RouteQuery] {
+        let locals = snapshot.addresses.map(\.prefix.address).filter { !$0.isLoopback }
+        let devices = snapshot.links.map(\.name)
+        var out: [RouteQuery] = []
+        for d in destinations {
+            out.append(RouteQuery(destination: d))
+            out.append(RouteQuery(destination: d, proto: 17))
+            for s in locals { out.append(RouteQuery(destination: d, source: s)) }
+            for dev in devices { out.append(RouteQuery(destination: d, device: dev)) }
+            for m: UInt32 in [1, 2, 3, 0x13] { out.append(RouteQuery(destination: d, mark: m)) }
+            out.append(RouteQuery(destination: d, tos: 0x10))
+            out.append(RouteQuery(destination: d, destinationPort: 443))
+            out.append(RouteQuery(destination: d, sourcePort: 1500, destinationPort: 80))
+            out.append(RouteQuery(destination: d, uid: 1500))
+        }
+        guard let n = count else { return out }
+        // A random sample, with random combinations of selectors.
+        var sample: [RouteQuery] = []
+        for _ in 0..<n {
+            var q = out[Int(random.below(UInt32(out.count)))]
+            if random.below(3) == 0, !locals.isEmpty { q.source = locals[Int(random.below(UInt32(locals.count)))] }
+            if random.below(4) == 0 { q.mark = random.below(16) }
+            if random.below(5) == 0 { q.tos = [0, 0x10, 0x20][Int(random.below(3))] }
+            if random.below(4) == 0 { q.destinationPort = [22, 80, 443, 500][Int(random.below(4))] }
+            if random.below(6) == 0 { q.sourcePort = UInt16(900 + random.below(1200)) }
+            if random.below(6) == 0 { q.proto = [6, 17, 1][Int(random.below(3))] }
+            sample.append(q)
+        }
+        return sample
+    }
+
+    /// Run `queries` in `namespace` through the resolver and RTM_GETROUTE.
+    public static func run(_ queries: [RouteQuery], in namespace: NetworkNamespace) throws -> Result {
+        let socket = try NetlinkSocket(in: namespace)
+        let resolver = FibResolver(snapshot: try RoutingSnapshot.read(socket: socket, namespace: namespace))
+        var r = Result()
+        for q in queries {
+            let c = try RouteComparison.run(q, resolver: resolver, socket: socket, namespace: namespace, connect: false)
+            r.lookups += 1
+            if c.agree { r.agreements += 1 } else { r.disagreements.append(c) }
+        }
+        return r
+    }
+}
