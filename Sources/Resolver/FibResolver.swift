@@ -194,6 +194,8 @@ public struct FibResolver: RouteResolver, Sendable {
         if !customRules {
             // No custom rules: main (merged with local), then default.
             var r = tableLookup([RoutingTable.local, RoutingTable.main], k, trace: &trace)
+            // The local table lives inside main until the first custom rule (fib_unmerge): results say main.
+            if case .success(var m) = r, m.table == RoutingTable.local { m.table = RoutingTable.main; r = .success(m) }
             if case .failure = r {
                 if tables[RoutingTable.default] != nil { r = tableLookup([RoutingTable.default], k, trace: &trace) }
             }

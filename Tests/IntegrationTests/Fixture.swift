@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Topology
+import NetLab
 
 /// Root tests run when root, and must run (and fail without root) when CI=true.
 enum Root {
