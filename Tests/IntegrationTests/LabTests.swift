@@ -32,7 +32,7 @@ struct LabLifecycle {
 
     @Test(arguments: [11, 22, 33, 44, 55])
     func unseenRandomLabComesUpExactlyAsDeclared(_ seed: Int) throws {
-        try roundTrip(try LabFixture(text: RandomLab(seed: UInt64(seed)).text, base: "rand\(seed)"))
+        try roundTrip(try LabFixture(text: RandomTopology(seed: UInt64(seed)).text, base: "rand\(seed)"))
     }
 
     @Test func badTopologyExitsTwoAndChangesNothing() throws {
@@ -122,7 +122,7 @@ struct LabLifecycle {
 
     /// The test runner spawns children with SIGINT blocked, so this also proves `up` unblocks what it traps.
     @Test func ctrlCDuringUpRollsBack() throws {
-        let f = try LabFixture(text: RandomLab(seed: 9, nodes: 60).text, base: "sigint")
+        let f = try LabFixture(text: RandomTopology(seed: 9, nodes: 60).text, base: "sigint")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try netlabBinary())
         p.arguments = ["up", f.file]
@@ -150,7 +150,7 @@ struct LabLifecycle {
     }
 
     @Test func killNineDuringUpThenDownLeavesNothing() throws {
-        let f = try LabFixture(text: RandomLab(seed: 7, nodes: 60).text, base: "crash")
+        let f = try LabFixture(text: RandomTopology(seed: 7, nodes: 60).text, base: "crash")
         let valid = try netlab("validate", f.file)
         try #require(valid.status == 0, "the generated lab must be valid: \(valid.stderr)")
         let p = Process()
