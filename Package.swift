@@ -62,7 +62,8 @@ let package = Package(
         // The library scripted experiments import.
         .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine", "Resolver", "Oracle"]),
         // Engine micro-benchmarks (scripts/bench), with baselines measured in the same run.
-        .executableTarget(name: "netlab-bench", dependencies: ["Engine", "Wire", .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Bench"),
+        .executableTarget(name: "netlab-bench", dependencies: ["Engine", "Wire", "Resolver", "Netlink", "NetCore",
+                                                            .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Bench"),
         // libFuzzer target for the wire parsers (scripts/fuzz); a plain build replays files.
         .executableTarget(name: "WireFuzz", dependencies: ["Wire"]),
         .executableTarget(

@@ -109,6 +109,12 @@ struct Bench {
         print("|---|---:|---:|---:|")
         print("| parse IPv4+LSRR+TCP SYN (68 B) | \(f(parse)) ns/packet | checksum of the same bytes: \(f(baseline)) ns | \(String(format: "%.1f", parse / baseline))× |")
         print("| emit IPv4+LSRR+TCP SYN with checksums | \(f(emit)) ns/packet | checksum of the same bytes: \(f(baseline)) ns | \(String(format: "%.1f", emit / baseline))× |")
+        defer {
+            if geteuid() == 0 {
+                print()
+                do { print(try RouteBench.run()) } catch { print("route benchmark failed: \(error)") }
+            }
+        }
         print("| simulated handshake (connect, SYN, SYN-ACK, ACK) | \(f(1e9 / handshake)) handshakes/s | kernel loopback connect+accept: \(f(1e9 / kernel))/s | \(String(format: "%.1f", kernel / handshake))× the kernel's rate |")
     }
 }
