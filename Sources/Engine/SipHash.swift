@@ -1,3 +1,4 @@
+import NetCore
 /// SipHash-2-4 with a 128-bit key, as the kernel's `siphash()` (lib/siphash.c). Used for the keyed hashes of
 /// `secure_tcp_seq`, `secure_tcp_ts_off` and `secure_ipv4_port_ephemeral`.
 public struct SipKey: Hashable, Sendable {
@@ -51,15 +52,9 @@ public enum SipHash {
 
 /// A small deterministic generator (SplitMix64) for the engine's `get_random_*` calls, seeded by the driver.
 public struct EngineRandom: Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var mix: SplitMix
+    public init(seed: UInt64) { mix = SplitMix(seed) }
+    public mutating func next() -> UInt64 { mix.next() }
     /// `get_random_u32_below(n)`.
     public mutating func below(_ n: UInt32) -> UInt32 { n == 0 ? 0 : UInt32(truncatingIfNeeded: next() % UInt64(n)) }
     public mutating func u16() -> UInt16 { UInt16(truncatingIfNeeded: next()) }
