@@ -343,9 +343,9 @@ public struct FibResolver: RouteResolver, Sendable {
             case .throw: trace.add("table \(table): throw \(r.destination.routeDescription)"); return .failure(Errno(rawValue: eagain))
             default: break
             }
-            if !r.nexthops.isEmpty, r.nexthops.allSatisfy(\.dead) { continue }
+            if !r.nexthops.isEmpty, r.nexthops.allSatisfy(isDead) { continue }
             for nh in r.nexthops {
-                if nh.dead { continue }
+                if isDead(nh) { continue }
                 if nh.linkdown, ignoreLinkdown(nh.index) { continue }
                 if k.oif != 0, nh.index != k.oif { continue }
                 trace.add("table \(table): \(r.destination.routeDescription)\(r.metric != 0 ? " metric \(r.metric)" : "") (longest match /\(len))")
@@ -371,6 +371,14 @@ public struct FibResolver: RouteResolver, Sendable {
         return .failure(Errno(rawValue: eagain))
     }
 
+    /// Really dead (RTNH_F_DEAD in the kernel). The dump also shows DEAD on a linkdown nexthop of a device that is up
+    /// when ignore_routes_with_linkdown is on (`fib_nexthop_info`); that one is only linkdown.
+    func isDead(_ nh: NexthopInfo) -> Bool {
+        guard nh.dead else { return false }
+        if nh.linkdown, ignoreLinkdown(nh.index), linkByIndex[nh.index]?.isUp == true { return false }
+        return true
+    }
+
     func ignoreLinkdown(_ index: Int32) -> Bool {
         snapshot.sysctls["net.ipv4.conf.all.ignore_routes_with_linkdown"] == "1" ||
             linkByIndex[index].map { snapshot.sysctls["net.ipv4.conf.\($0.name).ignore_routes_with_linkdown"] == "1" } ?? false
@@ -379,7 +387,12 @@ public struct FibResolver: RouteResolver, Sendable {
     /// Mirrors `fib_select_multipath()` as of Linux 6.16: live legs; with a source set, the legs whose own source
     /// (`nh_saddr`) is that source win; the hash (unseen) picks among the rest.
     func selectMultipath(_ r: RouteInfo, saddr: IPv4Address, trace: inout Tracer) -> [NexthopInfo] {
-        let live = r.nexthops.filter { !$0.dead && !($0.linkdown && ignoreLinkdown($0.index)) }
+        // Dead legs are out. A linkdown leg is out of the hash only if ignore_routes_with_linkdown was on when its
+        // carrier changed (fib_rebalance runs on that event, not on the sysctl): unseen, so it stays a candidate.
+        let live = r.nexthops.filter { !isDead($0) }
+        if trace.enabled, r.nexthops.contains(where: { $0.linkdown && ignoreLinkdown($0.index) }) {
+            trace.add("fib_select_multipath: linkdown legs kept as candidates (their hash weight was fixed when the carrier changed)")
+        }
         if saddr != .any {
             var scratch = Tracer(false)
             let mine = live.filter { inetSelectAddr($0.index, dst: $0.gateway ?? .any, scope: r.scope, trace: &scratch) == saddr }

@@ -1,6 +1,7 @@
 import Foundation
 import NetLab
 import Testing
+import Engine
 
 @Suite(.serialized, .enabled(if: Root.enabled, "needs root; under CI=true it runs and fails without root"))
 struct RouteResolution {
@@ -79,5 +80,61 @@ struct RouteResolution {
         let bad = try netlab("route", "--lab", f.name, "client", "192.0.2.80", "--dev", "eth9", "--json")
         let bj = try #require(try JSONSerialization.jsonObject(with: Data(bad.stdout.utf8)) as? [String: Any])
         #expect((bj["kernel"] as? [String: Any])?["error"] as? String == "ENODEV" && bj["agree"] as? Bool == true, "\(bad.stdout)")
+    }
+}
+
+@Suite(.serialized, .enabled(if: Root.enabled, "needs root; under CI=true it runs and fails without root"))
+struct FibTestsScenarios {
+    init() throws { try #require(Root.isRoot, "integration tests need root") }
+
+    /// Every query of the battery agrees with the kernel in the namespace as it is now.
+    func allAgree(_ ns: NetworkNamespace, _ step: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+        let snap = try RoutingSnapshot.read(ns)
+        var rng = EngineRandom(seed: 1)
+        let dests = ["203.0.113.1", "203.0.113.77", "198.51.100.200", "192.0.2.20", "192.0.2.2", "198.51.100.2", "192.0.2.1"]
+            .map { IPv4Address($0)! }
+        let r = try RouteSelftest.run(RouteSelftest.queries(snapshot: snap, destinations: dests, random: &rng), in: ns)
+        #expect(r.disagreements.isEmpty, "\(step): \(r.disagreements.map { $0.text(withTrace: true) }.joined(separator: "\n"))",
+                sourceLocation: sourceLocation)
+        #expect(r.lookups > 50, sourceLocation: sourceLocation)
+    }
+
+    func get(_ ns: NetworkNamespace, _ q: RouteQuery) throws -> RouteComparison { try RouteComparison.run(q, in: ns) }
+
+    @Test func fibTestsStepByStep() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Tests/IntegrationTests/Labs/fibtests.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        let h = NetworkNamespace(named: "\(f.name)-h")
+        let d = IPv4Address(203, 0, 113, 1)
+        try allAgree(h, "baseline")
+        // ipv4_mpath_balance_preferred: the source decides the leg.
+        #expect(try get(h, RouteQuery(destination: d, source: IPv4Address(198, 51, 100, 1))).kernel.dev == "eth0")
+        #expect(try get(h, RouteQuery(destination: d, source: IPv4Address(192, 0, 2, 1))).kernel.dev == "eth1")
+        // ipv4_addr_metric: the prefix route carries the address's metric.
+        let routes = try ipJSON("-4", "-n", h.name, "route", "show", "192.0.2.16/28")
+        #expect(routes.first?["metric"] as? Int == 257, "\(routes)")
+        // ipv4_route_metrics: the route's mtu reaches the resolved route.
+        let resolver = FibResolver(snapshot: try RoutingSnapshot.read(h))
+        if case .success(let r) = resolver.outputRoute(Flow(destination: IPv4Address(198, 51, 100, 200))) { #expect(r.mtu == 1400) }
+        else { Issue.record("no route to 198.51.100.200") }
+        // Carrier off on eth1 (its peer goes down): routes stay, flagged linkdown, still used...
+        try run("/usr/bin/env", ["ip", "-n", "\(f.name)-p1", "link", "set", "eth0", "down"])
+        try allAgree(h, "carrier off")
+        #expect(try get(h, RouteQuery(destination: d, device: "eth1")).kernel.dev == "eth1")
+        // ...unless ignore_routes_with_linkdown.
+        try run("/usr/bin/env", ["ip", "netns", "exec", h.name, "sysctl", "-qw", "net.ipv4.conf.all.ignore_routes_with_linkdown=1"])
+        try allAgree(h, "carrier off, ignore_routes_with_linkdown")
+        try run("/usr/bin/env", ["ip", "netns", "exec", h.name, "sysctl", "-qw", "net.ipv4.conf.all.ignore_routes_with_linkdown=0"])
+        try run("/usr/bin/env", ["ip", "-n", "\(f.name)-p1", "link", "set", "eth0", "up"])
+        // Device down: the eth0 leg is dead; oif eth0 fails, oif eth1 works.
+        try run("/usr/bin/env", ["ip", "-n", h.name, "link", "set", "eth0", "down"])
+        try allAgree(h, "eth0 down")
+        #expect(try get(h, RouteQuery(destination: d, device: "eth0")).kernel.error == "ENETUNREACH")
+        #expect(try get(h, RouteQuery(destination: d, device: "eth1")).kernel.dev == "eth1")
+        // Device removed: the whole multipath route goes.
+        try run("/usr/bin/env", ["ip", "-n", h.name, "link", "del", "eth1"])
+        try allAgree(h, "eth1 deleted")
+        #expect(try get(h, RouteQuery(destination: d)).kernel.error == "ENETUNREACH")
     }
 }
