@@ -63,6 +63,21 @@ struct RouteResolution {
         }
     }
 
+    /// fib_rule_tests.sh scenario 12: a real TCP connect with IP_TOS finds the route only through the tos rule.
+    @Test func tosRuleDecidesARealConnect() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Tests/IntegrationTests/Labs/fibrules.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        let ns = NetworkNamespace(named: "\(f.name)-dsconn")
+        for tos: UInt8 in [0x04, 0x05, 0x06, 0x07, 0x20] {
+            let c = try RouteComparison.run(RouteQuery(destination: IPv4Address(203, 0, 113, 11), tos: tos, destinationPort: 80),
+                                            in: ns, connect: true)
+            #expect(c.agree, "tos \(tos): \(c.text(withTrace: true))")
+            if tos == 0x20 { #expect(c.kernel.error == "ENETUNREACH", "\(c.kernel)") }
+            else { #expect(c.kernel.error == nil && c.kernel.dev == "eth0" && c.kernel.table == 101, "tos \(tos): \(c.kernel)") }
+        }
+    }
+
     /// `netlab route --connect`: the source comes from lookup #1, the egress from the lookup with the real ports, and
     /// both agree with a real kernel connect.
     @Test func routeCommandComparesWithAKernelConnect() throws {
