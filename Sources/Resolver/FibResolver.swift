@@ -27,6 +27,9 @@ public struct FibResolver: RouteResolver, Sendable {
     let ruleOif: [Int32]
     /// The rules as plain data (no strings), so walking them costs no reference counting.
     let compiled: [CompiledRule]
+    /// Devices with route_localnet / ignore_routes_with_linkdown on (all or the device's own), computed once.
+    let localnetDevices: Set<Int32>
+    let ignoreLinkdownDevices: Set<Int32>
     let customRules: Bool
     let loopbackIndex: Int32
 
@@ -70,6 +73,13 @@ public struct FibResolver: RouteResolver, Sendable {
                 r.fwmark == nil && !r.invert && r.tos == 0 && r.dscp == nil && r.ipproto == nil && r.sport == nil && r.dport == nil &&
                 r.uidrange == nil && r.suppressPrefixLength == nil
         })
+        let sys = snapshot.sysctls
+        localnetDevices = Set(snapshot.links.filter {
+            sys["net.ipv4.conf.all.route_localnet"] == "1" || sys["net.ipv4.conf.\($0.name).route_localnet"] == "1"
+        }.map(\.index))
+        ignoreLinkdownDevices = Set(snapshot.links.filter {
+            sys["net.ipv4.conf.all.ignore_routes_with_linkdown"] == "1" || sys["net.ipv4.conf.\($0.name).ignore_routes_with_linkdown"] == "1"
+        }.map(\.index))
         loopbackIndex = snapshot.links.first { $0.flags & 0x8 != 0 }?.index ?? 1    // IFF_LOOPBACK
     }
 
@@ -173,25 +183,28 @@ public struct FibResolver: RouteResolver, Sendable {
                 continue
             }
             // Broadcast and multicast leave the device directly (__mkroute_output drops the nexthop).
-            let r = made(daddr, s, linkByIndex[nh.index], gateway: kind == .unicast ? nh.gateway : nil, kind: kind, route: res.route, table: res.table,
-                         rule: res.rule, trace: Tracer(false)).result
-            if case .success(let rr) = r { candidates.append(rr) }
+            candidates.append(resolved(daddr, s, linkByIndex[nh.index], gateway: kind == .unicast ? nh.gateway : nil, kind: kind,
+                                       route: res.route, table: res.table, explanation: ""))
             if k == 0 { finalTrace.add(contentsOf: t) }
+            if !traced { break }   // the engine needs one answer; `netlab route` (traced) wants every candidate
         }
         guard let first = candidates.first else { return fail(.networkUnreachable, "no usable nexthop") }
         return RouteDecision(result: .success(first), candidates: candidates, rule: res.rule, route: res.route, trace: finalTrace.lines)
     }
 
-    func routeLocalnet(_ index: Int32) -> Bool {
-        snapshot.sysctls["net.ipv4.conf.all.route_localnet"] == "1" ||
-            linkByIndex[index].map { snapshot.sysctls["net.ipv4.conf.\($0.name).route_localnet"] == "1" } ?? false
+    func routeLocalnet(_ index: Int32) -> Bool { localnetDevices.contains(index) }
+
+    func resolved(_ daddr: IPv4Address, _ saddr: IPv4Address, _ dev: LinkInfo?, gateway: IPv4Address?, kind: ResolvedRoute.Kind,
+                  route: RouteInfo?, table: UInt32?, explanation: String) -> ResolvedRoute {
+        ResolvedRoute(destination: daddr, source: saddr, device: dev?.name ?? "?", deviceMTU: Int(dev?.mtu ?? 1500),
+                      gateway: gateway, kind: kind, mtu: route?.mtu.map(Int.init), advmss: route?.advmss.map(Int.init),
+                      hoplimit: route?.hoplimit.map(Int.init), table: table, explanation: explanation)
     }
 
     func made(_ daddr: IPv4Address, _ saddr: IPv4Address, _ dev: LinkInfo?, gateway: IPv4Address?, kind: ResolvedRoute.Kind,
               route: RouteInfo?, table: UInt32?, rule: RuleInfo?, trace: Tracer) -> RouteDecision {
-        let r = ResolvedRoute(destination: daddr, source: saddr, device: dev?.name ?? "?", deviceMTU: Int(dev?.mtu ?? 1500),
-                              gateway: gateway, kind: kind, mtu: route?.mtu.map(Int.init), advmss: route?.advmss.map(Int.init),
-                              hoplimit: route?.hoplimit.map(Int.init), table: table, explanation: trace.lines.joined(separator: "; "))
+        let r = resolved(daddr, saddr, dev, gateway: gateway, kind: kind, route: route, table: table,
+                         explanation: trace.enabled ? trace.lines.joined(separator: "; ") : "")
         return RouteDecision(result: .success(r), candidates: [r], rule: rule, route: route, trace: trace.lines)
     }
 
@@ -379,10 +392,7 @@ public struct FibResolver: RouteResolver, Sendable {
         return true
     }
 
-    func ignoreLinkdown(_ index: Int32) -> Bool {
-        snapshot.sysctls["net.ipv4.conf.all.ignore_routes_with_linkdown"] == "1" ||
-            linkByIndex[index].map { snapshot.sysctls["net.ipv4.conf.\($0.name).ignore_routes_with_linkdown"] == "1" } ?? false
-    }
+    func ignoreLinkdown(_ index: Int32) -> Bool { ignoreLinkdownDevices.contains(index) }
 
     /// Mirrors `fib_select_multipath()` as of Linux 6.16: live legs; with a source set, the legs whose own source
     /// (`nh_saddr`) is that source win; the hash (unseen) picks among the rest.
