@@ -59,6 +59,8 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     public private(set) var synCount = 0
     public private(set) var userMSS = 0
     public private(set) var ipOptions: SocketIPOptions?
+    /// The options as they go on this connection's packets (final destination in the last slot), built at connect.
+    var wireOptions: [IPv4Option] = []
     public private(set) var receiveBuffer: Int?
     public private(set) var uid: UInt32 = 0
 
@@ -228,7 +230,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     /// `tcp_disconnect`: back to CLOSE, sending RST if a connection exists.
     mutating func tcpDisconnect(now: Instant) -> [Action] {
         var out: [Action] = []
-        if state == .established || state == .synSent && false {
+        if state == .established {
             out.append(.send(segment(flags: [.rst, .ack], seq: sndNxt, ack: rcvNxt, options: [], now: now)))
         }
         if state != .close { out.append(.cancelTimer); timerDeadline = nil }
@@ -319,6 +321,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
             }
         }
         route = rt
+        wireOptions = ipOptions?.parsed(finalDestination: finalDestination) ?? []
         // secure_tcp_seq and secure_tcp_ts_off.
         let h = SipHash.hash3u32(be(sourceAddress.value), be(finalDestination.value), be(sourcePort) << 16 | be(dport), key: config.netSecret)
         let clock = (config.realtimeAtZero + now.nanoseconds) >> 6
@@ -457,9 +460,8 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         let firstHop = ipOptions?.firstHop
         let ttlValue = ttl > 0 ? ttl : (rt?.hoplimit ?? config.sysctls.ipDefaultTTL)
         let df = config.sysctls.ipNoPmtuDisc == 0 && !(rt?.mtuLocked ?? false)
-        let ipOpts = ipOptions?.parsed(finalDestination: destination) ?? []
         let ip = IPv4Header(tos: tos, identification: ipID, dontFragment: df, ttl: UInt8(clamping: ttlValue), proto: 6,
-                            source: sourceAddress, destination: firstHop ?? destination, options: ipOpts)
+                            source: sourceAddress, destination: firstHop ?? destination, options: wireOptions)
         ipID &+= 1
         let tcp = TCPHeader(sourcePort: sourcePort, destinationPort: destinationPort, seq: seq, ack: ack, flags: flags,
                             window: window ?? currentWindow(), options: options)
@@ -619,7 +621,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     var sourceRouteHops: [IPv4Address] {
         guard let o = ipOptions, let first = o.firstHop else { return [] }
         var hops = [first]
-        for opt in o.parsed(finalDestination: destination) {
+        for opt in wireOptions {
             if case .lsrr(_, let r) = opt { hops += r }
             if case .ssrr(_, let r) = opt { hops += r }
         }
@@ -794,25 +796,19 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     public var handshakeTime: Int64? { handshakeRTT }
 }
 
+/// Errno names netlab reports and accepts in checks.
+let errnoNames: [Int32: String] = [1: "EPERM", 2: "ENOENT", 4: "EINTR", 13: "EACCES", 19: "ENODEV", 22: "EINVAL", 32: "EPIPE",
+                                   64: "ENONET", 71: "EPROTO", 90: "EMSGSIZE", 92: "ENOPROTOOPT", 95: "EOPNOTSUPP",
+                                   97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL", 101: "ENETUNREACH",
+                                   103: "ECONNABORTED", 104: "ECONNRESET", 106: "EISCONN", 110: "ETIMEDOUT",
+                                   111: "ECONNREFUSED", 112: "EHOSTDOWN", 113: "EHOSTUNREACH", 114: "EALREADY", 115: "EINPROGRESS"]
+let errnoByName = Dictionary(errnoNames.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+
 /// The symbolic name of an errno (`ECONNREFUSED`).
-public func name(_ e: Errno) -> String {
-    let names: [Int32: String] = [1: "EPERM", 2: "ENOENT", 4: "EINTR", 13: "EACCES", 19: "ENODEV", 22: "EINVAL",
-                                  64: "ENONET", 71: "EPROTO", 90: "EMSGSIZE", 92: "ENOPROTOOPT", 95: "EOPNOTSUPP", 97: "EAFNOSUPPORT",
-                                  98: "EADDRINUSE", 99: "EADDRNOTAVAIL", 101: "ENETUNREACH", 103: "ECONNABORTED",
-                                  104: "ECONNRESET", 106: "EISCONN", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
-                                  112: "EHOSTDOWN", 113: "EHOSTUNREACH", 114: "EALREADY", 115: "EINPROGRESS", 32: "EPIPE"]
-    return names[e.rawValue] ?? "errno \(e.rawValue)"
-}
+public func name(_ e: Errno) -> String { errnoNames[e.rawValue] ?? "errno \(e.rawValue)" }
 
 /// The errno for a name (`ECONNREFUSED` → 111), for checks written by users.
-public func errno(named n: String) -> Errno? {
-    let table: [String: Int32] = ["EPERM": 1, "ENOENT": 2, "EINTR": 4, "EACCES": 13, "ENODEV": 19, "EINVAL": 22, "ENONET": 64,
-                                  "EPROTO": 71, "EMSGSIZE": 90, "ENOPROTOOPT": 92, "EOPNOTSUPP": 95, "EAFNOSUPPORT": 97,
-                                  "EADDRINUSE": 98, "EADDRNOTAVAIL": 99, "ENETUNREACH": 101, "ECONNABORTED": 103,
-                                  "ECONNRESET": 104, "EISCONN": 106, "ETIMEDOUT": 110, "ECONNREFUSED": 111, "EHOSTDOWN": 112,
-                                  "EHOSTUNREACH": 113, "EALREADY": 114, "EINPROGRESS": 115, "EPIPE": 32]
-    return table[n.uppercased()].map { Errno(rawValue: $0) }
-}
+public func errno(named n: String) -> Errno? { errnoByName[n.uppercased()].map { Errno(rawValue: $0) } }
 
 extension ConnectEngine {
     /// Tests only: put the ISN where a kernel capture had it (the ISN is keyed and clocked, so it cannot be derived).

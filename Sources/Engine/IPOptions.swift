@@ -72,10 +72,7 @@ public struct SocketIPOptions: Sendable, Equatable {
 
     /// The options as parsed values (for traces and for the IPv4 header).
     public func parsed(finalDestination: IPv4Address) -> [IPv4Option] {
-        var header: [UInt8] = [0x40 | UInt8((20 + bytes.count) / 4), 0, 0, UInt8(20 + bytes.count), 0, 0, 0, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        header += build(finalDestination: finalDestination)
-        guard let v = try? IPv4PacketView(checking: header), let h = try? IPv4Header.parse(v) else { return [] }
-        return h.options
+        (try? IPv4Option.parseAll(build(finalDestination: finalDestination))) ?? []
     }
 }
 

@@ -171,9 +171,11 @@ struct Builder {
             }
         }
         progress?("link index", 0, plan.namespaces.count)
+        var down: [String: [LinkInfo]] = [:]   // devices created down (veth peers, bridges, standalone devices)
         for ns in plan.namespaces {
             let links = try sockets[ns.name]!.links.list()
             index[ns.name] = Dictionary(links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
+            down[ns.name] = links.filter { !$0.isUp }
         }
         for b in plan.bridges {
             let s = sockets[b.namespace]!, idx = index[b.namespace]!
@@ -190,7 +192,7 @@ struct Builder {
         progress?("link up", 0, plan.namespaces.count)
         for ns in plan.namespaces {
             let s = sockets[ns.name]!
-            for l in try s.links.list() where !l.isUp { try s.links.set(index: l.index, name: l.name, up: true) }
+            for l in down[ns.name] ?? [] { try s.links.set(index: l.index, name: l.name, up: true) }
         }
         // Addresses, in declared order per interface.
         try phase("addresses")

@@ -1,22 +1,9 @@
 import Glibc
 import SystemPackage
 
-/// Reads and writes /proc/sys/net inside a namespace. /proc/sys/net resolves against the opening task's network
-/// namespace, so the files are opened on the namespace's dedicated thread.
+/// Reads and writes /proc/sys/net. /proc/sys/net resolves against the calling task's network namespace, so callers
+/// run these on a namespace's dedicated thread (`NetworkNamespace.run`).
 public enum Sysctls {
-    /// `sysctl -w KEY=VALUE` for each pair, in order, inside `namespace`. Throws for the first that fails.
-    public static func set(_ pairs: [(key: String, value: String)], in namespace: NetworkNamespace) throws {
-        try namespace.run {
-            for (key, value) in pairs { try write(key, value) }
-        }
-    }
-
-    /// `sysctl -n KEY` inside `namespace`.
-    public static func get(_ key: String, in namespace: NetworkNamespace) throws -> String {
-        try namespace.run { try read(key) }
-    }
-
-    /// `net.ipv4.ip_forward` or `net/ipv4/conf/eth0.100/rp_filter` (slashes when a part holds a dot, as sysctl(8) allows).
     static func path(_ key: String) -> String {
         "/proc/sys/" + (key.contains("/") ? key : key.split(separator: ".").joined(separator: "/"))
     }

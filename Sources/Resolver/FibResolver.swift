@@ -22,9 +22,6 @@ public struct FibResolver: RouteResolver, Sendable {
     let addressesByIndex: [Int32: [AddressInfo]]
     let localAddresses: Set<IPv4Address>
     let rules: [RuleInfo]
-    /// Each rule's iif/oif as an ifindex (-1: no such device, never matches), computed once.
-    let ruleIif: [Int32]
-    let ruleOif: [Int32]
     /// The rules as plain data (no strings), so walking them costs no reference counting.
     let compiled: [CompiledRule]
     /// Devices with route_localnet / ignore_routes_with_linkdown on (all or the device's own), computed once.
@@ -48,8 +45,6 @@ public struct FibResolver: RouteResolver, Sendable {
         localAddresses = Set(snapshot.addresses.map(\.prefix.address))
         rules = snapshot.rules.sorted { ($0.priority ?? 0) < ($1.priority ?? 0) }
         let byName = linkByName
-        ruleIif = rules.map { r in r.iif.map { byName[$0]?.index ?? -1 } ?? 0 }
-        ruleOif = rules.map { r in r.oif.map { byName[$0]?.index ?? -1 } ?? 0 }
         let rs = rules
         compiled = rules.indices.map { n in
             let r = rs[n]
@@ -315,8 +310,9 @@ public struct FibResolver: RouteResolver, Sendable {
     /// Mirrors `fib_rule_match()` (net/core/fib_rules.c) and `fib4_rule_match()` (net/ipv4/fib_rules.c).
     func ruleMatches(_ r: RuleInfo, _ n: Int, _ k: Key) -> (Bool, StaticString) {
         func raw() -> (Bool, StaticString) {
-            if r.iif != nil, ruleIif[n] != k.iif { return (false, "iif") }
-            if r.oif != nil, ruleOif[n] != k.oif || k.oif == 0 { return (false, "oif") }
+            let c = compiled[n]   // iif/oif as ifindexes (-1: no such device, never matches)
+            if c.hasIif, c.iif != k.iif { return (false, "iif") }
+            if c.hasOif, c.oif != k.oif || k.oif == 0 { return (false, "oif") }
             if let m = r.fwmark { if (m ^ k.mark) & (r.fwmask ?? UInt32.max) != 0 { return (false, "fwmark") } }
             else if let mask = r.fwmask, (k.mark & mask) != 0 { return (false, "fwmask") }
             if let u = r.uidrange, !u.contains(k.uid) { return (false, "uidrange") }

@@ -54,7 +54,7 @@ public enum IPv4Option: Equatable, Sendable {
     }
 
     /// Parse the options area (the bytes between the fixed header and the payload).
-    static func parseAll<C: Collection>(_ bytes: C) throws(WireError) -> [IPv4Option] where C.Element == UInt8, C.Index == Int {
+    public static func parseAll<C: Collection>(_ bytes: C) throws(WireError) -> [IPv4Option] where C.Element == UInt8, C.Index == Int {
         var out: [IPv4Option] = []
         var i = 0
         let n = bytes.count
