@@ -24,6 +24,8 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
+        // libnftables from Debian's libnftables-dev: the driver's guard table.
+        .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
         // The few glibc calls Swift cannot see (setns, unshare, mount flags, gettid).
         .target(name: "CNetSys"),
         // Pure value types shared by every room: IPv4 addresses and prefixes, kernel enumerations.
@@ -57,10 +59,15 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The engine on the wire: raw and packet sockets in namespaces, the guard, captures, listeners, kernel runs.
+        .target(name: "Driver", dependencies: ["NetCore", "Wire", "Engine", "Resolver", "Netlink", "CNftables", "CNetSys",
+                                               .product(name: "SystemPackage", package: "swift-system")]),
+        // Checks declared in a topology, run on the wire against the kernel, and the reports CI reads.
+        .target(name: "Checks", dependencies: ["Topology", "Lab", "Driver", "Netlink", "Engine"]),
         // Plan → apply → teardown with a state journal.
         .target(name: "Lab", dependencies: ["Topology", "Netlink"]),
         // The library scripted experiments import.
-        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine", "Resolver", "Oracle"]),
+        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine", "Resolver", "Oracle", "Driver", "Checks"]),
         // Engine micro-benchmarks (scripts/bench), with baselines measured in the same run.
         .executableTarget(name: "netlab-bench", dependencies: ["Engine", "Wire", "Resolver", "Netlink", "NetCore",
                                                             .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Bench"),

@@ -23,6 +23,9 @@ int netsys_make_rshared(const char *path) {
     return mount("", path, "none", MS_SHARED | MS_REC, NULL);
 }
 
+int netsys_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int netsys_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
+
 int netsys_umount_detach(const char *path) { return umount2(path, MNT_DETACH); }
 
 int netsys_exec_in_netns(const char *nspath, char *const argv[]) {

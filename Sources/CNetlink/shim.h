@@ -12,6 +12,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
 #include <netlink/route/rule.h>
+#include <netlink/route/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <linux/fib_rules.h>
 #include <linux/if.h>

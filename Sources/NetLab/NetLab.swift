@@ -7,3 +7,5 @@
 @_exported import Engine
 @_exported import Resolver
 @_exported import Oracle
+@_exported import Driver
+@_exported import Checks

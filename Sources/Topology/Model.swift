@@ -8,6 +8,8 @@ public struct Topology: Sendable {
     public var tables: [(name: String, id: UInt32)]
     public var nodes: [Node]
     public var links: [Link]
+    /// Connects the lab declares, with what each must do (`checks:`).
+    public var checks: [Check] = []
 
     public func node(_ name: String) -> Node? { nodes.first { $0.name == name } }
 

@@ -77,7 +77,7 @@ struct TopologyParser {
             return nil
         }
         var lab: String?
-        var nodesNode: Yams.Node?, linksNode: Yams.Node?
+        var nodesNode: Yams.Node?, linksNode: Yams.Node?, checksNode: Yams.Node?
         for (key, at, value) in top {
             switch key {
             case "lab":
@@ -93,7 +93,8 @@ struct TopologyParser {
             case "tables": parseTables(value)
             case "nodes": nodesNode = value
             case "links": linksNode = value
-            default: break // `checks:` belongs to the checks runner.
+            case "checks": checksNode = value
+            default: break
             }
         }
         if lab == nil { reader.error(SourceLocation(line: 1, column: 1), "missing `lab:`", hint: "add `lab: NAME` at the top; namespaces are named <lab>-<node>") }
@@ -106,6 +107,7 @@ struct TopologyParser {
         var topology = Topology(file: file, source: source, lab: lab ?? "lab", tables: tables, nodes: nodes, links: links)
         Validator(topology: topology).attachLinkInterfaces(&nodes, reader: &reader)
         topology.nodes = nodes
+        if let checksNode { topology.checks = parseChecks(checksNode, nodes: nodes) }
         var validator = Validator(topology: topology)
         validator.validate(reader: &reader)
         return topology

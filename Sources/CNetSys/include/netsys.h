@@ -3,6 +3,10 @@
 #ifndef NETLAB_NETSYS_H
 #define NETLAB_NETSYS_H
 #include <sys/types.h>
+#include <sys/socket.h>
+#include <linux/filter.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
 
 /// setns(2) into the network namespace behind `fd`.
 int netsys_setns_net(int fd);
@@ -20,6 +24,10 @@ int netsys_umount_detach(const char *path);
 /// effort), then execvp(argv[0], argv). Returns only on failure.
 int netsys_exec_in_netns(const char *nspath, char *const argv[]);
 
+
+/// pipe2(2) and accept4(2) (glibc declares them only under _GNU_SOURCE).
+int netsys_pipe2(int fds[2], int flags);
+int netsys_accept4(int fd, int flags);
 
 /// Set to the signal number when SIGINT or SIGTERM arrives after netsys_trap_interrupts(); 0 otherwise.
 int netsys_interrupted(void);

@@ -1,0 +1,40 @@
+import Driver
+import Foundation
+import Lab
+import Netlink
+import Topology
+
+/// A lab that is up, as checks and `netlab connect` use it: every node's namespace (captured), and the kernel
+/// listeners of its `listen:` ports, which run while the session lives.
+public final class LabSession {
+    public let topology: Topology
+    public let listeners: Listeners
+
+    public init(topology: Topology) throws {
+        self.topology = topology
+        var wanted: [(NetworkNamespace, UInt16)] = []
+        for n in topology.nodes { for p in n.listen { wanted.append((NetworkNamespace(named: topology.namespace(of: n.name)), p)) } }
+        listeners = try Listeners(wanted.map { (namespace: $0.0, port: $0.1) })
+    }
+
+    /// The topology a lab came up with (its journal keeps the text).
+    public static func topology(ofLab lab: String) throws -> Topology? {
+        guard let j = try Journal.read(lab: lab), j.state == .up else { return nil }
+        return try Topology.parse(j.source, file: j.file)
+    }
+
+    public func scope(from node: String) -> ConnectScope {
+        ConnectScope(sourceNode: node, nodes: topology.nodes.map { ($0.name, NetworkNamespace(named: topology.namespace(of: $0.name))) })
+    }
+
+    deinit { listeners.stop() }
+}
+
+extension Check {
+    /// The connect this check makes.
+    public var spec: ConnectSpec {
+        ConnectSpec(destination: destination, port: port, bindAddress: bindAddress, bindPort: bindPort, device: dev, mark: mark,
+                    tos: tos, sourceRoute: sourceRoute.map { (strict: $0.strict, hops: $0.hops) },
+                    payload: payload.map { Array($0.utf8) }, synRetries: synRetries)
+    }
+}

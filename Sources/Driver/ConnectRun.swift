@@ -1,0 +1,170 @@
+import Engine
+import Foundation
+import CNetSys
+import Glibc
+import NetCore
+import Netlink
+import SystemPackage
+
+/// Where a connect runs and what is watched: the connecting node and every node whose interfaces are captured.
+public struct ConnectScope: Sendable {
+    public var sourceNode: String
+    public var nodes: [(node: String, namespace: NetworkNamespace)]
+    public init(sourceNode: String, nodes: [(node: String, namespace: NetworkNamespace)]) {
+        self.sourceNode = sourceNode; self.nodes = nodes
+    }
+    public var sourceNamespace: NetworkNamespace { nodes.first { $0.node == sourceNode }!.namespace }
+}
+
+/// One side of a comparison as reports print it (`netlab connect --json`: `engine` and `kernel`).
+public struct SideReport: Codable, Sendable, Equatable {
+    public var source: String?
+    public var sport: UInt16?
+    public var dev: String?
+    public var nexthop: String?
+    public var path: [String]
+    public var reply_path: [String]
+    /// established, refused, timeout, unreachable, or error.
+    public var result: String
+    public var errno: String?
+    public var syn: SynSummary?
+    public var reply: String?
+    public var handshake_ms: Double?
+    public var echoed: String?
+    public var hops: [String]
+    public var reply_hops: [String]
+    public var trace: [String]
+}
+
+public struct ConnectComparison: Codable, Sendable {
+    public var engine: SideReport
+    public var kernel: SideReport?
+    public var differences: [String]
+    public var agree: Bool
+    /// Notes that are not differences (an equal-cost leg the kernel's hash chose).
+    public var notes: [String]
+}
+
+/// The errno a side ended with, as checks classify it.
+public func resultName(_ e: Errno?) -> String {
+    switch e {
+    case nil: "established"
+    case .connectionRefused?: "refused"
+    case .timedOut?: "timeout"
+    case .networkUnreachable?, .noRouteToHost?: "unreachable"
+    default: "error"
+    }
+}
+
+/// A connect by the engine and (optionally) by the kernel in the same namespace, each watched on every interface of
+/// the scope, and compared field by field.
+public enum ConnectRun {
+    public static func run(_ spec: ConnectSpec, scope: ConnectScope, kernel: Bool, pcap: String? = nil,
+                           seed: UInt64? = nil) throws -> ConnectComparison {
+        let ns = scope.sourceNamespace
+        var file = PcapNG()
+        let state = try NodeState.read(ns)
+        let guardian = try EngineGuard.install(in: ns)
+        defer { try? guardian.remove() }
+
+        let capture = try LabCapture(scope.nodes)
+        for i in capture.interfaces { file.addInterface("\(i.node):\(i.interface)") }
+        var e = try EngineRunner(namespace: ns).run(spec, state: state, guardian: guardian, seed: seed)
+        usleep(30_000)   // the last ACK or RST crosses the lab
+        let eObs = try capture.collect()
+        for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: "engine") }
+        e.observed = observe(eObs, e, spec: spec, scope: scope)
+
+        var k: ConnectOutcome?
+        if kernel {
+            let kcap = try LabCapture(scope.nodes)
+            var ko = try KernelRunner(namespace: ns).run(spec)
+            usleep(30_000)
+            let kObs = try kcap.collect()
+            for o in kObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: "kernel") }
+            ko.observed = observe(kObs, ko, spec: spec, scope: scope)
+            if let obs = ko.observed {
+                ko.device = obs.device
+                ko.nextHop = try nextHop(mac: obs.nextHopMAC, device: obs.device, in: ns, prefer: e.nextHop)
+            }
+            k = ko
+        }
+        if let pcap { try Data(file.bytes).write(to: URL(fileURLWithPath: pcap)) }
+        return compare(engine: e, kernel: k)
+    }
+
+    static func observe(_ obs: [Observation], _ o: ConnectOutcome, spec: ConnectSpec, scope: ConnectScope) -> ObservedPath? {
+        guard let s = o.source, let p = o.sourcePort, s != .any else { return nil }
+        return ObservedPath.analyse(obs, flow: FlowKey(source: s, sourcePort: p, destination: spec.destination, destinationPort: spec.port),
+                                    sourceNode: scope.sourceNode)
+    }
+
+    /// The next hop the kernel sent to: the neighbour entry on the egress device whose MAC the SYN was addressed to.
+    static func nextHop(mac: [UInt8]?, device: String?, in ns: NetworkNamespace, prefer: IPv4Address?) throws -> IPv4Address? {
+        guard let mac, let device else { return nil }
+        let s = try NetlinkSocket(in: ns)
+        guard let ifx = try s.links.list().first(where: { $0.name == device })?.index else { return nil }
+        let candidates = try s.neighbors.list().filter { $0.index == ifx && $0.lladdr == mac }.map(\.address)
+        if let prefer, candidates.contains(prefer) { return prefer }
+        if device == "lo" { return nil }
+        return candidates.first
+    }
+
+    static func side(_ o: ConnectOutcome, decided: Bool) -> SideReport {
+        let obs = o.observed
+        return SideReport(source: o.source.map(\.description), sport: o.sourcePort, dev: o.device, nexthop: o.nextHop?.description,
+                          path: obs?.path ?? [], reply_path: obs?.replyPath ?? [], result: resultName(o.errno),
+                          errno: o.errno.map { name($0) }, syn: obs?.syn, reply: obs?.reply,
+                          handshake_ms: o.handshakeNanoseconds.map { Double($0) / 1e6 },
+                          echoed: o.echoed.map { String(decoding: $0, as: UTF8.self) },
+                          hops: obs?.synHops ?? [], reply_hops: obs?.replyHops ?? [], trace: o.trace)
+    }
+
+    static func compare(engine e: ConnectOutcome, kernel k: ConnectOutcome?) -> ConnectComparison {
+        let es = side(e, decided: true)
+        var diffs: [String] = []
+        var notes: [String] = []
+        // The engine's own packets must leave where it decided.
+        if let wire = e.observed?.device, let dev = e.device, wire != dev {
+            diffs.append("engine decided dev \(dev) but its SYN left by \(wire)")
+        }
+        guard let k else { return ConnectComparison(engine: es, kernel: nil, differences: diffs, agree: diffs.isEmpty, notes: notes) }
+        let ks = side(k, decided: false)
+        func diff<T: Equatable>(_ field: String, _ a: T?, _ b: T?) {
+            if a != b { diffs.append("\(field): engine \(a.map { "\($0)" } ?? "-"), kernel \(b.map { "\($0)" } ?? "-")") }
+        }
+        diff("result", es.result, ks.result)
+        diff("errno", es.errno, ks.errno)
+        if k.errno == nil || k.observed?.syn != nil { diff("source", es.source, ks.source) }
+        var otherLeg = false
+        if es.dev != ks.dev || es.nexthop != ks.nexthop, let kd = ks.dev {
+            if e.alternatives.contains(where: { $0.device == kd && $0.nextHop.description == ks.nexthop }) {
+                otherLeg = true
+                notes.append("the kernel's hash chose another equal-cost leg (dev \(kd) via \(ks.nexthop ?? "-")); the engine allows it")
+            }
+        }
+        if !otherLeg, ks.syn != nil || es.syn != nil {
+            diff("dev", es.dev, ks.dev)
+            diff("nexthop", es.nexthop, ks.nexthop)
+        }
+        if !otherLeg {
+            if es.path != ks.path { diffs.append("path: engine \(es.path), kernel \(ks.path)") }
+            if es.reply_path != ks.reply_path { diffs.append("reply_path: engine \(es.reply_path), kernel \(ks.reply_path)") }
+        }
+        if let a = es.syn, let b = ks.syn {
+            diff("syn options", a.options, b.options)
+            diff("syn mss", a.mss, b.mss)
+            diff("syn window", a.window, b.window)
+            diff("syn wscale", a.windowScale, b.windowScale)
+            diff("syn ttl", a.ttl, b.ttl)
+            diff("syn df", a.df, b.df)
+            diff("syn tos", a.tos, b.tos)
+            diff("syn ip options", a.ipOptions, b.ipOptions)
+            diff("syn flags", a.flags, b.flags)
+        } else if (es.syn == nil) != (ks.syn == nil) {
+            diffs.append("syn: \(es.syn == nil ? "engine sent none" : "kernel sent none")")
+        }
+        diff("echoed", es.echoed, ks.echoed)
+        return ConnectComparison(engine: es, kernel: ks, differences: diffs, agree: diffs.isEmpty, notes: notes)
+    }
+}

@@ -1,0 +1,187 @@
+import Engine
+import CNetSys
+import Glibc
+import NetCore
+import Netlink
+import Resolver
+import SystemPackage
+import Wire
+
+/// The node's state an engine starts from, read from its namespace: routing snapshot, sysctls, TCP ports in use.
+public struct NodeState: Sendable {
+    public var snapshot: RoutingSnapshot
+    public var sysctls: NodeSysctls
+    public var ports: PortTable
+
+    public static func read(_ namespace: NetworkNamespace) throws -> NodeState {
+        let snapshot = try RoutingSnapshot.read(namespace)
+        let (values, tcp): ([String: String], String) = try namespace.run {
+            var v: [String: String] = [:]
+            for k in NodeSysctls.keys { if let s = try? Sysctls.read(k) { v[k] = s } }
+            return (v, (try? readFile("/proc/thread-self/net/tcp")) ?? "")
+        }
+        return NodeState(snapshot: snapshot, sysctls: NodeSysctls(reading: values), ports: parseProcNetTCP(tcp))
+    }
+
+    /// `/proc/net/tcp`: LISTEN and bound-only sockets hold their port (bind()); the rest are 4-tuples in use.
+    public static func parseProcNetTCP(_ text: String) -> PortTable {
+        var table = PortTable()
+        func endpoint(_ s: Substring) -> (IPv4Address, UInt16)? {
+            let p = s.split(separator: ":")
+            guard p.count == 2, let a = UInt32(p[0], radix: 16), let port = UInt16(p[1], radix: 16) else { return nil }
+            return (IPv4Address(UInt32(bigEndian: a)), port)   // the kernel prints the __be32 as a native integer
+        }
+        for line in text.split(separator: "\n").dropFirst() {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count > 3, let local = endpoint(f[1]), let remote = endpoint(f[2]), let st = UInt8(f[3], radix: 16) else { continue }
+            if st == 0x0a || st == 0x07 { table.boundPorts.insert(local.1); continue }
+            table.connections.insert(.init(source: local.0, sourcePort: local.1, destination: remote.0, destinationPort: remote.1))
+        }
+        return table
+    }
+}
+
+func readFile(_ path: String) throws -> String {
+    let fd = try sys("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = try sys("read \(path)") { read(fd, &buf, buf.count) }
+        if n == 0 { break }
+        out += buf[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Runs the connect engine for real inside a namespace: packets out through a raw socket, packets in through a
+/// filtered packet socket, the node's kernel kept out of the flow by an `EngineGuard`, time from CLOCK_MONOTONIC.
+/// The engine itself stays pure; this is the loop around it.
+public struct EngineRunner {
+    public var namespace: NetworkNamespace
+    /// How long to wait for the echo of a payload and for the close after it.
+    public var dataTimeout: Int64 = 3 * 1_000_000_000
+
+    public init(namespace: NetworkNamespace) { self.namespace = namespace }
+
+    public func run(_ spec: ConnectSpec, state: NodeState, guardian: EngineGuard, seed: UInt64? = nil) throws -> ConnectOutcome {
+        let resolver = FibResolver(snapshot: state.snapshot)
+        var config = EngineConfig(sysctls: state.sysctls, ports: state.ports, seed: seed ?? UInt64(truncatingIfNeeded: realtimeNanoseconds()))
+        let origin = monotonicNanoseconds()
+        config.realtimeAtZero = realtimeNanoseconds()
+        func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds() - origin) }
+        var engine = ConnectEngine(resolver: resolver, config: config)
+        var out = ConnectOutcome()
+        func record(_ actions: [Action]) { for case .trace(let t) in actions { out.trace.append(t.description) } }
+        func setup(_ o: SocketOption) -> Errno? { engine.setOption(o) }
+        var early: Errno?
+        if let d = spec.device { early = early ?? setup(.bindToDevice(d)) }
+        if let m = spec.mark { early = early ?? setup(.mark(m)) }
+        if let t = spec.tos { early = early ?? setup(.tos(t)) }
+        if let n = spec.synRetries { early = early ?? setup(.synCount(n)) }
+        if let b = spec.ipOptionBytes { early = early ?? setup(.ipOptions(b)) }
+        if let e = early { out.errno = e; out.trace.append("setsockopt: \(name(e))"); return out }
+        if spec.bindAddress != nil || spec.bindPort != nil {
+            let a = spec.bindAddress ?? .any
+            // inet_bind: the address must be local (or 0.0.0.0), else EADDRNOTAVAIL.
+            if a != .any, !state.snapshot.addresses.contains(where: { $0.prefix.address == a }) {
+                out.errno = .addressNotAvailable
+                out.trace.append("inet_bind: \(a) is not a local address: EADDRNOTAVAIL")
+                return out
+            }
+            let (e, actions) = engine.bind(address: a, port: spec.bindPort ?? 0, now: now())
+            record(actions)
+            if let e { out.errno = e; return out }
+        }
+        let raw = try RawSocket(in: namespace)
+        let index = Dictionary(state.snapshot.links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
+
+        let (err, first) = engine.connect(.inet(spec.destination, spec.port), now: now())
+        record(first)
+        if let err, err != .nowInProgress {
+            out.errno = err
+            return out
+        }
+        out.source = engine.sourceAddress
+        out.sourcePort = engine.sourcePort
+        out.device = engine.route?.device
+        out.nextHop = engine.route?.nextHop
+        if let rt = engine.route {
+            var flow = Flow(destination: spec.sourceRoute?.hops.first ?? spec.destination, source: engine.sourceAddress,
+                            outputDevice: spec.device, mark: spec.mark ?? 0, tos: (spec.tos ?? 0) & 0xfc, proto: 6,
+                            sourcePort: engine.sourcePort, destinationPort: spec.port)
+            flow.anySourcePort = false
+            out.alternatives = resolver.decide(flow, traced: false).candidates.map { ($0.device, $0.nextHop) }
+            if out.alternatives.isEmpty { out.alternatives = [(rt.device, rt.nextHop)] }
+        }
+        // Receive only this flow, and keep the node's kernel from resetting it.
+        let rx = try PacketSocket(in: namespace, filter: .engineFlow(address: engine.sourceAddress.value, port: engine.sourcePort))
+        try guardian.protect(engine.sourceAddress, port: engine.sourcePort)
+        defer { try? guardian.release(engine.sourceAddress, port: engine.sourcePort) }
+
+        var deadline: Instant?
+        var done = false
+        var established = false
+        var echoed: [UInt8] = []
+        var closeDeadline: Int64?
+        var synAt: Instant?
+        func perform(_ actions: [Action]) throws {
+            for a in actions {
+                switch a {
+                case .send(let p):
+                    guard let ifx = index[p.device] else {
+                        throw DriverError(operation: "engine send", detail: "no device \(p.device) in \(namespace.name)")
+                    }
+                    if synAt == nil { synAt = now() }
+                    try raw.send(p.bytes, nextHop: p.nextHop, ifindex: ifx, source: engine.sourceAddress)
+                case .armTimer(let t): deadline = t
+                case .cancelTimer: deadline = nil
+                case .established:
+                    established = true
+                    out.handshakeNanoseconds = engine.handshakeTime
+                case .failed(let e):
+                    out.errno = e
+                    done = true
+                case .received(let d): echoed += d
+                case .closed: if established { done = true }
+                case .trace(let t): out.trace.append(t.description)
+                }
+            }
+        }
+        try perform(first.filter { if case .trace = $0 { return false }; return true })
+        var sentPayload = false
+        var closing = false
+        while !done {
+            let t = now()
+            if established {
+                if let p = spec.payload, !p.isEmpty, !sentPayload {
+                    sentPayload = true
+                    closeDeadline = t.nanoseconds + dataTimeout
+                    try perform(engine.send(p, now: t))
+                    continue
+                }
+                let wantMore = (spec.payload.map { echoed.count < $0.count } ?? false)
+                if !wantMore, !closing {
+                    closing = true
+                    closeDeadline = t.nanoseconds + dataTimeout
+                    try perform(engine.close(now: t))
+                    continue
+                }
+                if let cd = closeDeadline, t.nanoseconds >= cd { break }
+            }
+            var wait: Int64 = 5_000_000_000
+            if let d = deadline { wait = max(0, d.nanoseconds - t.nanoseconds) }
+            if let cd = closeDeadline { wait = min(wait, max(0, cd - t.nanoseconds)) }
+            if rx.wait(timeoutNanoseconds: wait) {
+                while let f = try rx.receive() {
+                    guard let ip = f.ipv4 else { continue }
+                    try perform(engine.receive(Array(ip), now: now()))
+                }
+            } else if let d = deadline, now() >= d {
+                try perform(engine.timerFired(now: now()))
+            }
+        }
+        if spec.payload != nil { out.echoed = echoed }
+        return out
+    }
+}

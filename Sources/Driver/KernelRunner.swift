@@ -1,0 +1,102 @@
+import CNetSys
+import Glibc
+import NetCore
+import Netlink
+import SystemPackage
+
+/// The same connect through a real kernel socket in the namespace: the oracle. Socket options as a program would
+/// set them (SO_BINDTODEVICE, SO_MARK, IP_TOS, IP_OPTIONS, TCP_SYNCNT), bind, a non-blocking connect, poll for the
+/// outcome, SO_ERROR, getsockname for the source; then the payload and its echo, and close.
+public struct KernelRunner {
+    public var namespace: NetworkNamespace
+    public var dataTimeout: Int64 = 3 * 1_000_000_000
+    public init(namespace: NetworkNamespace) { self.namespace = namespace }
+
+    public func run(_ spec: ConnectSpec) throws -> ConnectOutcome {
+        let fd = try namespace.run {
+            try sys("socket(AF_INET, SOCK_STREAM) in \(namespace.name)") {
+                socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
+        }
+        defer { close(fd) }
+        var out = ConnectOutcome()
+        func fail(_ call: String) -> ConnectOutcome {
+            out.errno = Errno(rawValue: Glibc.errno)
+            out.trace.append("\(call): \(out.errno!)")
+            return out
+        }
+        if let d = spec.device {
+            let rc = d.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
+            if rc != 0 { return fail("setsockopt(SO_BINDTODEVICE, \(d))") }
+        }
+        if let m = spec.mark { var v = m; if setsockopt(fd, SOL_SOCKET, SO_MARK, &v, 4) != 0 { return fail("setsockopt(SO_MARK)") } }
+        if let t = spec.tos { var v = Int32(t); if setsockopt(fd, Int32(IPPROTO_IP), IP_TOS, &v, 4) != 0 { return fail("setsockopt(IP_TOS)") } }
+        if let n = spec.synRetries { var v = Int32(n); if setsockopt(fd, Int32(IPPROTO_TCP), TCP_SYNCNT, &v, 4) != 0 { return fail("setsockopt(TCP_SYNCNT)") } }
+        if let b = spec.ipOptionBytes {
+            if b.withUnsafeBytes({ setsockopt(fd, Int32(IPPROTO_IP), IP_OPTIONS, $0.baseAddress, socklen_t(b.count)) }) != 0 {
+                return fail("setsockopt(IP_OPTIONS)")
+            }
+        }
+        if spec.bindAddress != nil || spec.bindPort != nil {
+            var a = sockaddrIn((spec.bindAddress ?? .any).value, spec.bindPort ?? 0)
+            let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            if rc != 0 { return fail("bind") }
+        }
+        var d = sockaddrIn(spec.destination.value, spec.port)
+        let start = monotonicNanoseconds()
+        let rc = withUnsafePointer(to: &d) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0, Glibc.errno != EINPROGRESS { return fail("connect") }
+        (out.source, out.sourcePort) = localName(fd)
+        out.trace.append("connect: EINPROGRESS, local \(out.source.map(\.description) ?? "?"):\(out.sourcePort ?? 0)")
+        // Until writable (established) or an error (SO_ERROR): a SYN schedule ends within (2^(n+1)-1)s + linear
+        // timeouts; two minutes bounds any syn-retries a check allows below the kernel's default of 6.
+        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let limitMs: Int32 = 200_000
+        var r: Int32
+        repeat { r = poll(&p, 1, limitMs) } while r < 0 && Glibc.errno == EINTR
+        var soError: Int32 = 0
+        var len = socklen_t(4)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &len)
+        if r == 0 { out.errno = .timedOut; out.trace.append("poll: no outcome in \(limitMs / 1000) s"); return out }
+        if soError != 0 {
+            out.errno = Errno(rawValue: soError)
+            out.trace.append("SO_ERROR: \(out.errno!)")
+            return out
+        }
+        out.handshakeNanoseconds = monotonicNanoseconds() - start
+        (out.source, out.sourcePort) = localName(fd)
+        out.trace.append("established, local \(out.source.map(\.description) ?? "?"):\(out.sourcePort ?? 0)")
+        if let payload = spec.payload {
+            var echoed: [UInt8] = []
+            _ = payload.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let until = monotonicNanoseconds() + dataTimeout
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while echoed.count < payload.count, monotonicNanoseconds() < until {
+                var q = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if poll(&q, 1, Int32((until - monotonicNanoseconds()) / 1_000_000) + 1) <= 0 { continue }
+                let n = read(fd, &buf, buf.count)
+                if n <= 0 { break }
+                echoed += buf[0..<n]
+            }
+            out.echoed = echoed
+        }
+        // An orderly close, as the engine does: FIN, then the peer's FIN.
+        shutdown(fd, Int32(SHUT_WR))
+        let until = monotonicNanoseconds() + dataTimeout
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while monotonicNanoseconds() < until {
+            var q = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&q, 1, 100) <= 0 { continue }
+            if read(fd, &buf, buf.count) <= 0 { break }
+        }
+        return out
+    }
+
+    func localName(_ fd: Int32) -> (IPv4Address?, UInt16?) {
+        var local = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let rc = withUnsafeMutablePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        guard rc == 0 else { return (nil, nil) }
+        return (IPv4Address(UInt32(bigEndian: local.sin_addr.s_addr)), UInt16(bigEndian: local.sin_port))
+    }
+}

@@ -1,0 +1,136 @@
+import NetCore
+import Wire
+
+/// A TCP flow as the connecting node sees it (the final destination, not a source-route hop).
+public struct FlowKey: Sendable, Hashable, CustomStringConvertible {
+    public var source: IPv4Address
+    public var sourcePort: UInt16
+    public var destination: IPv4Address
+    public var destinationPort: UInt16
+    public init(source: IPv4Address, sourcePort: UInt16, destination: IPv4Address, destinationPort: UInt16) {
+        self.source = source; self.sourcePort = sourcePort; self.destination = destination; self.destinationPort = destinationPort
+    }
+    public var description: String { "\(source):\(sourcePort) → \(destination):\(destinationPort)" }
+}
+
+/// The first SYN on the wire, as the options and header fields a comparison looks at.
+public struct SynSummary: Sendable, Codable, Equatable {
+    public var options: [String]
+    public var mss: Int?
+    public var window: Int
+    public var windowScale: Int?
+    public var ttl: Int
+    public var df: Bool
+    public var tos: Int
+    public var ipOptions: [String]
+    public var flags: String
+}
+
+/// What the capture shows of one connect: the SYN's hops and the reply's hops, in time order.
+public struct ObservedPath: Sendable {
+    /// `node:interface` with `>` for out and `<` for in, e.g. `client:eth0>`.
+    public var synHops: [String]
+    public var replyHops: [String]
+    /// Nodes in the order the SYN (reply) crossed them.
+    public var path: [String]
+    public var replyPath: [String]
+    /// Where the first SYN left the source node, and the MAC it was sent to.
+    public var device: String?
+    public var nextHopMAC: [UInt8]?
+    public var syn: SynSummary?
+    /// What the reply was: `SYN-ACK`, `RST`, `ICMP 3/1 from 192.0.2.1`.
+    public var reply: String?
+
+    /// Find the connect's packets among `observations` (time-ordered). The SYN is the first SYN of `flow` leaving
+    /// `sourceNode`; its copies elsewhere are the frames with the same source, IP ID and sequence number. The reply is
+    /// the first SYN-ACK or RST back to the flow, or an ICMP error quoting it.
+    public static func analyse(_ observations: [Observation], flow: FlowKey, sourceNode: String) -> ObservedPath {
+        var p = ObservedPath(synHops: [], replyHops: [], path: [], replyPath: [], device: nil, nextHopMAC: nil, syn: nil, reply: nil)
+        struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: UInt8; var key: UInt32 }
+        func identity(_ v: IPv4PacketView) -> Identity? {
+            if v.proto == 6, let t = try? TCPSegmentView(checking: v.payload) {
+                return Identity(source: v.source, id: v.identification, proto: 6, key: t.seq.raw)
+            }
+            if v.proto == 1 { return Identity(source: v.source, id: v.identification, proto: 1, key: 0) }
+            return nil
+        }
+        func isSyn(_ v: IPv4PacketView) -> Bool {
+            guard v.proto == 6, v.source == flow.source, let t = try? TCPSegmentView(checking: v.payload) else { return false }
+            return t.sourcePort == flow.sourcePort && t.destinationPort == flow.destinationPort && t.flags.contains(.syn) && !t.flags.contains(.ack)
+        }
+        func replyKind(_ v: IPv4PacketView) -> String? {
+            if v.proto == 6, v.source == flow.destination, v.destination == flow.source, let t = try? TCPSegmentView(checking: v.payload),
+               t.sourcePort == flow.destinationPort, t.destinationPort == flow.sourcePort {
+                if t.flags.contains(.syn), t.flags.contains(.ack) { return "SYN-ACK" }
+                if t.flags.contains(.rst) { return "RST" }
+                return nil
+            }
+            if v.proto == 1, v.destination == flow.source, let m = try? ICMPv4Message.parse(v.payload), let q = m.quote,
+               q.header.source == flow.source, let ports = q.tcpPorts, ports.source == flow.sourcePort,
+               ports.destination == flow.destinationPort {
+                let code = v.payload.count > 1 ? v.payload[v.payload.startIndex + 1] : 0
+                return "ICMP \(m.type)/\(code) from \(v.source)"
+            }
+            return nil
+        }
+        var synID: Identity?, replyID: Identity?
+        for o in observations {
+            guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip) else { continue }
+            if synID == nil, o.node == sourceNode, o.frame.isOutgoing, isSyn(v) {
+                synID = identity(v)
+                p.device = o.interface
+                p.nextHopMAC = o.frame.destinationMAC
+                p.syn = summary(v)
+            }
+            if replyID == nil, o.frame.packetType != 3, let kind = replyKind(v) {
+                replyID = identity(v)
+                p.reply = kind
+            }
+            // Flooded copies a LAN delivers to other hosts (PACKET_OTHERHOST) are not hops.
+            guard o.frame.packetType != 3, let id = identity(v) else { continue }
+            let hop = o.hop + (o.frame.isOutgoing ? ">" : "<")
+            // A retransmission of the same packet (same identity) crosses the same hops again: count each hop once.
+            if id == synID, !p.synHops.contains(hop) { p.synHops.append(hop); append(o.node, to: &p.path) }
+            if id == replyID, !p.replyHops.contains(hop) { p.replyHops.append(hop); append(o.node, to: &p.replyPath) }
+        }
+        return p
+    }
+
+    static func append(_ node: String, to path: inout [String]) {
+        if path.last != node { path.append(node) }
+    }
+
+    static func summary(_ v: IPv4PacketView) -> SynSummary? {
+        guard let h = try? IPv4Header.parse(v), let t = try? TCPSegmentView(checking: v.payload), let th = try? TCPHeader.parse(t) else { return nil }
+        var mss: Int?, ws: Int?
+        for o in th.options {
+            if case .mss(let m) = o { mss = Int(m) }
+            if case .windowScale(let w) = o { ws = Int(w) }
+        }
+        return SynSummary(options: th.options.map(optionName), mss: mss, window: Int(th.window), windowScale: ws,
+                          ttl: Int(h.ttl), df: h.dontFragment, tos: Int(h.tos), ipOptions: h.options.map(ipOptionName),
+                          flags: th.flags.description)
+    }
+
+    static func optionName(_ o: TCPOption) -> String {
+        switch o {
+        case .mss: "mss"
+        case .nop: "nop"
+        case .sackPermitted: "sackOK"
+        case .timestamps: "TS"
+        case .windowScale: "wscale"
+        default: "\(o)".split(separator: "(").first.map(String.init) ?? "?"
+        }
+    }
+
+    static func ipOptionName(_ o: IPv4Option) -> String {
+        switch o {
+        case .lsrr(let ptr, let r): "lsrr ptr \(ptr) [\(r.map(\.description).joined(separator: ","))]"
+        case .ssrr(let ptr, let r): "ssrr ptr \(ptr) [\(r.map(\.description).joined(separator: ","))]"
+        case .recordRoute(let ptr, let r): "rr ptr \(ptr) [\(r.map(\.description).joined(separator: ","))]"
+        case .nop: "nop"
+        case .end: "eol"
+        case .unknown(let t, _): "option \(t)"
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import CNetSys
+import Glibc
+import SystemPackage
+
+/// A failed system call of the driver: what was attempted (in the words of the tool that does the same) and errno.
+public struct DriverError: Error, CustomStringConvertible, Sendable {
+    public var operation: String
+    public var errno: Errno?
+    public var detail: String?
+    public init(operation: String, errno: Errno? = nil, detail: String? = nil) {
+        self.operation = operation; self.errno = errno; self.detail = detail
+    }
+    public var description: String {
+        var s = operation
+        if let errno { s += ": \(errno)" }
+        if let detail, !detail.isEmpty { s += ": \(detail)" }
+        return s
+    }
+}
+
+/// One place where a syscall's `-1` becomes a typed error; EINTR is retried.
+@discardableResult
+func sys<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(DriverError) -> T {
+    while true {
+        let r = body()
+        if r != -1 { return r }
+        let e = Errno(rawValue: Glibc.errno)
+        if e == .interrupted { continue }
+        throw DriverError(operation: operation(), errno: e)
+    }
+}
+
+/// setsockopt with a value of any trivial type.
+func setOption<T>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: T, _ what: @autoclosure () -> String) throws(DriverError) {
+    var v = value
+    try sys("setsockopt(\(what()))") { setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<T>.size)) }
+}
+
+func sockaddrIn(_ address: UInt32, _ port: UInt16) -> sockaddr_in {
+    var s = sockaddr_in()
+    s.sin_family = sa_family_t(AF_INET)
+    s.sin_port = port.bigEndian
+    s.sin_addr.s_addr = address.bigEndian
+    return s
+}
+
+/// CLOCK_MONOTONIC and CLOCK_REALTIME in nanoseconds.
+public func monotonicNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+public func realtimeNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
