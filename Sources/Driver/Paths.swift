@@ -59,7 +59,8 @@ public struct ObservedPath: Sendable {
             return t.sourcePort == flow.sourcePort && t.destinationPort == flow.destinationPort && t.flags.contains(.syn) && !t.flags.contains(.ack)
         }
         func replyKind(_ v: IPv4PacketView) -> String? {
-            if v.proto == 6, v.source == flow.destination, v.destination == flow.source, let t = try? TCPSegmentView(checking: v.payload),
+            // The destination of a source-routed reply changes hop by hop; its source and ports do not.
+            if v.proto == 6, v.source == flow.destination, let t = try? TCPSegmentView(checking: v.payload),
                t.sourcePort == flow.destinationPort, t.destinationPort == flow.sourcePort {
                 if t.flags.contains(.syn), t.flags.contains(.ack) { return "SYN-ACK" }
                 if t.flags.contains(.rst) { return "RST" }
