@@ -152,6 +152,7 @@ public struct EngineRunner {
         var sentPayload = false
         var closing = false
         while !done {
+            if let sig = Interrupts.signal { throw DriverError(operation: "engine connect", detail: "interrupted by signal \(sig)") }
             let t = now()
             if established {
                 if let p = spec.payload, !p.isEmpty, !sentPayload {
@@ -169,8 +170,8 @@ public struct EngineRunner {
                 }
                 if let cd = closeDeadline, t.nanoseconds >= cd { break }
             }
-            var wait: Int64 = 5_000_000_000
-            if let d = deadline { wait = max(0, d.nanoseconds - t.nanoseconds) }
+            var wait: Int64 = 200_000_000   // wake at least this often to notice Ctrl-C
+            if let d = deadline { wait = min(wait, max(0, d.nanoseconds - t.nanoseconds)) }
             if let cd = closeDeadline { wait = min(wait, max(0, cd - t.nanoseconds)) }
             if rx.wait(timeoutNanoseconds: wait) {
                 while let f = try rx.receive() {

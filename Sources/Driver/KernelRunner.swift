@@ -52,8 +52,13 @@ public struct KernelRunner {
         // timeouts; two minutes bounds any syn-retries a check allows below the kernel's default of 6.
         var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
         let limitMs: Int32 = 200_000
-        var r: Int32
-        repeat { r = poll(&p, 1, limitMs) } while r < 0 && Glibc.errno == EINTR
+        var r: Int32 = 0
+        let pollUntil = monotonicNanoseconds() + Int64(limitMs) * 1_000_000
+        while monotonicNanoseconds() < pollUntil {
+            r = poll(&p, 1, 100)
+            if r > 0 { break }
+            if let sig = Interrupts.signal { throw DriverError(operation: "kernel connect", detail: "interrupted by signal \(sig)") }
+        }
         var soError: Int32 = 0
         var len = socklen_t(4)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &len)

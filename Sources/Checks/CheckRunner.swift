@@ -1,0 +1,138 @@
+import Driver
+import Engine
+import Foundation
+import Netlink
+import Topology
+
+/// One check's outcome: what was expected, what the engine and the kernel did, and why it failed if it did.
+public struct CheckResult: Codable, Sendable {
+    public var name: String
+    public var from: String
+    public var connect: String
+    public var line: Int
+    public var passed: Bool
+    /// Expectations the engine missed, differences from the kernel, and errors running the check.
+    public var failures: [String]
+    public var expected: [String: String]
+    public var engine: SideReport?
+    public var kernel: SideReport?
+    public var differences: [String]
+    public var notes: [String]
+    public var pcap: String?
+    public var seconds: Double
+}
+
+public struct CheckRun: Codable, Sendable {
+    public var lab: String
+    public var file: String
+    public var started: Date
+    public var seconds: Double
+    public var results: [CheckResult]
+    public var passed: Int { results.filter(\.passed).count }
+    public var failed: Int { results.count - passed }
+
+    enum CodingKeys: String, CodingKey { case lab, file, started, seconds, results, passed, failed }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(lab, forKey: .lab); try c.encode(file, forKey: .file); try c.encode(started, forKey: .started)
+        try c.encode(seconds, forKey: .seconds); try c.encode(results, forKey: .results)
+        try c.encode(passed, forKey: .passed); try c.encode(failed, forKey: .failed)
+    }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        lab = try c.decode(String.self, forKey: .lab); file = try c.decode(String.self, forKey: .file)
+        started = try c.decode(Date.self, forKey: .started); seconds = try c.decode(Double.self, forKey: .seconds)
+        results = try c.decode([CheckResult].self, forKey: .results)
+    }
+    public init(lab: String, file: String, started: Date, seconds: Double, results: [CheckResult]) {
+        self.lab = lab; self.file = file; self.started = started; self.seconds = seconds; self.results = results
+    }
+}
+
+/// Runs a topology's checks on a lab that is up: each connect by the engine and by the kernel, captured on every
+/// interface, evaluated against the check's expectations.
+public enum CheckRunner {
+    public typealias Progress = (_ index: Int, _ total: Int, _ check: Check, _ result: CheckResult?) -> Void
+
+    public static func run(_ topology: Topology, session: LabSession, pcapDirectory: String? = nil,
+                           only: [Check]? = nil, progress: Progress? = nil, interrupted: () -> Bool = { false }) -> CheckRun {
+        let started = Date()
+        var results: [CheckResult] = []
+        let checks = only ?? topology.checks
+        for (i, check) in checks.enumerated() {
+            if interrupted() { break }
+            progress?(i, checks.count, check, nil)
+            let r = run(check, topology: topology, session: session, pcapDirectory: pcapDirectory, index: i)
+            results.append(r)
+            progress?(i, checks.count, check, r)
+        }
+        return CheckRun(lab: topology.lab, file: topology.file, started: started, seconds: Date().timeIntervalSince(started), results: results)
+    }
+
+    public static func run(_ check: Check, topology: Topology, session: LabSession, pcapDirectory: String?, index: Int) -> CheckResult {
+        let t0 = Date()
+        var r = CheckResult(name: check.name, from: check.from, connect: "\(check.destination):\(check.port)", line: check.location.line,
+                            passed: false, failures: [], expected: expectedFields(check), engine: nil, kernel: nil,
+                            differences: [], notes: [], pcap: nil, seconds: 0)
+        var pcap: String?
+        if let dir = pcapDirectory {
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            pcap = "\(dir)/\(String(format: "%02d", index + 1))-\(slug(check.name)).pcapng"
+        }
+        do {
+            let c = try ConnectRun.run(check.spec, scope: session.scope(from: check.from), kernel: check.compareWithKernel, pcap: pcap)
+            r.engine = c.engine
+            r.kernel = c.kernel
+            r.differences = c.differences
+            r.notes = c.notes
+            r.pcap = pcap
+            r.failures = evaluate(check, c.engine) + c.differences.map { "kernel differs: \($0)" }
+        } catch {
+            r.failures = ["could not run: \(error)"]
+        }
+        r.passed = r.failures.isEmpty
+        r.seconds = Date().timeIntervalSince(t0)
+        return r
+    }
+
+    static func expectedFields(_ c: Check) -> [String: String] {
+        var e: [String: String] = [:]
+        if let v = c.expect.result { e["result"] = v.description }
+        if let v = c.expect.source { e["source"] = v.description }
+        if let v = c.expect.dev { e["dev"] = v }
+        if let v = c.expect.via { e["via"] = v.description }
+        if let v = c.expect.path { e["path"] = v.joined(separator: " → ") }
+        if let v = c.expect.replyPath { e["reply-path"] = v.joined(separator: " → ") }
+        if let p = c.payload { e["echo"] = p }
+        return e
+    }
+
+    /// The check's expectations against what the engine did on the wire.
+    public static func evaluate(_ c: Check, _ s: SideReport) -> [String] {
+        var f: [String] = []
+        let observed = ConnectResult(errnoName: s.errno)
+        if let want = c.expect.result, !want.isMet(by: observed, errno: s.errno) {
+            f.append("result: expected \(want), engine \(observed)\(s.errno.map { " (\($0))" } ?? "")")
+        }
+        if let want = c.expect.source, s.source != want.description { f.append("source: expected \(want), engine \(s.source ?? "-")") }
+        if let want = c.expect.dev, s.dev != want { f.append("dev: expected \(want), engine \(s.dev ?? "-")") }
+        if let want = c.expect.via, s.nexthop != want.description { f.append("via: expected \(want), engine \(s.nexthop ?? "-")") }
+        if let want = c.expect.path, s.path != want {
+            f.append("path: expected \(want.joined(separator: " → ")), engine \(s.path.isEmpty ? "-" : s.path.joined(separator: " → "))")
+        }
+        if let want = c.expect.replyPath, s.reply_path != want {
+            f.append("reply-path: expected \(want.joined(separator: " → ")), engine \(s.reply_path.isEmpty ? "-" : s.reply_path.joined(separator: " → "))")
+        }
+        if let p = c.payload, observed == .established, s.echoed != p {
+            f.append("echo: sent \"\(p)\", got back \"\(s.echoed ?? "")\"")
+        }
+        return f
+    }
+
+    static func slug(_ s: String) -> String {
+        var out = ""
+        for ch in s.lowercased() { out.append(ch.isLetter || ch.isNumber ? ch : "-") }
+        while out.contains("--") { out = out.replacingOccurrences(of: "--", with: "-") }
+        return String(out.trimmingCharacters(in: CharacterSet(charactersIn: "-")).prefix(48))
+    }
+}

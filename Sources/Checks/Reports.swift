@@ -1,0 +1,108 @@
+import Driver
+import Foundation
+import Topology
+
+/// The reports `netlab check` writes: JUnit XML, JSON, Markdown and a self-contained HTML page.
+public enum Reports {
+    public static func json(_ run: CheckRun) throws -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        enc.dateEncodingStrategy = .iso8601
+        return String(decoding: try enc.encode(run), as: UTF8.self)
+    }
+
+    static func sideLine(_ s: SideReport?) -> String {
+        guard let s else { return "-" }
+        var parts = [s.errno.map { "\(s.result) (\($0))" } ?? s.result]
+        if let src = s.source { parts.append("source \(src)") }
+        if let d = s.dev { parts.append("dev \(d)") }
+        if let n = s.nexthop { parts.append("via \(n)") }
+        if !s.path.isEmpty { parts.append("path " + s.path.joined(separator: " → ")) }
+        if !s.reply_path.isEmpty { parts.append("reply " + s.reply_path.joined(separator: " → ")) }
+        return parts.joined(separator: ", ")
+    }
+
+    /// JUnit XML: one testsuite per lab, one testcase per check; a failure lists expected, engine and kernel values.
+    public static func junit(_ run: CheckRun) -> String {
+        var x = ["<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+                 "<testsuites name=\"netlab\" tests=\"\(run.results.count)\" failures=\"\(run.failed)\" time=\"\(String(format: "%.3f", run.seconds))\">",
+                 "  <testsuite name=\"\(escapeXML(run.lab))\" tests=\"\(run.results.count)\" failures=\"\(run.failed)\" errors=\"0\" time=\"\(String(format: "%.3f", run.seconds))\" timestamp=\"\(ISO8601DateFormatter().string(from: run.started))\">"]
+        for r in run.results {
+            x.append("    <testcase classname=\"netlab.\(escapeXML(run.lab))\" name=\"\(escapeXML(r.name))\" file=\"\(escapeXML(run.file))\" line=\"\(r.line)\" time=\"\(String(format: "%.3f", r.seconds))\">")
+            if !r.passed {
+                var body = ["check: \(r.name) (from \(r.from) to \(r.connect), \(run.file):\(r.line))"]
+                body += r.failures.map { "failed: \($0)" }
+                body.append("expected: " + r.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+                body.append("engine: " + sideLine(r.engine))
+                body.append("kernel: " + sideLine(r.kernel))
+                x.append("      <failure message=\"\(escapeXML(r.failures.first ?? "failed"))\" type=\"CheckFailed\">\(escapeXML(body.joined(separator: "\n")))</failure>")
+            }
+            let out = ([sideLine(r.engine).isEmpty ? nil : "engine: " + sideLine(r.engine), r.kernel == nil ? nil : "kernel: " + sideLine(r.kernel)]
+                       .compactMap { $0 } + r.notes).joined(separator: "\n")
+            x.append("      <system-out>\(escapeXML(out))</system-out>")
+            x.append("    </testcase>")
+        }
+        x += ["  </testsuite>", "</testsuites>"]
+        return x.joined(separator: "\n") + "\n"
+    }
+
+    static func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
+
+    /// A Markdown summary (what `$GITHUB_STEP_SUMMARY` shows).
+    public static func markdown(_ run: CheckRun) -> String {
+        var m = ["## netlab check: \(run.lab) — \(run.passed)/\(run.results.count) passed", "",
+                 "`\(run.file)`, \(String(format: "%.1f", run.seconds)) s", "",
+                 "| | check | from | connect | engine | source | dev | via | path | kernel |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in run.results {
+            let e = r.engine
+            let k = r.kernel.map { $0.result == e?.result && r.differences.isEmpty ? "agrees" : "differs" } ?? "skipped"
+            let outcome: String = e.map { s in s.errno.map { "\(s.result) (\($0))" } ?? s.result } ?? "-"
+            let path: String = md(e?.path.joined(separator: " → ") ?? "")
+            let cells: [String] = [r.passed ? "✅" : "❌", md(r.name), r.from, r.connect, outcome, e?.source ?? "", e?.dev ?? "",
+                                   e?.nexthop ?? "", path, k]
+            m.append("| " + cells.joined(separator: " | ") + " |")
+        }
+        let failed = run.results.filter { !$0.passed }
+        if !failed.isEmpty {
+            m += ["", "### Failures"]
+            for r in failed {
+                m += ["", "**\(md(r.name))** (`\(run.file):\(r.line)`)", ""]
+                m += r.failures.map { "- \(md($0))" }
+                m += ["- expected: " + r.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "),
+                      "- engine: " + md(sideLine(r.engine)), "- kernel: " + md(sideLine(r.kernel))]
+            }
+        }
+        return m.joined(separator: "\n") + "\n"
+    }
+
+    /// One HTML page with no external assets: the topology as SVG, then each check with its path drawn on it.
+    public static func html(_ run: CheckRun, topology: Topology) -> String {
+        let g = TopologyGraph(topology)
+        var h = ["<!doctype html>", "<html><head><meta charset=\"utf-8\"><title>netlab check: \(escapeXML(run.lab))</title>",
+                 "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.pass{color:#080}.fail{color:#b00}section{border-top:1px solid #ddd;margin-top:1.5em}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}.legend span{margin-right:2em}</style>",
+                 "</head><body>",
+                 "<h1>netlab check: \(escapeXML(run.lab))</h1>",
+                 "<p>\(escapeXML(run.file)) — <b>\(run.passed)/\(run.results.count)</b> passed in \(String(format: "%.1f", run.seconds)) s</p>",
+                 g.svg(title: run.lab),
+                 "<p class=\"legend\"><span style=\"color:#1f77b4\">━ SYN path</span><span style=\"color:#d62728\">╍ reply path</span></p>",
+                 "<table><tr><th></th><th>check</th><th>from</th><th>connect</th><th>engine</th><th>kernel</th></tr>"]
+        for (i, r) in run.results.enumerated() {
+            h.append("<tr><td class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘")</td><td><a href=\"#c\(i)\">\(escapeXML(r.name))</a></td><td>\(escapeXML(r.from))</td><td>\(r.connect)</td><td>\(escapeXML(sideLine(r.engine)))</td><td>\(escapeXML(r.kernel == nil ? "skipped" : (r.differences.isEmpty ? "agrees" : "differs")))</td></tr>")
+        }
+        h.append("</table>")
+        for (i, r) in run.results.enumerated() {
+            h.append("<section id=\"c\(i)\"><h2 class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘") \(escapeXML(r.name))</h2>")
+            h.append("<p>from <b>\(escapeXML(r.from))</b> to \(r.connect) (line \(r.line))</p>")
+            h.append(g.svg(syn: r.engine?.path ?? [], reply: r.engine?.reply_path ?? [], title: r.name))
+            if !r.failures.isEmpty { h.append("<ul>" + r.failures.map { "<li class=\"fail\">\(escapeXML($0))</li>" }.joined() + "</ul>") }
+            h.append("<pre>expected: \(escapeXML(r.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))\nengine:   \(escapeXML(sideLine(r.engine)))\nkernel:   \(escapeXML(sideLine(r.kernel)))\(r.notes.isEmpty ? "" : "\n" + escapeXML(r.notes.joined(separator: "\n")))</pre>")
+            if let t = r.engine?.trace, !t.isEmpty {
+                h.append("<details><summary>engine trace</summary><pre>\(escapeXML(t.joined(separator: "\n")))</pre></details>")
+            }
+            h.append("</section>")
+        }
+        h.append("</body></html>")
+        return h.joined(separator: "\n") + "\n"
+    }
+}
