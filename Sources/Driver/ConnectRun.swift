@@ -74,6 +74,7 @@ public enum ConnectRun {
         let eObs = try capture.collect()
         for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: "engine") }
         e.observed = observe(eObs, e, spec: spec, scope: scope)
+        let engineWireNextHop = try nextHop(mac: e.observed?.nextHopMAC, device: e.observed?.device, in: ns, prefer: e.nextHop)
 
         var k: ConnectOutcome?
         if kernel {
@@ -90,7 +91,12 @@ public enum ConnectRun {
             k = ko
         }
         if let pcap { try Data(file.bytes).write(to: URL(fileURLWithPath: pcap)) }
-        return compare(engine: e, kernel: k)
+        var c = compare(engine: e, kernel: k)
+        if let wire = engineWireNextHop, let decided = e.nextHop, wire != decided, e.observed?.device != "lo" {
+            c.differences.append("engine decided next hop \(decided) but its SYN went to \(wire)")
+            c.agree = false
+        }
+        return c
     }
 
     static func observe(_ obs: [Observation], _ o: ConnectOutcome, spec: ConnectSpec, scope: ConnectScope) -> ObservedPath? {
@@ -135,13 +141,13 @@ public enum ConnectRun {
         }
         diff("result", es.result, ks.result)
         diff("errno", es.errno, ks.errno)
-        if k.errno == nil || k.observed?.syn != nil { diff("source", es.source, ks.source) }
+        if es.source != nil, ks.source != nil, ks.source != "0.0.0.0" { diff("source", es.source, ks.source) }
         var otherLeg = false
-        if es.dev != ks.dev || es.nexthop != ks.nexthop, let kd = ks.dev {
-            if e.alternatives.contains(where: { $0.device == kd && $0.nextHop.description == ks.nexthop }) {
-                otherLeg = true
-                notes.append("the kernel's hash chose another equal-cost leg (dev \(kd) via \(ks.nexthop ?? "-")); the engine allows it")
-            }
+        if es.source != ks.source || es.dev != ks.dev || es.nexthop != ks.nexthop, let kd = ks.dev, let kn = ks.nexthop,
+           e.alternatives.contains(where: { $0.device == kd && $0.nextHop.description == kn && $0.source.description == ks.source }) {
+            otherLeg = true
+            diffs.removeAll { $0.hasPrefix("source:") }
+            notes.append("the kernel's hash chose another equal-cost leg (src \(ks.source ?? "-") dev \(kd) via \(kn)); the engine allows it")
         }
         if !otherLeg, ks.syn != nil || es.syn != nil {
             diff("dev", es.dev, ks.dev)

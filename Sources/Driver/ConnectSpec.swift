@@ -48,8 +48,10 @@ public struct ConnectOutcome: Sendable {
     /// The device and next hop: the engine's decision, or for the kernel what the wire shows.
     public var device: String?
     public var nextHop: IPv4Address?
-    /// Every (device, next hop) the route allows (equal-cost legs); the decision is one of them.
-    public var alternatives: [(device: String, nextHop: IPv4Address)] = []
+    /// Every (source, device, next hop) the lookups allow (equal-cost legs the kernel picks by hash); the decision is
+    /// one of them.
+    public var alternatives: [Leg] = []
+    public struct Leg: Sendable, Hashable { public var source: IPv4Address; public var device: String; public var nextHop: IPv4Address }
     /// Handshake time (SYN to SYN-ACK) in nanoseconds.
     public var handshakeNanoseconds: Int64?
     /// What came back of the payload.

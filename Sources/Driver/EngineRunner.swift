@@ -107,12 +107,20 @@ public struct EngineRunner {
         out.device = engine.route?.device
         out.nextHop = engine.route?.nextHop
         if let rt = engine.route {
-            var flow = Flow(destination: spec.sourceRoute?.hops.first ?? spec.destination, source: engine.sourceAddress,
+            // Connect's lookups again, untraced, keeping every equal-cost answer: #1 (saddr 0) gives the sources,
+            // #3 (the source and the real ports) the legs.
+            var flow = Flow(destination: spec.sourceRoute?.hops.first ?? spec.destination, source: spec.bindAddress ?? .any,
                             outputDevice: spec.device, mark: spec.mark ?? 0, tos: (spec.tos ?? 0) & 0xfc, proto: 6,
-                            sourcePort: engine.sourcePort, destinationPort: spec.port)
-            flow.anySourcePort = false
-            out.alternatives = resolver.decide(flow, traced: false).candidates.map { ($0.device, $0.nextHop) }
-            if out.alternatives.isEmpty { out.alternatives = [(rt.device, rt.nextHop)] }
+                            sourcePort: spec.bindPort ?? 0, destinationPort: spec.port)
+            var sources = [engine.sourceAddress]
+            if flow.source == .any { sources = Array(Set(resolver.decide(flow, traced: true).candidates.map(\.source))) }
+            for src in sources {
+                flow.source = src
+                flow.sourcePort = engine.sourcePort
+                flow.anySourcePort = false
+                out.alternatives += resolver.decide(flow, traced: true).candidates.map { .init(source: src, device: $0.device, nextHop: $0.nextHop) }
+            }
+            out.alternatives.append(.init(source: engine.sourceAddress, device: rt.device, nextHop: rt.nextHop))
         }
         // Receive only this flow, and keep the node's kernel from resetting it.
         let rx = try PacketSocket(in: namespace, filter: .engineFlow(address: engine.sourceAddress.value, port: engine.sourcePort))

@@ -6,7 +6,9 @@ import NetCore
 /// A raw IPv4 socket (IPPROTO_RAW, so IP_HDRINCL) opened inside a namespace: the engine's packets go out exactly as
 /// it built them. Each send names the device (IP_PKTINFO) and the next hop (the sendto address): with IP_HDRINCL the
 /// kernel routes toward that address with FLOWI_FLAG_KNOWN_NH, so the frame goes to the next hop the engine chose,
-/// whatever the header's destination (which differs with a source route).
+/// whatever the header's destination (which differs with a source route). MSG_DONTROUTE (RT_SCOPE_LINK) keeps policy
+/// rules that the raw flow matches differently from the TCP flow (ipproto, ports) from sending it elsewhere: only an
+/// on-link route can answer, and with the device given the kernel otherwise assumes the next hop is on-link.
 public final class RawSocket: @unchecked Sendable {
     public let fd: Int32
     public let namespace: NetworkNamespace
@@ -49,7 +51,7 @@ public final class RawSocket: @unchecked Sendable {
                         msg.msg_control = c.baseAddress
                         msg.msg_controllen = c.count
                         var r: Int
-                        repeat { r = sendmsg(fd, &msg, 0) } while r < 0 && Glibc.errno == EINTR
+                        repeat { r = sendmsg(fd, &msg, Int32(MSG_DONTROUTE)) } while r < 0 && Glibc.errno == EINTR
                         return r
                     }
                 }
