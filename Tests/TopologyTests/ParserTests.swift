@@ -62,7 +62,7 @@ func base(client extra: String = "", links: String = "  - [client:eth0, isp1:eth
         let r = client.routes[0]
         #expect(r.destination.length == 0 && r.metric == 100 && r.table == RoutingTable.main)
         #expect(r.nexthops.first?.gateway == IPv4Address(198, 51, 100, 1) && r.nexthops.first?.dev == "eth0")
-        #expect(client.routes[3].table == 102)
+        #expect(client.routes[1].src == IPv4Address(203, 0, 113, 10) && client.routes[4].table == 102)
         #expect(client.rules[1].from == IPv4Prefix("203.0.113.10") && client.rules[1].action == .lookup(102) && client.rules[1].pref == 110)
         #expect(t.links[1].mtu == 1400)
         #expect(t.node("isp1")?.forwarding == true && client.forwarding == false)
