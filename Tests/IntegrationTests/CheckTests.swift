@@ -1,0 +1,129 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Testing
+import Topology
+
+/// `netlab check` and `netlab connect` on real labs: the engine on the wire, the kernel beside it, reports CI reads.
+@Suite(.serialized, .enabled(if: Root.enabled, "needs root; under CI=true it runs and fails without root"))
+struct CheckCommandTests {
+    init() throws { try #require(Root.isRoot, "integration tests need root") }
+
+    struct Report: Decodable {
+        struct Side: Decodable { var source: String?; var dev: String?; var nexthop: String?; var result: String; var errno: String?; var path: [String] }
+        struct Result: Decodable { var name: String; var passed: Bool; var failures: [String]; var engine: Side?; var kernel: Side?; var pcap: String? }
+        var results: [Result]
+        var passed: Int
+        var failed: Int
+    }
+
+    func decode(_ path: String) throws -> Report {
+        try JSONDecoder().decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// Every check of every bundled lab passes, with the kernel's connect (getsockname, capture) agreeing with the
+    /// engine's; reports and pcaps are written; the lab is gone afterwards.
+    @Test(arguments: try! FileManager.default.contentsOfDirectory(atPath: repoRoot.appendingPathComponent("Labs").path)
+            .filter { $0.hasSuffix(".topo") }.sorted())
+    func bundledLabPassesEveryCheckAndAgreesWithTheKernel(_ lab: String) throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/\(lab)").path)
+        let d = f.directory
+        let r = try netlab("check", f.file, "--json", "\(d)/r.json", "--junit", "\(d)/j.xml", "--markdown", "\(d)/r.md",
+                           "--html", "\(d)/r.html", "--pcap-dir", "\(d)/pcap")
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        let topology = try Topology.load(path: f.file)
+        let report = try decode("\(d)/r.json")
+        #expect(report.results.count == topology.checks.count && report.failed == 0)
+        for c in report.results {
+            #expect(c.passed, "\(c.name): \(c.failures)")
+            let e = try #require(c.engine), k = try #require(c.kernel, "\(c.name): no kernel run")
+            #expect(e.result == k.result && e.errno == k.errno, "\(c.name)")
+            if e.result == "established" { #expect(e.source == k.source && e.path == k.path && !e.path.isEmpty, "\(c.name)") }
+            let pcap = try #require(c.pcap)
+            let head = try Data(contentsOf: URL(fileURLWithPath: pcap)).prefix(4)
+            #expect(Array(head) == [0x0A, 0x0D, 0x0D, 0x0A], "\(pcap) is not pcapng")
+        }
+        // JUnit: one testcase per check, no failures.
+        let xml = try XMLDocument(contentsOf: URL(fileURLWithPath: "\(d)/j.xml"))
+        #expect(try xml.nodes(forXPath: "//testcase").count == topology.checks.count)
+        #expect(try xml.nodes(forXPath: "//failure").isEmpty)
+        let html = try String(contentsOfFile: "\(d)/r.html", encoding: .utf8)
+        // Self-contained: inline SVG, no external scripts, styles or images.
+        #expect(html.components(separatedBy: "<svg").count == topology.checks.count + 2)
+        #expect(!html.contains("<script") && !html.contains("<link ") && !html.contains("<img"))
+        #expect(try String(contentsOfFile: "\(d)/r.md", encoding: .utf8).contains("\(topology.checks.count)/\(topology.checks.count) passed"))
+        #expect(f.namespaces().isEmpty, "left behind: \(f.namespaces())")
+        #expect(!FileManager.default.fileExists(atPath: f.journal))
+    }
+
+    /// A check whose expectation is wrong fails with exit 1 and says what was expected and what happened.
+    @Test func wrongExpectationFailsWithBothValues() throws {
+        let text = try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/dualhome.topo").path, encoding: .utf8)
+        let cut = text.components(separatedBy: "checks:")[0] + """
+        checks:
+          - name: expects the wrong device
+            from: client
+            connect: 192.0.2.80:80
+            expect: {dev: eth1, path: [client, isp2, core, server]}
+        """
+        let f = try LabFixture(text: cut, base: "wrong")
+        let r = try netlab("check", f.file, "--junit", "\(f.directory)/j.xml")
+        #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("dev: expected eth1, engine eth0"))
+        let junit = try String(contentsOfFile: "\(f.directory)/j.xml", encoding: .utf8)
+        #expect(junit.contains("<failure") && junit.contains("path: expected client → isp2 → core → server"))
+        #expect(f.namespaces().isEmpty)
+    }
+
+    /// Bad input: exit 2, FILE:LINE:COL and a hint, and nothing is created.
+    @Test func badCheckIsRejectedBeforeAnythingIsBuilt() throws {
+        let text = try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/dualhome.topo").path, encoding: .utf8)
+        let f = try LabFixture(text: text.replacingOccurrences(of: "connect: 192.0.2.80:81", with: "connect: 10.1.2.3:81"), base: "bad")
+        let r = try netlab("check", f.file)
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("\(f.file):") && r.stderr.contains("outside the lab's address space") && r.stderr.contains("hint:"))
+        #expect(f.namespaces().isEmpty)
+    }
+
+    /// `netlab connect --netns` on any namespace; the guard table is removed afterwards (nft reads it independently).
+    @Test func connectOnANamedNamespaceLeavesNoGuard() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/dualhome.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.file) }
+        let r = try netlab("connect", "--netns", "\(f.name)-client", "192.0.2.80:81", "--kernel", "--json")
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(j["agree"] as? Bool == true)
+        let engine = try #require(j["engine"] as? [String: Any]), kernel = try #require(j["kernel"] as? [String: Any])
+        #expect(engine["result"] as? String == "refused" && kernel["errno"] as? String == "ECONNREFUSED")
+        let tables = try run("/usr/bin/env", ["ip", "netns", "exec", "\(f.name)-client", "nft", "list", "tables"])
+        #expect(tables.status == 0 && !tables.stdout.contains("netlab_guard"), "\(tables.stdout)\(tables.stderr)")
+    }
+
+    /// Ctrl-C in the middle of a check: the run stops, the lab it brought up is taken down, exit 128+SIGINT.
+    @Test func interruptedCheckLeavesNothingBehind() throws {
+        let text = try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/dualhome.topo").path, encoding: .utf8)
+        let cut = text.components(separatedBy: "checks:")[0] + """
+        checks:
+          - name: a long silent drop
+            from: client
+            connect: 192.0.2.121:80
+        """
+        let f = try LabFixture(text: cut, base: "intr")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try netlabBinary())
+        p.arguments = ["check", f.file]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var waited = 0
+        while f.namespaces().isEmpty && waited < 100 { usleep(20_000); waited += 1 }
+        usleep(1_500_000)
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 130)
+        #expect(f.namespaces().isEmpty, "left behind: \(f.namespaces())")
+        #expect(!FileManager.default.fileExists(atPath: f.journal))
+    }
+}
