@@ -80,7 +80,8 @@ public enum CheckRunner {
             pcap = "\(dir)/\(String(format: "%02d", index + 1))-\(slug(check.name)).pcapng"
         }
         do {
-            let c = try ConnectRun.run(check.spec, scope: session.scope(from: check.from), kernel: check.compareWithKernel, pcap: pcap)
+            let c = try ConnectRun.run(check.spec, scope: session.scope(from: check.from), kernel: check.compareWithKernel, pcap: pcap,
+                                     guards: session.guards)
             r.engine = c.engine
             r.kernel = c.kernel
             r.differences = c.differences

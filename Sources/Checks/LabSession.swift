@@ -9,6 +9,8 @@ import Topology
 public final class LabSession {
     public let topology: Topology
     public let listeners: Listeners
+    /// The engine's guard tables, one per node that connected, removed when the session ends.
+    public let guards = GuardCache()
 
     public init(topology: Topology) throws {
         self.topology = topology
@@ -27,7 +29,13 @@ public final class LabSession {
         ConnectScope(sourceNode: node, nodes: topology.nodes.map { ($0.name, NetworkNamespace(named: topology.namespace(of: $0.name))) })
     }
 
-    deinit { listeners.stop() }
+    /// Stop the listeners and remove the guards.
+    public func close() {
+        listeners.stop()
+        guards.removeAll()
+    }
+
+    deinit { close() }
 }
 
 extension Check {

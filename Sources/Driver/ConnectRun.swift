@@ -59,31 +59,51 @@ public func resultName(_ e: Errno?) -> String {
 /// A connect by the engine and (optionally) by the kernel in the same namespace, each watched on every interface of
 /// the scope, and compared field by field.
 public enum ConnectRun {
+    /// `guards` keeps one guard per namespace across runs (installing and deleting an nftables table costs tens of
+    /// milliseconds, the deletion most); without it the guard lives for this run only.
     public static func run(_ spec: ConnectSpec, scope: ConnectScope, kernel: Bool, pcap: String? = nil,
-                           seed: UInt64? = nil) throws -> ConnectComparison {
+                           seed: UInt64? = nil, guards: GuardCache? = nil) throws -> ConnectComparison {
         let ns = scope.sourceNamespace
+        let timing = ProcessInfo.processInfo.environment["NETLAB_TIMING"] != nil
+        var t0 = monotonicNanoseconds()
+        func mark(_ what: String) {
+            guard timing else { return }
+            let t = monotonicNanoseconds()
+            FileHandle.standardError.write("timing: \(what) \((t - t0) / 1000) µs\n".data(using: .utf8)!)
+            t0 = t
+        }
         var file = PcapNG()
         let state = try NodeState.read(ns)
-        let guardian = try EngineGuard.install(in: ns)
-        defer { try? guardian.remove() }
+        mark("node state")
+        let own = guards == nil
+        let guardian = try guards?.guardian(for: ns) ?? EngineGuard.install(in: ns)
+        defer { if own { try? guardian.remove(); mark("guard removed") } }
+        mark("guard")
 
         let capture = try LabCapture(scope.nodes)
         for i in capture.interfaces { file.addInterface("\(i.node):\(i.interface)") }
+        mark("capture opened")
         var e = try EngineRunner(namespace: ns).run(spec, state: state, guardian: guardian, seed: seed)
-        usleep(30_000)   // the last ACK or RST crosses the lab
+        mark("engine connect")
+        usleep(5_000)   // the last ACK or RST crosses the lab (veth hops are processed within microseconds)
         let eObs = try capture.collect()
         for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: "engine") }
         e.observed = observe(eObs, e, spec: spec, scope: scope)
         let engineWireNextHop = try nextHop(mac: e.observed?.nextHopMAC, device: e.observed?.device, in: ns, prefer: e.nextHop)
+        mark("engine observed")
 
         var k: ConnectOutcome?
         if kernel {
             let kcap = try LabCapture(scope.nodes)
+            mark("kernel capture opened")
             var ko = try KernelRunner(namespace: ns).run(spec)
-            usleep(30_000)
+            mark("kernel connect")
+            usleep(5_000)
             let kObs = try kcap.collect()
+            mark("kernel collected \(kObs.count)")
             for o in kObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: "kernel") }
             ko.observed = observe(kObs, ko, spec: spec, scope: scope)
+            mark("kernel analysed")
             if let obs = ko.observed {
                 ko.device = obs.device
                 ko.nextHop = try nextHop(mac: obs.nextHopMAC, device: obs.device, in: ns, prefer: e.nextHop)
@@ -91,6 +111,7 @@ public enum ConnectRun {
             k = ko
         }
         if let pcap { try Data(file.bytes).write(to: URL(fileURLWithPath: pcap)) }
+        mark("kernel observed")
         var c = compare(engine: e, kernel: k)
         if let wire = engineWireNextHop, let decided = e.nextHop, wire != decided, e.observed?.device != "lo" {
             c.differences.append("engine decided next hop \(decided) but its SYN went to \(wire)")

@@ -146,7 +146,9 @@ public struct EngineRunner {
                 case .cancelTimer: deadline = nil
                 case .established:
                     established = true
-                    out.handshakeNanoseconds = engine.handshakeTime
+                    // On the wire: from the SYN's sendmsg to the SYN-ACK processed (the kernel's figure is from
+                    // connect() to writable, which also includes its route lookups).
+                    out.handshakeNanoseconds = synAt.map { now() - $0 } ?? engine.handshakeTime
                 case .failed(let e):
                     out.errno = e
                     done = true

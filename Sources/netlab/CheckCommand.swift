@@ -64,7 +64,7 @@ struct CheckCommand: ParsableCommand {
             print(String(format: "%@ [%2d/%d] %@  %@  %@  %.1f s", r.passed ? "✔" : "✘", i + 1, n, name, e, k, r.seconds))
             for f in r.failures { print("      \(f)") }
         }, interrupted: { Interrupts.signal != nil })
-        session.listeners.stop()
+        session.close()
         print("\(run.passed)/\(run.results.count) checks passed (\(topology.lab), \(String(format: "%.1f", run.seconds)) s)")
         try write(run, topology: topology)
         if let sig = Interrupts.signal { Terminal.error("interrupted"); throw ExitCode(128 + sig) }
