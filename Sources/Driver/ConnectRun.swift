@@ -137,7 +137,7 @@ public enum ConnectRun {
         return candidates.first
     }
 
-    static func side(_ o: ConnectOutcome, decided: Bool) -> SideReport {
+    static func side(_ o: ConnectOutcome) -> SideReport {
         let obs = o.observed
         return SideReport(source: o.source.map(\.description), sport: o.sourcePort, dev: o.device, nexthop: o.nextHop?.description,
                           path: obs?.path ?? [], reply_path: obs?.replyPath ?? [], result: resultName(o.errno),
@@ -148,7 +148,7 @@ public enum ConnectRun {
     }
 
     static func compare(engine e: ConnectOutcome, kernel k: ConnectOutcome?) -> ConnectComparison {
-        let es = side(e, decided: true)
+        let es = side(e)
         var diffs: [String] = []
         var notes: [String] = []
         // The engine's own packets must leave where it decided.
@@ -156,7 +156,7 @@ public enum ConnectRun {
             diffs.append("engine decided dev \(dev) but its SYN left by \(wire)")
         }
         guard let k else { return ConnectComparison(engine: es, kernel: nil, differences: diffs, agree: diffs.isEmpty, notes: notes) }
-        let ks = side(k, decided: false)
+        let ks = side(k)
         func diff<T: Equatable>(_ field: String, _ a: T?, _ b: T?) {
             if a != b { diffs.append("\(field): engine \(a.map { "\($0)" } ?? "-"), kernel \(b.map { "\($0)" } ?? "-")") }
         }
