@@ -76,6 +76,11 @@ func listener() -> (Int32, UInt16) {
 @main
 struct Bench {
     static func main() throws {
+        // `netlab-bench route [ROUNDS]`: only the route benchmark (for profiling), ROUNDS passes over the lookups.
+        if CommandLine.arguments.dropFirst().first == "route" {
+            print(try RouteBench.run(rounds: CommandLine.arguments.dropFirst(2).first.flatMap { Int($0) } ?? 5))
+            return
+        }
         // A kernel SYN with LSRR (the fixture), as bytes.
         let hex = "47000044d4a940004006d4ccc000020ac0000201830704c633645000c2720050d836f63900000000a002faf0ecbc0000020405b40402080a71bb5739000000000103030a"
         let syn: [UInt8] = stride(from: 0, to: hex.count, by: 2).map {

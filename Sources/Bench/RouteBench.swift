@@ -8,7 +8,7 @@ import SystemPackage
 /// Resolver lookups per second against the kernel's RTM_GETROUTE in the same run, on a namespace with 10,000 routes
 /// (100 tables of 100 prefixes inside 192.0.2.0/24 and 203.0.113.0/24) and 100 fwmark rules. Needs root.
 enum RouteBench {
-    static func run() throws -> String {
+    static func run(rounds: Int = 5) throws -> String {
         let name = "nlbench-\(getpid())"
         let ns = try NetworkNamespace.create(named: name)
         defer { try? NetworkNamespace.delete(named: name) }
@@ -59,8 +59,8 @@ enum RouteBench {
         var agree = 0
         let e0 = DispatchTime.now().uptimeNanoseconds
         var sink = 0
-        for _ in 0..<5 { for f in flows { if case .success(let r) = resolver.outputRoute(f) { sink &+= Int(r.source.value & 1) } } }
-        let engineNs = Double(DispatchTime.now().uptimeNanoseconds - e0) / Double(5 * flows.count)
+        for _ in 0..<rounds { for f in flows { if case .success(let r) = resolver.outputRoute(f) { sink &+= Int(r.source.value & 1) } } }
+        let engineNs = Double(DispatchTime.now().uptimeNanoseconds - e0) / Double(rounds * flows.count)
         let k0 = DispatchTime.now().uptimeNanoseconds
         for f in flows.prefix(5_000) {
             let k = s.routeGet(destination: f.destination, mark: f.mark, proto: 6, destinationPort: 80)

@@ -130,7 +130,15 @@ public struct RouteComparison: Sendable {
             case .success(let r): (e, c) = (answer(r), d.candidates.map(answer))
             case .failure(let err): (e, c) = (RouteAnswer(error: name(err)), [])
             }
-            return RouteComparison(query: query, connect: false, engine: e, candidates: c, kernel: k, agree: decide(e, c, k), trace: d.trace)
+            // The engine calls the untraced lookup: it must answer exactly what the traced one explains.
+            let fast: RouteAnswer
+            switch resolver.outputRoute(query.flow) {
+            case .success(let r): fast = answer(r)
+            case .failure(let err): fast = RouteAnswer(error: name(err))
+            }
+            let trace = fast == e ? d.trace : d.trace + ["the untraced lookup (the engine's) answered otherwise: \(fast)"]
+            return RouteComparison(query: query, connect: false, engine: e, candidates: c, kernel: k,
+                                   agree: fast == e && decide(e, c, k), trace: trace)
         }
         // Kernel: a real non-blocking connect with the same options; getsockname gives the source and port, and the
         // egress is what RTM_GETROUTE says for that 4-tuple (connect's lookup #3).

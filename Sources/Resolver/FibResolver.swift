@@ -16,29 +16,25 @@ public struct RouteDecision: Sendable {
 /// policy rules, `fib_table_lookup`, `fib_select_path`, `inet_select_addr`. Implements the engine's `RouteResolver`.
 public struct FibResolver: RouteResolver, Sendable {
     public let snapshot: RoutingSnapshot
-    let tables: [UInt32: FibTable]
+    var fib: FibTables
     let linkByIndex: [Int32: LinkInfo]
     let linkByName: [String: LinkInfo]
     let addressesByIndex: [Int32: [AddressInfo]]
     let localAddresses: Set<IPv4Address>
     let rules: [RuleInfo]
     /// The rules as plain data (no strings), so walking them costs no reference counting.
-    let compiled: [CompiledRule]
+    var compiled: [CompiledRule]
     /// Devices with route_localnet / ignore_routes_with_linkdown on (all or the device's own), computed once.
     let localnetDevices: Set<Int32>
     let ignoreLinkdownDevices: Set<Int32>
     let customRules: Bool
+    /// Without custom rules: the local and main tables' slots (local first) and their prefix lengths merged.
+    var mergedSlots: [Int] = []
+    var mergedLengths: [Int] = []
     let loopbackIndex: Int32
 
     public init(snapshot: RoutingSnapshot) {
         self.snapshot = snapshot
-        var t: [UInt32: FibTable] = [:]
-        for r in snapshot.routes {
-            var table = t[r.table] ?? FibTable(id: r.table)
-            table.insert(r)
-            t[r.table] = table
-        }
-        tables = t
         linkByIndex = Dictionary(snapshot.links.map { ($0.index, $0) }, uniquingKeysWith: { a, _ in a })
         linkByName = Dictionary(snapshot.links.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         addressesByIndex = Dictionary(grouping: snapshot.addresses, by: \.index)
@@ -46,21 +42,8 @@ public struct FibResolver: RouteResolver, Sendable {
         rules = snapshot.rules.sorted { ($0.priority ?? 0) < ($1.priority ?? 0) }
         let byName = linkByName
         let rs = rules
-        compiled = rules.indices.map { n in
-            let r = rs[n]
-            return CompiledRule(priority: r.priority ?? 0, invert: r.invert, hasIif: r.iif != nil,
-                                iif: r.iif.map { byName[$0]?.index ?? -1 } ?? 0, hasOif: r.oif != nil,
-                                oif: r.oif.map { byName[$0]?.index ?? -1 } ?? 0,
-                                mark: r.fwmark ?? 0, markMask: r.fwmark != nil ? (r.fwmask ?? UInt32.max) : (r.fwmask ?? 0),
-                                uidLow: r.uidrange?.lowerBound ?? 0, uidHigh: r.uidrange?.upperBound ?? UInt32.max,
-                                src: r.from?.network.value ?? 0, srcMask: r.from?.mask ?? 0,
-                                dst: r.to?.network.value ?? 0, dstMask: r.to?.mask ?? 0,
-                                dscp: r.dscp.map(Int16.init) ?? -1, tos: r.tos & 0xfc, proto: r.ipproto ?? 0,
-                                sportLow: r.sport?.lowerBound ?? 0, sportHigh: r.sport?.upperBound ?? UInt16.max,
-                                dportLow: r.dport?.lowerBound ?? 0, dportHigh: r.dport?.upperBound ?? UInt16.max,
-                                action: r.action, table: r.table,
-                                gotoIndex: r.goto.flatMap { g in rs.firstIndex { $0.priority == g } } ?? -1,
-                                suppressPrefix: Int(r.suppressPrefixLength ?? -1), suppressIfgroup: Int64(r.suppressIfgroup ?? -1))
+        compiled = rs.map { r in
+            CompiledRule(r, index: { byName[$0]?.index ?? -1 }, goto: r.goto.flatMap { g in rs.firstIndex { $0.priority == g } } ?? -1)
         }
         let defaults: [(UInt32, UInt32)] = [(0, 255), (32766, 254), (32767, 253)]
         customRules = !(rules.count == 3 && zip(rules, defaults).allSatisfy { r, d in
@@ -76,18 +59,55 @@ public struct FibResolver: RouteResolver, Sendable {
             sys["net.ipv4.conf.all.ignore_routes_with_linkdown"] == "1" || sys["net.ipv4.conf.\($0.name).ignore_routes_with_linkdown"] == "1"
         }.map(\.index))
         loopbackIndex = snapshot.links.first { $0.flags & 0x8 != 0 }?.index ?? 1    // IFF_LOOPBACK
+        // The tables last: each nexthop caches its source and liveness, which need the fields above.
+        fib = FibTables()
+        let slotOfLink = Dictionary(snapshot.links.indices.map { (snapshot.links[$0].index, Int32($0)) }, uniquingKeysWith: { a, _ in a })
+        let me = self
+        fib = FibTables(routes: snapshot.routes) { r, nh in
+            var quiet = Tracer(false)
+            return FibNexthop(gateway: nh.gateway ?? .any, index: nh.index, link: slotOfLink[nh.index] ?? -1, dead: me.isDead(nh),
+                              linkdownIgnored: nh.linkdown && me.ignoreLinkdown(nh.index),
+                              saddr: me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: r.scope, trace: &quiet))
+        }
+        for i in compiled.indices { compiled[i].tableSlot = fib.slot(of: compiled[i].table) ?? -1 }
+        mergedSlots = [RoutingTable.local, RoutingTable.main].compactMap { fib.slot(of: $0) }
+        let f = fib
+        mergedLengths = Set(mergedSlots.flatMap { s in f.tables[s].lengthRange.map { Int(f.lengths[$0]) } }).sorted(by: >)
     }
 
-    public func outputRoute(_ flow: Flow) -> Result<ResolvedRoute, Errno> { decide(flow, traced: false).result }
+    public func outputRoute(_ flow: Flow) -> Result<ResolvedRoute, Errno> {
+        var trace = Tracer(false)
+        var none: [ResolvedRoute]?
+        return route(flow, trace: &trace, candidates: &none).result
+    }
+
+    /// The answer with its trace, the rule and route that gave it, and every leg the kernel may pick.
+    public func decide(_ flow: Flow, traced: Bool = true) -> RouteDecision {
+        var trace = Tracer(traced)
+        var all: [ResolvedRoute]? = []
+        let o = route(flow, trace: &trace, candidates: &all)
+        return RouteDecision(result: o.result, candidates: all ?? [], rule: o.rule.map { rules[$0] },
+                             route: o.route.map { snapshot.routes[$0] }, trace: trace.lines)
+    }
+
+    typealias Outcome = (result: Result<ResolvedRoute, Errno>, rule: Int?, route: Int?)
 
     // MARK: ip_route_output_key_hash_rcu
 
-    /// Mirrors `ip_route_output_key_hash_rcu()` in net/ipv4/route.c.
-    public func decide(_ flow: Flow, traced: Bool = true) -> RouteDecision {
-        var trace = Tracer(traced)
-        func fail(_ e: Errno, _ why: String) -> RouteDecision {
-            trace.add(why)
-            return RouteDecision(result: .failure(e), candidates: [], rule: nil, route: nil, trace: trace.lines)
+    /// Mirrors `ip_route_output_key_hash_rcu()` in net/ipv4/route.c. `candidates`, when not nil, collects every leg
+    /// the kernel may pick (equal-cost multipath); the engine's path passes nil and allocates nothing.
+    func route(_ flow: Flow, trace: inout Tracer, candidates: inout [ResolvedRoute]?) -> Outcome {
+        func fail(_ e: Errno, _ why: @autoclosure () -> String) -> Outcome {
+            trace.add(why())
+            return (.failure(e), nil, nil)
+        }
+        func made(_ daddr: IPv4Address, _ saddr: IPv4Address, _ index: Int32, gateway: IPv4Address?, kind: ResolvedRoute.Kind,
+                  alias: FibAlias?, table: UInt32?, rule: Int?) -> Outcome {
+            let dev = linkByIndex[index]
+            let r = resolved(daddr, saddr, name: dev?.name ?? "?", mtu: Int(dev?.mtu ?? 1500), gateway: gateway, kind: kind,
+                             alias: alias, table: table, explanation: trace.enabled ? trace.lines.joined(separator: "; ") : "")
+            candidates?.append(r)
+            return (.success(r), rule, alias.map { Int($0.route) })
         }
         let scope: UInt8 = flow.dontRoute ? 253 : 0
         var saddr = flow.source
@@ -103,7 +123,7 @@ public struct FibResolver: RouteResolver, Sendable {
             if flow.outputDevice == nil, daddr.isMulticast || daddr.value == UInt32.max,
                let owner = snapshot.addresses.first(where: { $0.prefix.address == saddr }), let dev = linkByIndex[owner.index] {
                 trace.add("\(daddr) is multicast/broadcast with saddr set: out of \(dev.name), the device holding \(saddr), no FIB lookup")
-                return made(daddr, saddr, dev, gateway: nil, kind: daddr.isMulticast ? .multicast : .broadcast, route: nil, table: 0, rule: nil, trace: trace)
+                return made(daddr, saddr, dev.index, gateway: nil, kind: daddr.isMulticast ? .multicast : .broadcast, alias: nil, table: 0, rule: nil)
             }
         }
         if let name = flow.outputDevice {
@@ -114,7 +134,7 @@ public struct FibResolver: RouteResolver, Sendable {
             if localMulticast || daddr.value == UInt32.max || flow.proto == 2 {
                 if saddr == .any { saddr = inetSelectAddr(dev.index, dst: .any, scope: 253, trace: &trace) }
                 trace.add("\(daddr) is link-local multicast/broadcast with oif \(name): straight out of it")
-                return made(daddr, saddr, dev, gateway: nil, kind: daddr.isMulticast ? .multicast : .broadcast, route: nil, table: 0, rule: nil, trace: trace)
+                return made(daddr, saddr, dev.index, gateway: nil, kind: daddr.isMulticast ? .multicast : .broadcast, alias: nil, table: 0, rule: nil)
             }
             if saddr == .any, daddr.isMulticast { saddr = inetSelectAddr(dev.index, dst: .any, scope: scope, trace: &trace) }
             if saddr == .any, daddr == .any { saddr = inetSelectAddr(dev.index, dst: .any, scope: 254, trace: &trace) }
@@ -123,7 +143,7 @@ public struct FibResolver: RouteResolver, Sendable {
             daddr = saddr != .any ? saddr : IPv4Address(127, 0, 0, 1)
             if saddr == .any { saddr = daddr }
             trace.add("daddr 0.0.0.0 → \(daddr), dev lo (RTN_LOCAL)")
-            return made(daddr, saddr, linkByIndex[loopbackIndex], gateway: nil, kind: .local, route: nil, table: nil, rule: nil, trace: trace)
+            return made(daddr, saddr, loopbackIndex, gateway: nil, kind: .local, alias: nil, table: nil, rule: nil)
         }
         let key = Key(daddr: daddr, saddr: saddr, oif: oif?.index ?? 0, iif: loopbackIndex, mark: flow.mark, tos: flow.tos & 0xfc,
                       scope: scope, proto: flow.proto, sport: flow.sourcePort, dport: flow.destinationPort, uid: flow.uid)
@@ -134,73 +154,75 @@ public struct FibResolver: RouteResolver, Sendable {
                 // The destination is assumed on-link through the bound device.
                 if saddr == .any { saddr = inetSelectAddr(dev.index, dst: .any, scope: 253, trace: &trace) }
                 trace.add("no route (\(errnoName(e))) but oif \(dev.name) is set: assume \(daddr) is on-link")
-                return made(daddr, saddr, dev, gateway: nil, kind: .unicast, route: nil, table: nil, rule: nil, trace: trace)
+                return made(daddr, saddr, dev.index, gateway: nil, kind: .unicast, alias: nil, table: nil, rule: nil)
             }
             return fail(e, "fib_lookup: \(errnoName(e))")
         case .success(let r): res = r
         }
-        if res.route.type == .local {
-            if saddr == .any { saddr = res.route.prefsrc ?? daddr }
+        let alias = fib.aliases[res.alias]
+        if alias.type == .local {
+            if saddr == .any { saddr = alias.prefsrc != .any ? alias.prefsrc : daddr }
             trace.add("local destination: dev lo, saddr \(saddr)")
-            return made(daddr, saddr, linkByIndex[loopbackIndex], gateway: nil, kind: .local, route: res.route, table: res.table,
-                        rule: res.rule, trace: trace)
+            return made(daddr, saddr, loopbackIndex, gateway: nil, kind: .local, alias: alias, table: res.table, rule: res.rule)
         }
         // fib_select_path: with oif set, the nexthop is the one fib_table_lookup kept.
-        var legs = [res.nexthop]
+        var legs: [Int] = []     // empty: the one nexthop fib_table_lookup kept
         if oif == nil {
-            if res.route.nexthops.count > 1 {
-                legs = selectMultipath(res.route, saddr: saddr, trace: &trace)
-            } else if res.prefixLength == 0, (tables[res.table]?.defaults ?? 0) > 1, res.route.type == .unicast {
-                let same = tables[res.table]!.aliases(res.route.destination).filter {
-                    $0.metric == res.route.metric && $0.nexthops.count == 1 && $0.nexthops[0].gateway != nil && $0.scope == res.route.scope
+            if alias.nexthops.count > 1 {
+                legs = selectMultipath(alias, saddr: saddr, trace: &trace)
+            } else if trace.enabled, res.prefixLength == 0, let slot = fib.slot(of: res.table), fib.tables[slot].defaults > 1,
+                      alias.type == .unicast {
+                let same = fib.aliases(slot: slot, length: 0, network: 0).filter { n in
+                    let a = fib.aliases[Int(n)]
+                    return snapshot.routes[Int(a.route)].metric == snapshot.routes[Int(alias.route)].metric && a.nexthops.count == 1 &&
+                        fib.nexthops[Int(a.nexthops.lowerBound)].gateway != .any && a.scope == alias.scope
                 }
                 if same.count > 1 {
                     trace.add("fib_select_default: \(same.count) equal-metric defaults; the first is kept unless its gateway's neighbour is dead")
                 }
             }
         }
-        var candidates: [ResolvedRoute] = []
+        let kind: ResolvedRoute.Kind = daddr.value == UInt32.max || alias.type == .broadcast ? .broadcast : daddr.isMulticast ? .multicast : .unicast
+        var first: ResolvedRoute?
         var finalTrace = trace
-        for (k, nh) in legs.enumerated() {
+        for k in 0..<max(legs.count, 1) {
+            let nh = fib.nexthops[legs.isEmpty ? res.nexthop : legs[k]]
             var s = saddr
-            var t = Tracer(traced)
+            var t = Tracer(trace.enabled)
             if s == .any {
-                if let p = res.route.prefsrc {
-                    s = p
-                    t.add("saddr \(p): the route's prefsrc")
+                if alias.prefsrc != .any {
+                    s = alias.prefsrc
+                    t.add("saddr \(s): the route's prefsrc")
                 } else {
-                    s = inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: res.route.scope, trace: &t)
+                    s = nh.saddr     // FIB_RES_PREFSRC: the nexthop's cached inet_select_addr
+                    if t.enabled { _ = inetSelectAddr(nh.index, dst: nh.gateway, scope: alias.scope, trace: &t) }
                 }
             }
-            let kind: ResolvedRoute.Kind = daddr.value == UInt32.max || res.route.type == .broadcast ? .broadcast : daddr.isMulticast ? .multicast : .unicast
             if s.isLoopback, (linkByIndex[nh.index]?.flags ?? 0) & 0x8 == 0, !routeLocalnet(nh.index) {
                 if k == 0 { return fail(.invalidArgument, "loopback saddr \(s) on a non-loopback device: EINVAL") }
                 continue
             }
+            let link = nh.link >= 0 ? snapshot.links[Int(nh.link)] : nil
             // Broadcast and multicast leave the device directly (__mkroute_output drops the nexthop).
-            candidates.append(resolved(daddr, s, linkByIndex[nh.index], gateway: kind == .unicast ? nh.gateway : nil, kind: kind,
-                                       route: res.route, table: res.table, explanation: ""))
-            if k == 0 { finalTrace.add(contentsOf: t) }
-            if !traced { break }   // the engine needs one answer; `netlab route` (traced) wants every candidate
+            let r = resolved(daddr, s, name: link?.name ?? "?", mtu: Int(link?.mtu ?? 1500),
+                             gateway: kind == .unicast && nh.gateway != .any ? nh.gateway : nil, kind: kind,
+                             alias: alias, table: res.table, explanation: "")
+            if k == 0 { finalTrace.add(contentsOf: t); first = r }
+            if candidates == nil { break }   // the engine needs one answer; `netlab route` wants every candidate
+            candidates!.append(r)
         }
-        guard let first = candidates.first else { return fail(.networkUnreachable, "no usable nexthop") }
-        return RouteDecision(result: .success(first), candidates: candidates, rule: res.rule, route: res.route, trace: finalTrace.lines)
+        trace = finalTrace
+        guard let first else { return fail(.networkUnreachable, "no usable nexthop") }
+        return (.success(first), res.rule, Int(alias.route))
     }
 
     func routeLocalnet(_ index: Int32) -> Bool { localnetDevices.contains(index) }
 
-    func resolved(_ daddr: IPv4Address, _ saddr: IPv4Address, _ dev: LinkInfo?, gateway: IPv4Address?, kind: ResolvedRoute.Kind,
-                  route: RouteInfo?, table: UInt32?, explanation: String) -> ResolvedRoute {
-        ResolvedRoute(destination: daddr, source: saddr, device: dev?.name ?? "?", deviceMTU: Int(dev?.mtu ?? 1500),
-                      gateway: gateway, kind: kind, mtu: route?.mtu.map(Int.init), advmss: route?.advmss.map(Int.init),
-                      hoplimit: route?.hoplimit.map(Int.init), table: table, explanation: explanation)
-    }
-
-    func made(_ daddr: IPv4Address, _ saddr: IPv4Address, _ dev: LinkInfo?, gateway: IPv4Address?, kind: ResolvedRoute.Kind,
-              route: RouteInfo?, table: UInt32?, rule: RuleInfo?, trace: Tracer) -> RouteDecision {
-        let r = resolved(daddr, saddr, dev, gateway: gateway, kind: kind, route: route, table: table,
-                         explanation: trace.enabled ? trace.lines.joined(separator: "; ") : "")
-        return RouteDecision(result: .success(r), candidates: [r], rule: rule, route: route, trace: trace.lines)
+    func resolved(_ daddr: IPv4Address, _ saddr: IPv4Address, name: String, mtu: Int, gateway: IPv4Address?, kind: ResolvedRoute.Kind,
+                  alias: FibAlias?, table: UInt32?, explanation: String) -> ResolvedRoute {
+        ResolvedRoute(destination: daddr, source: saddr, device: name, deviceMTU: mtu,
+                      gateway: gateway, kind: kind, mtu: alias?.mtu.map(Int.init), advmss: alias?.advmss.map(Int.init),
+                      hoplimit: alias?.hoplimit.map(Int.init), table: table, explanation: explanation)
     }
 
     // MARK: fib_lookup and rules
@@ -214,89 +236,85 @@ public struct FibResolver: RouteResolver, Sendable {
         var uid: UInt32
     }
 
+    /// `struct fib_result` as positions: the alias and nexthop in `fib`, the table, the prefix length, the rule.
     struct FibResult {
-        var route: RouteInfo
-        var nexthop: NexthopInfo
+        var alias: Int
+        var nexthop: Int
         var table: UInt32
         var prefixLength: Int
-        var rule: RuleInfo?
+        var rule: Int?
     }
 
     /// Mirrors `fib_lookup()` (include/net/ip_fib.h) and, with custom rules, `__fib_lookup` → `fib_rules_lookup`.
     func fibLookup(_ k: Key, trace: inout Tracer) -> Result<FibResult, Errno> {
         if !customRules {
             // No custom rules: main (merged with local), then default.
-            var r = tableLookup([RoutingTable.local, RoutingTable.main], k, trace: &trace)
+            var r = mergedLookup(k, trace: &trace)
             // The local table lives inside main until the first custom rule (fib_unmerge): results say main.
             if case .success(var m) = r, m.table == RoutingTable.local { m.table = RoutingTable.main; r = .success(m) }
-            if case .failure = r {
-                if tables[RoutingTable.default] != nil { r = tableLookup([RoutingTable.default], k, trace: &trace) }
-            }
+            if case .failure = r, let slot = fib.slot(of: RoutingTable.default) { r = tableLookup(slot, k, trace: &trace) }
             if case .failure(let e) = r, e.rawValue == eagain { return .failure(.networkUnreachable) }
             return r
         }
         var i = 0
         var jumps = 0
         while i < compiled.count {
-            let c = compiled[i]
-            let match: Bool
             if trace.enabled {
                 let (m, why) = ruleMatches(rules[i], i, k)
-                match = m
-                if !m { trace.add("rule \(c.priority): no match (\(why))") }
+                if !m { trace.add("rule \(compiled[i].priority): no match (\(why))"); i += 1; continue }
             } else {
-                match = c.matches(k)
+                i = nextMatch(from: i, k)
+                if i == compiled.count { break }
             }
-            if !match { i += 1; continue }
-            let name = "rule \(c.priority)"
+            let c = compiled[i]
             switch c.action {
             case 2:   // goto
                 guard c.gotoIndex >= 0, jumps < 32 else {
-                    trace.add("\(name): goto has no target rule: skipped")
+                    trace.add("rule \(c.priority): goto has no target rule: skipped")
                     i += 1
                     continue
                 }
-                trace.add("\(name): goto \(compiled[c.gotoIndex].priority)")
+                trace.add("rule \(c.priority): goto \(compiled[c.gotoIndex].priority)")
                 jumps += 1
                 i = c.gotoIndex
                 continue
             case 3:
-                trace.add("\(name): nop")
+                trace.add("rule \(c.priority): nop")
                 i += 1
                 continue
-            case 7: trace.add("\(name): unreachable → ENETUNREACH"); return .failure(.networkUnreachable)
-            case 8: trace.add("\(name): prohibit → EACCES"); return .failure(.permissionDenied)
-            case 6: trace.add("\(name): blackhole → EINVAL"); return .failure(.invalidArgument)
+            case 7: trace.add("rule \(c.priority): unreachable → ENETUNREACH"); return .failure(.networkUnreachable)
+            case 8: trace.add("rule \(c.priority): prohibit → EACCES"); return .failure(.permissionDenied)
+            case 6: trace.add("rule \(c.priority): blackhole → EINVAL"); return .failure(.invalidArgument)
             case 1:
-                guard tables[c.table] != nil else {
-                    trace.add("\(name): lookup table \(c.table): no such table, continue")
+                guard c.tableSlot >= 0 else {
+                    trace.add("rule \(c.priority): lookup table \(c.table): no such table, continue")
                     i += 1
                     continue
                 }
                 var sub = Tracer(trace.enabled)
-                switch tableLookup(c.table, k, trace: &sub) {
+                switch tableLookup(c.tableSlot, k, trace: &sub) {
                 case .failure(let e) where e.rawValue == eagain:
-                    trace.add("\(name): lookup table \(c.table): no match\(sub.lines.isEmpty ? "" : " (" + sub.lines.joined(separator: "; ") + ")"), continue")
+                    trace.add("rule \(c.priority): lookup table \(c.table): no match\(sub.lines.isEmpty ? "" : " (" + sub.lines.joined(separator: "; ") + ")"), continue")
                     i += 1
                     continue
                 case .failure(let e):
                     trace.add(contentsOf: sub)
-                    trace.add("\(name): lookup table \(c.table): \(errnoName(e))")
+                    trace.add("rule \(c.priority): lookup table \(c.table): \(errnoName(e))")
                     return .failure(e)
                 case .success(var r):
                     if c.suppressPrefix >= 0, r.prefixLength <= c.suppressPrefix {
-                        trace.add("\(name): lookup table \(c.table) found /\(r.prefixLength), suppressed (suppress_prefixlength \(c.suppressPrefix))")
+                        trace.add("rule \(c.priority): lookup table \(c.table) found /\(r.prefixLength), suppressed (suppress_prefixlength \(c.suppressPrefix))")
                         i += 1
                         continue
                     }
-                    if c.suppressIfgroup >= 0, linkByIndex[r.nexthop.index]?.group == UInt32(c.suppressIfgroup) {
-                        trace.add("\(name): suppressed (suppress_ifgroup \(c.suppressIfgroup))")
+                    if c.suppressIfgroup >= 0, linkByIndex[fib.nexthops[r.nexthop].index]?.group == UInt32(c.suppressIfgroup) {
+                        trace.add("rule \(c.priority): suppressed (suppress_ifgroup \(c.suppressIfgroup))")
                         i += 1
                         continue
                     }
                     trace.add(contentsOf: sub)
-                    trace.add("\(name): lookup table \(c.table) → \(r.route.destination.routeDescription)")
-                    r.rule = rules[i]
+                    trace.add("rule \(c.priority): lookup table \(c.table) → \(snapshot.routes[Int(fib.aliases[r.alias].route)].destination.routeDescription)")
+                    r.rule = i
                     return .success(r)
                 }
             default:
@@ -307,12 +325,22 @@ public struct FibResolver: RouteResolver, Sendable {
         return .failure(.networkUnreachable)
     }
 
+    /// The first rule from `i` on whose selectors match (`compiled.count` if none): the walk of `fib_rules_lookup`,
+    /// reading each rule in place.
+    @inline(__always) func nextMatch(from i: Int, _ k: Key) -> Int {
+        compiled.withUnsafeBufferPointer { b in
+            var j = i
+            while j < b.count, !b[j].matches(k) { j += 1 }
+            return j
+        }
+    }
+
     /// Mirrors `fib_rule_match()` (net/core/fib_rules.c) and `fib4_rule_match()` (net/ipv4/fib_rules.c).
     func ruleMatches(_ r: RuleInfo, _ n: Int, _ k: Key) -> (Bool, StaticString) {
         func raw() -> (Bool, StaticString) {
             let c = compiled[n]   // iif/oif as ifindexes (-1: no such device, never matches)
-            if c.hasIif, c.iif != k.iif { return (false, "iif") }
-            if c.hasOif, c.oif != k.oif || k.oif == 0 { return (false, "oif") }
+            if c.iif != 0, c.iif != k.iif { return (false, "iif") }
+            if c.oif != 0, c.oif != k.oif { return (false, "oif") }
             if let m = r.fwmark { if (m ^ k.mark) & (r.fwmask ?? UInt32.max) != 0 { return (false, "fwmark") } }
             else if let mask = r.fwmask, (k.mark & mask) != 0 { return (false, "fwmask") }
             if let u = r.uidrange, !u.contains(k.uid) { return (false, "uidrange") }
@@ -329,52 +357,54 @@ public struct FibResolver: RouteResolver, Sendable {
         return r.invert ? (!m, m ? "not: its selectors matched" : "not: a selector did not match, so it matches") : (m, why)
     }
 
-    /// One table (the rules' path): no merging.
-    func tableLookup(_ id: UInt32, _ k: Key, trace: inout Tracer) -> Result<FibResult, Errno> {
-        guard let t = tables[id] else { return .failure(Errno(rawValue: eagain)) }
-        for len in t.lengths {
+    /// One table (the rules' path): no merging. Mirrors `fib_table_lookup()` (net/ipv4/fib_trie.c).
+    func tableLookup(_ slot: Int, _ k: Key, trace: inout Tracer) -> Result<FibResult, Errno> {
+        let t = fib.tables[slot]
+        for n in t.lengthRange {
+            let len = Int(fib.lengths[n])
             let mask: UInt32 = len == 0 ? 0 : UInt32.max << UInt32(32 - len)
-            guard let aliases = t.byLength[len][k.daddr.value & mask] else { continue }
-            if let r = pick(aliases, table: id, len: len, k, trace: &trace) { return r }
+            let aliases = fib.aliases(slot: slot, length: len, network: k.daddr.value & mask)
+            if aliases.isEmpty { continue }
+            if let r = pick(aliases, table: t.id, len: len, k, trace: &trace) { return r }
         }
         return .failure(Errno(rawValue: eagain))
     }
 
     /// The first usable alias of one prefix, or nil to backtrack: `fib_table_lookup`'s inner loop.
-    func pick(_ aliases: [RouteInfo], table: UInt32, len: Int, _ k: Key, trace: inout Tracer) -> Result<FibResult, Errno>? {
-        for r in aliases {
+    func pick(_ aliases: Range<Int32>, table: UInt32, len: Int, _ k: Key, trace: inout Tracer) -> Result<FibResult, Errno>? {
+        for a in aliases {
+            let r = fib.aliases[Int(a)]
             if r.tos != 0, r.tos & 0xfc != k.tos { continue }
             if r.scope < k.scope { continue }
             switch r.type {
-            case .unreachable: trace.add("table \(table): \(r.destination.routeDescription) is unreachable → EHOSTUNREACH"); return .failure(.noRouteToHost)
-            case .prohibit: trace.add("table \(table): \(r.destination.routeDescription) is prohibit → EACCES"); return .failure(.permissionDenied)
-            case .blackhole: trace.add("table \(table): \(r.destination.routeDescription) is blackhole → EINVAL"); return .failure(.invalidArgument)
-            case .throw: trace.add("table \(table): throw \(r.destination.routeDescription)"); return .failure(Errno(rawValue: eagain))
+            case .unreachable: trace.add("table \(table): \(describe(r)) is unreachable → EHOSTUNREACH"); return .failure(.noRouteToHost)
+            case .prohibit: trace.add("table \(table): \(describe(r)) is prohibit → EACCES"); return .failure(.permissionDenied)
+            case .blackhole: trace.add("table \(table): \(describe(r)) is blackhole → EINVAL"); return .failure(.invalidArgument)
+            case .throw: trace.add("table \(table): throw \(describe(r))"); return .failure(Errno(rawValue: eagain))
             default: break
             }
-            if !r.nexthops.isEmpty, r.nexthops.allSatisfy(isDead) { continue }
-            for nh in r.nexthops {
-                if isDead(nh) { continue }
-                if nh.linkdown, ignoreLinkdown(nh.index) { continue }
+            if r.allDead { continue }
+            for n in r.nexthops {
+                let nh = fib.nexthops[Int(n)]
+                if nh.dead || nh.linkdownIgnored { continue }
                 if k.oif != 0, nh.index != k.oif { continue }
-                trace.add("table \(table): \(r.destination.routeDescription)\(r.metric != 0 ? " metric \(r.metric)" : "") (longest match /\(len))")
-                return .success(FibResult(route: r, nexthop: nh, table: table, prefixLength: len, rule: nil))
+                trace.add("table \(table): \(describe(r))\(snapshot.routes[Int(r.route)].metric != 0 ? " metric \(snapshot.routes[Int(r.route)].metric)" : "") (longest match /\(len))")
+                return .success(FibResult(alias: Int(a), nexthop: Int(n), table: table, prefixLength: len, rule: nil))
             }
         }
         return nil
     }
 
-    /// Mirrors `fib_table_lookup()` (net/ipv4/fib_trie.c) over one or more tables merged (local + main).
-    func tableLookup(_ ids: [UInt32], _ k: Key, trace: inout Tracer) -> Result<FibResult, Errno> {
-        // Lengths present in any of the tables (local merged with main), longest first.
-        let present = ids.compactMap { tables[$0] }
-        var lengths = present.count == 1 ? present[0].lengths : Array(Set(present.flatMap(\.lengths))).sorted(by: >)
-        if present.isEmpty { lengths = [] }
-        for len in lengths {
+    func describe(_ a: FibAlias) -> String { snapshot.routes[Int(a.route)].destination.routeDescription }
+
+    /// `fib_table_lookup()` over local and main merged (no custom rules: the local table lives inside main).
+    func mergedLookup(_ k: Key, trace: inout Tracer) -> Result<FibResult, Errno> {
+        for len in mergedLengths {
             let mask: UInt32 = len == 0 ? 0 : UInt32.max << UInt32(32 - len)
-            for t in present {
-                guard let aliases = t.byLength[len][k.daddr.value & mask] else { continue }
-                if let r = pick(aliases, table: t.id, len: len, k, trace: &trace) { return r }
+            for slot in mergedSlots {
+                let aliases = fib.aliases(slot: slot, length: len, network: k.daddr.value & mask)
+                if aliases.isEmpty { continue }
+                if let r = pick(aliases, table: fib.tables[slot].id, len: len, k, trace: &trace) { return r }
             }
         }
         return .failure(Errno(rawValue: eagain))
@@ -391,17 +421,16 @@ public struct FibResolver: RouteResolver, Sendable {
     func ignoreLinkdown(_ index: Int32) -> Bool { ignoreLinkdownDevices.contains(index) }
 
     /// Mirrors `fib_select_multipath()` as of Linux 6.16: live legs; with a source set, the legs whose own source
-    /// (`nh_saddr`) is that source win; the hash (unseen) picks among the rest.
-    func selectMultipath(_ r: RouteInfo, saddr: IPv4Address, trace: inout Tracer) -> [NexthopInfo] {
+    /// (`nh_saddr`) is that source win; the hash (unseen) picks among the rest. Answers positions in `fib.nexthops`.
+    func selectMultipath(_ r: FibAlias, saddr: IPv4Address, trace: inout Tracer) -> [Int] {
         // Dead legs are out. A linkdown leg is out of the hash only if ignore_routes_with_linkdown was on when its
         // carrier changed (fib_rebalance runs on that event, not on the sysctl): unseen, so it stays a candidate.
-        let live = r.nexthops.filter { !isDead($0) }
-        if trace.enabled, r.nexthops.contains(where: { $0.linkdown && ignoreLinkdown($0.index) }) {
+        let live = r.nexthops.map(Int.init).filter { !fib.nexthops[$0].dead }
+        if trace.enabled, r.nexthops.contains(where: { fib.nexthops[Int($0)].linkdownIgnored }) {
             trace.add("fib_select_multipath: linkdown legs kept as candidates (their hash weight was fixed when the carrier changed)")
         }
         if saddr != .any {
-            var scratch = Tracer(false)
-            let mine = live.filter { inetSelectAddr($0.index, dst: $0.gateway ?? .any, scope: r.scope, trace: &scratch) == saddr }
+            let mine = live.filter { fib.nexthops[$0].saddr == saddr }
             if !mine.isEmpty {
                 trace.add("fib_select_multipath: \(mine.count) of \(live.count) legs have nh_saddr \(saddr)\(mine.count == 1 ? ": determined" : ": hash decides")")
                 return mine
@@ -410,7 +439,6 @@ public struct FibResolver: RouteResolver, Sendable {
         trace.add("fib_select_multipath: \(live.count) live legs; the multipath hash (seed unseen) picks one")
         return live
     }
-
     // MARK: inet_select_addr
 
     /// Mirrors `inet_select_addr()` in net/ipv4/devinet.c: primaries of `dev` in list order within `scope`, the one
@@ -457,30 +485,49 @@ func errnoName(_ e: Errno) -> String { e.rawValue == eagain ? "EAGAIN" : name(e)
 
 /// A rule's selectors as plain data: `fib_rule_match` + `fib4_rule_match` without touching a string.
 struct CompiledRule: Sendable {
-    var priority: UInt32
-    var invert: Bool
-    var hasIif: Bool, iif: Int32, hasOif: Bool, oif: Int32
+    // The selectors, as value/mask pairs and ranges (`fib_rule_match` + `fib4_rule_match`), first, so a walk reads
+    // them together. iif/oif: 0 when the rule has none, -1 for a device the namespace does not have (never matches).
     var mark: UInt32, markMask: UInt32
-    var uidLow: UInt32, uidHigh: UInt32
     var src: UInt32, srcMask: UInt32, dst: UInt32, dstMask: UInt32
-    var dscp: Int16, tos: UInt8, proto: UInt8
+    var uidLow: UInt32, uidHigh: UInt32
+    var iif: Int32, oif: Int32
     var sportLow: UInt16, sportHigh: UInt16, dportLow: UInt16, dportHigh: UInt16
-    var action: UInt8, table: UInt32
+    /// tos or dscp (both compared on the masked TOS byte), ipproto.
+    var tos: UInt8, tosMask: UInt8, proto: UInt8, protoMask: UInt8
+    var invert: Bool
+    // What happens on a match.
+    var action: UInt8
+    var priority: UInt32
+    var table: UInt32
+    /// The table's slot in `FibTables`, -1 when the namespace has no such table.
+    var tableSlot: Int
     /// Index of the goto target (the rule with that exact pref), -1 when unresolved.
     var gotoIndex: Int
     var suppressPrefix: Int
     var suppressIfgroup: Int64
 
+    init(_ r: RuleInfo, index: (String) -> Int32, goto: Int) {
+        mark = r.fwmark ?? 0
+        markMask = r.fwmark != nil ? (r.fwmask ?? UInt32.max) : (r.fwmask ?? 0)
+        src = r.from?.network.value ?? 0; srcMask = r.from?.mask ?? 0
+        dst = r.to?.network.value ?? 0; dstMask = r.to?.mask ?? 0
+        uidLow = r.uidrange?.lowerBound ?? 0; uidHigh = r.uidrange?.upperBound ?? UInt32.max
+        iif = r.iif.map(index) ?? 0; oif = r.oif.map(index) ?? 0
+        sportLow = r.sport?.lowerBound ?? 0; sportHigh = r.sport?.upperBound ?? UInt16.max
+        dportLow = r.dport?.lowerBound ?? 0; dportHigh = r.dport?.upperBound ?? UInt16.max
+        if let d = r.dscp { tos = d << 2; tosMask = 0xfc } else { tos = r.tos & 0xfc; tosMask = r.tos != 0 ? 0xfc : 0 }
+        proto = r.ipproto ?? 0; protoMask = r.ipproto != nil ? 0xff : 0
+        invert = r.invert
+        action = r.action; priority = r.priority ?? 0; table = r.table; tableSlot = -1; gotoIndex = goto
+        suppressPrefix = Int(r.suppressPrefixLength ?? -1); suppressIfgroup = Int64(r.suppressIfgroup ?? -1)
+    }
+
     @inline(__always) func matches(_ k: FibResolver.Key) -> Bool {
-        var m = true
-        if hasIif, iif != k.iif { m = false }
-        else if hasOif, oif != k.oif || k.oif == 0 { m = false }
-        else if (mark ^ k.mark) & markMask != 0 { m = false }
-        else if k.uid < uidLow || k.uid > uidHigh { m = false }
-        else if (k.saddr.value ^ src) & srcMask != 0 || (k.daddr.value ^ dst) & dstMask != 0 { m = false }
-        else if dscp >= 0 ? Int16(k.tos >> 2) != dscp : (tos != 0 && tos != k.tos) { m = false }
-        else if proto != 0, proto != k.proto { m = false }
-        else if k.sport < sportLow || k.sport > sportHigh || k.dport < dportLow || k.dport > dportHigh { m = false }
-        return invert ? !m : m
+        let words = (mark ^ k.mark) & markMask | (k.saddr.value ^ src) & srcMask | (k.daddr.value ^ dst) & dstMask |
+            UInt32((k.tos ^ tos) & tosMask | (k.proto ^ proto) & protoMask)
+        let m = words == 0 && (iif == 0 || iif == k.iif) && (oif == 0 || oif == k.oif) &&
+            k.uid >= uidLow && k.uid <= uidHigh &&
+            k.sport >= sportLow && k.sport <= sportHigh && k.dport >= dportLow && k.dport <= dportHigh
+        return m != invert
     }
 }

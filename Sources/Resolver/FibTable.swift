@@ -1,33 +1,126 @@
 import NetCore
 
-/// One routing table as the trie holds it: for each prefix length, networks to their aliases in kernel order.
-/// A lookup probes the lengths present from longest to shortest (hash per length): longest-prefix match without a
-/// linear scan of the routes, with backtracking to shorter prefixes as `fib_table_lookup` does.
-struct FibTable: Sendable {
-    let id: UInt32
-    var byLength: [[UInt32: [RouteInfo]]] = Array(repeating: [:], count: 33)
-    var lengths: [Int] = []          // present prefix lengths, longest first
-    var defaults = 0                 // `tb_num_default`
+/// One route as a lookup reads it (`struct fib_alias` + `struct fib_info`): plain data, no strings or arrays, so a
+/// lookup copies and compares it without reference counting. `route` points back at the `RouteInfo` for traces.
+struct FibAlias: Sendable {
+    var route: Int32
+    var type: RouteType
+    var scope: UInt8
+    var tos: UInt8
+    /// `fib_prefsrc`; `.any` when the route has none.
+    var prefsrc: IPv4Address
+    var nexthops: Range<Int32>
+    /// Every nexthop dead (`fi->fib_flags & RTNH_F_DEAD`).
+    var allDead: Bool
+    var mtu: UInt32?
+    var advmss: UInt32?
+    var hoplimit: UInt32?
+}
 
-    init(id: UInt32) { self.id = id }
+/// One nexthop (`struct fib_nh_common`) with what the kernel caches on it.
+struct FibNexthop: Sendable {
+    /// `.any` when the nexthop has no gateway.
+    var gateway: IPv4Address
+    var index: Int32
+    /// Position of the device in the snapshot's links, -1 when the dump named an unknown device.
+    var link: Int32
+    /// RTNH_F_DEAD as the lookup honours it (see `FibResolver.isDead`).
+    var dead: Bool
+    /// RTNH_F_LINKDOWN on a device with ignore_routes_with_linkdown: skipped by `fib_table_lookup`.
+    var linkdownIgnored: Bool
+    /// `nhc_saddr`: `inet_select_addr(dev, gw, fib_scope)`, which the kernel caches per nexthop
+    /// (`fib_info_update_nhc_saddr`); the source of a lookup without a bound source or prefsrc.
+    var saddr: IPv4Address
+}
 
-    mutating func insert(_ r: RouteInfo) {
-        let len = r.destination.length
-        byLength[len][r.destination.network.value, default: []].append(r)
-        if !lengths.contains(len) { lengths.append(len); lengths.sort(by: >) }
-        if len == 0 { defaults += 1 }
+/// Every table of a namespace, as the kernel's tries answer them: for each table the prefix lengths present, and one
+/// open-addressing hash of (table, prefix length, network) to that prefix's aliases in kernel order. A lookup probes
+/// the lengths present from longest to shortest — longest-prefix match without a scan of the routes, with
+/// backtracking to shorter prefixes as `fib_table_lookup` does — and touches nothing reference-counted.
+struct FibTables: Sendable {
+    struct Table: Sendable {
+        var id: UInt32
+        /// Present prefix lengths, longest first: a range of `lengths`.
+        var lengthRange: Range<Int>
+        /// `tb_num_default`.
+        var defaults: Int
     }
 
-    /// The aliases of one prefix (for `fib_select_default`).
-    func aliases(_ p: IPv4Prefix) -> [RouteInfo] { byLength[p.length][p.network.value] ?? [] }
+    private(set) var tables: [Table] = []
+    private var slotByID: [UInt32: Int] = [:]
+    private(set) var lengths: [UInt8] = []
+    private(set) var aliases: [FibAlias] = []
+    private(set) var nexthops: [FibNexthop] = []
+    /// Open addressing: `keys[i]` is `key(slot, len, network)` or 0 when empty; `groups[i]` the aliases' range.
+    private var keys: [UInt64] = []
+    private var groups: [Range<Int32>] = []
+    private var mask = 0
 
-    /// Candidate (prefix length, aliases) pairs for `daddr`, longest first.
-    func matches(_ daddr: IPv4Address) -> [(Int, [RouteInfo])] {
-        var out: [(Int, [RouteInfo])] = []
-        for len in lengths {
-            let mask: UInt32 = len == 0 ? 0 : UInt32.max << UInt32(32 - len)
-            if let a = byLength[len][daddr.value & mask] { out.append((len, a)) }
+    init() {}
+
+    /// `routes` in dump order (aliases keep it within a prefix); `nexthop` makes a nexthop's cached fields.
+    init(routes: [RouteInfo], nexthop: (RouteInfo, NexthopInfo) -> FibNexthop) {
+        var order: [UInt64] = []
+        var members: [UInt64: [Int]] = [:]
+        var lengthSets: [Int: Set<Int>] = [:]
+        for (n, r) in routes.enumerated() {
+            let slot = slotByID[r.table] ?? {
+                tables.append(Table(id: r.table, lengthRange: 0..<0, defaults: 0))
+                slotByID[r.table] = tables.count - 1
+                return tables.count - 1
+            }()
+            let k = Self.key(slot, r.destination.length, r.destination.network.value)
+            if members[k] == nil { order.append(k) }
+            members[k, default: []].append(n)
+            lengthSets[slot, default: []].insert(r.destination.length)
+            if r.destination.length == 0 { tables[slot].defaults += 1 }
         }
-        return out
+        for slot in tables.indices {
+            let start = lengths.count
+            lengths += (lengthSets[slot] ?? []).sorted(by: >).map(UInt8.init)
+            tables[slot].lengthRange = start..<lengths.count
+        }
+        var capacity = 16
+        while capacity < order.count * 2 { capacity *= 2 }
+        keys = Array(repeating: 0, count: capacity)
+        groups = Array(repeating: 0..<0, count: capacity)
+        mask = capacity - 1
+        for k in order {
+            let start = Int32(aliases.count)
+            for n in members[k]! {
+                let r = routes[n]
+                let nhStart = Int32(nexthops.count)
+                nexthops += r.nexthops.map { nexthop(r, $0) }
+                let range = nhStart..<Int32(nexthops.count)
+                aliases.append(FibAlias(route: Int32(n), type: r.type, scope: r.scope, tos: r.tos, prefsrc: r.prefsrc ?? .any,
+                                        nexthops: range, allDead: !range.isEmpty && nexthops[Int(nhStart)...].allSatisfy(\.dead),
+                                        mtu: r.mtu, advmss: r.advmss, hoplimit: r.hoplimit))
+            }
+            var i = Self.hash(k) & mask
+            while keys[i] != 0 { i = (i + 1) & mask }
+            keys[i] = k
+            groups[i] = start..<Int32(aliases.count)
+        }
     }
+
+    func slot(of table: UInt32) -> Int? { slotByID[table] }
+
+    /// The aliases of one prefix of one table, in kernel order (empty when the table has no such prefix).
+    @inline(__always) func aliases(slot: Int, length: Int, network: UInt32) -> Range<Int32> {
+        let k = Self.key(slot, length, network)
+        var i = Self.hash(k) & mask
+        while true {
+            let probe = keys[i]
+            if probe == k { return groups[i] }
+            if probe == 0 { return 0..<0 }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// Never 0 (the empty marker): the slot is stored plus one.
+    @inline(__always) static func key(_ slot: Int, _ length: Int, _ network: UInt32) -> UInt64 {
+        UInt64(slot + 1) << 40 | UInt64(length) << 32 | UInt64(network)
+    }
+
+    @inline(__always) static func hash(_ k: UInt64) -> Int { Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> 32) }
 }

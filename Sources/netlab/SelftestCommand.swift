@@ -73,9 +73,16 @@ struct SelftestRoute: ParsableCommand {
         if !total.disagreements.isEmpty { throw ExitStatus.failed }
     }
 
-    /// Every address in the lab, plus addresses in no subnet, broadcast and multicast.
+    /// Every address in the lab, hosts inside every route's prefix, plus addresses in no subnet, broadcast and multicast.
     func destinations(_ t: Topology) -> [IPv4Address] {
         var d = Set(t.nodes.flatMap { $0.addresses.map(\.address.address) })
+        // One host inside every route's prefix (and its last address), so every route — multipath, error types,
+        // prefsrc — is the longest match of some lookup.
+        for r in t.nodes.flatMap(\.routes) where r.destination.length > 0 {
+            let p = r.destination.canonical
+            d.insert(p.length == 32 ? p.address : IPv4Address(p.address.value + 1))
+            d.insert(IPv4Address(p.address.value | ~p.mask))
+        }
         for extra in ["192.0.2.99", "192.0.2.210", "192.0.2.230", "192.0.2.245", "198.51.100.200", "203.0.113.250", "224.0.0.5", "255.255.255.255"] {
             d.insert(IPv4Address(extra)!)
         }
