@@ -192,7 +192,7 @@ public struct EngineRunner {
                 try perform(engine.timerFired(now: now()))
             }
         }
-        if spec.payload != nil { out.echoed = echoed }
+        if spec.payload != nil, established { out.echoed = echoed }   // as the kernel side: only a connection echoes
         return out
     }
 }

@@ -4,7 +4,7 @@ import NetLab
 
 struct Selftest: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Differential tests against the running kernel.",
-                                                    subcommands: [SelftestRoute.self])
+                                                    subcommands: [SelftestRoute.self, SelftestConnect.self])
 }
 
 /// `netlab selftest route`: the resolver against RTM_GETROUTE, on a lab that is up or on random labs built for it.
@@ -98,5 +98,83 @@ struct SelftestRoute: ParsableCommand {
         var r = c.report(withTrace: true)
         r.query = "node \(node): \(r.query)"
         try enc.encode(r).write(to: URL(fileURLWithPath: base + ".json"))
+    }
+}
+
+/// `netlab selftest connect`: the engine against kernel connects on random labs with random checks (labs no test has
+/// seen). Every check runs on the wire twice (engine, kernel); any difference is written as a one-check `.topo`.
+struct SelftestConnect: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "connect",
+        abstract: "Compare engine and kernel connects on random labs; disagreements become one-check .topo files.",
+        discussion: "Exit status: 0 every connect agreed, 1 a disagreement (reproductions written), 2 bad input.")
+    @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(help: "Random labs to build, one after the other.") var labs: Int = 3
+    @Option(help: "Nodes per lab.") var nodes: Int = 6
+    @Option(help: "Random connects per lab.") var checks: Int = 12
+    @Option(help: "Directory for reproductions (a .topo holding the lab and the one check).") var reproDir: String = "connect-repros"
+    @Option(help: "Lab names: PREFIX-0, PREFIX-1, ... (default sc<seed mod 1000>).") var namePrefix: String?
+    @Option(help: "Also write each generated lab (with all its checks) into this directory.") var writeLabs: String?
+    @Flag(help: "Print one JSON summary.") var json = false
+
+    func validate() throws {
+        guard (2...40).contains(nodes) else { throw ValidationError("--nodes must be 2...40") }
+        if let p = namePrefix, p.isEmpty || p.count > 10 || !p.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) {
+            throw ValidationError("--name-prefix: 1 to 10 letters, digits or '-' (namespaces are named LAB-NODE)")
+        }
+        guard labs >= 1, checks >= 1 else { throw ValidationError("--labs and --checks must be at least 1") }
+    }
+
+    func run() throws {
+        try Terminal.requireRoot("selftest connect")
+        Interrupts.trap()
+        var connects = 0, agreements = 0, namespaces = 0
+        var outcomes: [String: Int] = [:]
+        var failures: [String] = []
+        let started = Date()
+        for k in 0..<labs {
+            if Interrupts.signal != nil { break }
+            let gen = RandomConnectLab(seed: seed &+ UInt64(k), name: "\(namePrefix ?? "sc\(seed % 1000)")-\(k)", nodes: nodes, checks: checks)
+            let file = "random-connect-\(seed &+ UInt64(k)).topo"
+            let topology = try Topology.parse(gen.text, file: file)
+            if let dir = writeLabs {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try gen.text.write(toFile: "\(dir)/\(file)", atomically: true, encoding: .utf8)
+            }
+            _ = try? LabController.down(lab: topology.lab)
+            try LabController.up(topology)
+            defer { _ = try? LabController.down(lab: topology.lab) }
+            namespaces += topology.nodes.count
+            let session = try LabSession(topology: topology)
+            defer { session.close() }
+            let run = CheckRunner.run(topology, session: session, progress: { i, n, c, r in
+                if r == nil { Terminal.progress("lab \(k + 1)/\(labs): \(c.name)", i, n) }
+            }, interrupted: { Interrupts.signal != nil })
+            Terminal.endProgress()
+            for (i, r) in run.results.enumerated() {
+                connects += 1
+                outcomes[r.engine.map { s in s.errno ?? s.result } ?? "not run", default: 0] += 1
+                if r.passed {
+                    agreements += 1
+                    continue
+                }
+                try FileManager.default.createDirectory(atPath: reproDir, withIntermediateDirectories: true)
+                let path = "\(reproDir)/\(topology.lab)-c\(i).topo"
+                let why = r.failures.map { "# " + $0 }.joined(separator: "\n")
+                try ("# netlab selftest connect --seed \(seed &+ UInt64(k)) --labs 1: engine and kernel disagreed\n\(why)\n"
+                     + gen.text(onlyCheck: i)).write(toFile: path, atomically: true, encoding: .utf8)
+                failures.append("\(topology.lab) \(r.name): \(r.failures.joined(separator: "; ")) → \(path)")
+            }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        if json {
+            print("{\"connects\": \(connects), \"agreements\": \(agreements), \"labs\": \(labs), \"namespaces\": \(namespaces), \"seconds\": \(Int(seconds))}")
+        } else {
+            print("\(agreements)/\(connects) connects agree over \(labs) labs (\(namespaces) namespaces) in \(String(format: "%.0f", seconds)) s")
+            print("engine outcomes: " + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            for f in failures { print("  ✘ " + f) }
+            if !failures.isEmpty { print("reproduce one with `netlab check FILE`") }
+        }
+        if let sig = Interrupts.signal { Terminal.error("interrupted"); throw ExitCode(128 + sig) }
+        if !failures.isEmpty { throw ExitStatus.failed }
     }
 }

@@ -130,3 +130,41 @@ struct CheckCommandTests {
         #expect(!FileManager.default.fileExists(atPath: f.journal))
     }
 }
+
+/// `netlab selftest connect`: random labs and connects no test has seen, engine against kernel, nothing left behind.
+@Suite(.serialized, .enabled(if: Root.enabled, "needs root; under CI=true it runs and fails without root"))
+struct SelftestConnectTests {
+    init() throws { try #require(Root.isRoot, "integration tests need root") }
+
+    struct Summary: Decodable { var connects: Int; var agreements: Int; var labs: Int; var namespaces: Int }
+
+    @Test func randomLabsAgreeWithTheKernel() throws {
+        let prefix = "it\(Int.random(in: 1000...9999))-sc"
+        let dir = NSTemporaryDirectory() + "netlab-\(prefix)"
+        func leftovers() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix(prefix) }
+        }
+        defer {
+            for ns in leftovers() { _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns]) }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let r = try netlab("selftest", "connect", "--seed", "11", "--labs", "2", "--nodes", "5", "--checks", "8",
+                           "--name-prefix", prefix, "--repro-dir", dir + "/repros", "--write-labs", dir, "--json")
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        let s = try JSONDecoder().decode(Summary.self, from: Data(r.stdout.utf8))
+        #expect(s.connects == 16 && s.agreements == 16 && s.labs == 2 && s.namespaces == 10)
+        // The labs it ran are written and are valid topologies with their checks.
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".topo") }
+        #expect(files.count == 2)
+        for f in files { #expect(try Topology.load(path: "\(dir)/\(f)").checks.count == 8) }
+        #expect(leftovers().isEmpty, "left behind: \(leftovers())")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/repros"))
+    }
+
+    @Test func badOptionsExitTwo() throws {
+        let r = try netlab("selftest", "connect", "--nodes", "1")
+        #expect(r.status == 2 && r.stderr.contains("--nodes must be 2...40"), "\(r.stderr)")
+        let p = try netlab("selftest", "connect", "--name-prefix", "no/slash")
+        #expect(p.status == 2 && p.stderr.contains("--name-prefix"), "\(p.stderr)")
+    }
+}

@@ -79,3 +79,30 @@ import Testing
         #expect(ConnectResult("error:eacces") == .error("EACCES") && ConnectResult("error:") == nil)
     }
 }
+
+/// The random labs of `netlab selftest connect`: valid for any seed, inside the lab ranges, the same per seed.
+@Suite struct RandomConnectLabTests {
+    @Test func everySeedGivesAValidLabInsideTheLabRanges() throws {
+        let ranges = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"].map { IPv4Prefix($0)! }
+        for seed in UInt64(1)...150 {
+            let g = RandomConnectLab(seed: seed, name: "t\(seed)", nodes: 2 + Int(seed % 9), checks: 10)
+            let t = try Topology.parse(g.text, file: "seed-\(seed).topo")
+            #expect(t.checks.count == 10)
+            for node in t.nodes {
+                for a in node.addresses { #expect(ranges.contains { $0.contains(a.address.address) }, "seed \(seed): \(a.address)") }
+                for r in node.routes { #expect(ranges.contains { $0.contains(r.destination) }, "seed \(seed): \(r.destination)") }
+            }
+            for c in t.checks {
+                #expect(ranges.contains { $0.contains(c.destination) })
+                #expect(t.nodes.contains { $0.name == c.from })
+            }
+            // A reproduction holds the lab and one check.
+            #expect(try Topology.parse(g.text(onlyCheck: 3), file: "one.topo").checks.map(\.name) == [t.checks[3].name])
+        }
+    }
+
+    @Test func sameSeedSameLabOtherSeedAnother() {
+        #expect(RandomConnectLab(seed: 5).text == RandomConnectLab(seed: 5).text)
+        #expect(RandomConnectLab(seed: 5).text != RandomConnectLab(seed: 6).text)
+    }
+}
