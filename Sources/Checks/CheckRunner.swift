@@ -81,7 +81,7 @@ public enum CheckRunner {
         }
         do {
             let c = try ConnectRun.run(check.spec, scope: session.scope(from: check.from), kernel: check.compareWithKernel, pcap: pcap,
-                                     guards: session.guards)
+                                     cache: session.cache)
             r.engine = c.engine
             r.kernel = c.kernel
             r.differences = c.differences

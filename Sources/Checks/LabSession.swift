@@ -9,8 +9,8 @@ import Topology
 public final class LabSession {
     public let topology: Topology
     public let listeners: Listeners
-    /// The engine's guard tables, one per node that connected, removed when the session ends.
-    public let guards = GuardCache()
+    /// The engine's guard tables (one per node that connected) and the lab captures, kept open until the session ends.
+    public let cache = ConnectCache()
 
     public init(topology: Topology) throws {
         self.topology = topology
@@ -29,10 +29,10 @@ public final class LabSession {
         ConnectScope(sourceNode: node, nodes: topology.nodes.map { ($0.name, NetworkNamespace(named: topology.namespace(of: $0.name))) })
     }
 
-    /// Stop the listeners and remove the guards.
+    /// Stop the listeners, remove the guards and close the captures.
     public func close() {
         listeners.stop()
-        guards.removeAll()
+        cache.removeAll()
     }
 
     deinit { close() }

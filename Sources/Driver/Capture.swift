@@ -41,3 +41,39 @@ public final class LabCapture: @unchecked Sendable {
         return out.enumerated().sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }.map(\.element)
     }
 }
+
+/// What a series of connects in one lab keeps open between them: the engine's guard table in each namespace that
+/// connected (installing and deleting an nftables table costs tens of milliseconds, the deletion most) and the lab
+/// captures (closing a packet socket waits for an RCU grace period, ~20 ms each). Released by `removeAll` or deinit.
+public final class ConnectCache: @unchecked Sendable {
+    private var guards: [String: EngineGuard] = [:]
+    private var captures: [String: LabCapture] = [:]
+    public init() {}
+
+    public func guardian(for namespace: NetworkNamespace) throws -> EngineGuard {
+        if let g = guards[namespace.name] { return g }
+        let g = try EngineGuard.install(in: namespace)
+        guards[namespace.name] = g
+        return g
+    }
+
+    /// A capture on these nodes, open since an earlier run or opened now; what it holds from before is discarded.
+    public func capture(_ nodes: [(node: String, namespace: NetworkNamespace)]) throws -> LabCapture {
+        let key = nodes.map { "\($0.node)@\($0.namespace.name)" }.joined(separator: ",")
+        if let c = captures[key] {
+            _ = try c.collect()
+            return c
+        }
+        let c = try LabCapture(nodes)
+        captures[key] = c
+        return c
+    }
+
+    public func removeAll() {
+        for g in guards.values { try? g.remove() }
+        guards = [:]
+        captures = [:]
+    }
+
+    deinit { removeAll() }
+}

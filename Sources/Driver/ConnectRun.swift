@@ -59,10 +59,9 @@ public func resultName(_ e: Errno?) -> String {
 /// A connect by the engine and (optionally) by the kernel in the same namespace, each watched on every interface of
 /// the scope, and compared field by field.
 public enum ConnectRun {
-    /// `guards` keeps one guard per namespace across runs (installing and deleting an nftables table costs tens of
-    /// milliseconds, the deletion most); without it the guard lives for this run only.
+    /// `cache` keeps guards and captures open across runs (see `ConnectCache`); without it they live for this run only.
     public static func run(_ spec: ConnectSpec, scope: ConnectScope, kernel: Bool, pcap: String? = nil,
-                           seed: UInt64? = nil, guards: GuardCache? = nil) throws -> ConnectComparison {
+                           seed: UInt64? = nil, cache: ConnectCache? = nil) throws -> ConnectComparison {
         let ns = scope.sourceNamespace
         let timing = ProcessInfo.processInfo.environment["NETLAB_TIMING"] != nil
         var t0 = monotonicNanoseconds()
@@ -75,12 +74,12 @@ public enum ConnectRun {
         var file = PcapNG()
         let state = try NodeState.read(ns)
         mark("node state")
-        let own = guards == nil
-        let guardian = try guards?.guardian(for: ns) ?? EngineGuard.install(in: ns)
+        let own = cache == nil
+        let guardian = try cache?.guardian(for: ns) ?? EngineGuard.install(in: ns)
         defer { if own { try? guardian.remove(); mark("guard removed") } }
         mark("guard")
 
-        let capture = try LabCapture(scope.nodes)
+        let capture = try cache?.capture(scope.nodes) ?? LabCapture(scope.nodes)
         for i in capture.interfaces { file.addInterface("\(i.node):\(i.interface)") }
         mark("capture opened")
         var e = try EngineRunner(namespace: ns).run(spec, state: state, guardian: guardian, seed: seed)
@@ -94,8 +93,8 @@ public enum ConnectRun {
 
         var k: ConnectOutcome?
         if kernel {
-            let kcap = try LabCapture(scope.nodes)
-            mark("kernel capture opened")
+            // The same capture: what it held is the engine's and was collected above.
+            let kcap = capture
             var ko = try KernelRunner(namespace: ns).run(spec)
             mark("kernel connect")
             usleep(5_000)

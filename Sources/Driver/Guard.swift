@@ -77,19 +77,3 @@ extension String {
     }
 }
 
-/// Guards installed once per namespace for a series of connects, removed together by `removeAll()`.
-public final class GuardCache: @unchecked Sendable {
-    private var guards: [String: EngineGuard] = [:]
-    public init() {}
-    public func guardian(for namespace: NetworkNamespace) throws -> EngineGuard {
-        if let g = guards[namespace.name] { return g }
-        let g = try EngineGuard.install(in: namespace)
-        guards[namespace.name] = g
-        return g
-    }
-    public func removeAll() {
-        for g in guards.values { try? g.remove() }
-        guards = [:]
-    }
-    deinit { removeAll() }
-}
