@@ -124,8 +124,9 @@ public struct EngineRunner {
         }
         // Receive only this flow, and keep the node's kernel from resetting it.
         let rx = try PacketSocket(in: namespace, filter: .engineFlow(address: engine.sourceAddress.value, port: engine.sourcePort))
-        try guardian.protect(engine.sourceAddress, port: engine.sourcePort)
-        defer { try? guardian.release(engine.sourceAddress, port: engine.sourcePort) }
+        try guardian.protect(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice)
+        defer { try? guardian.release(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice) }
+        let names = Dictionary(index.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
 
         var deadline: Instant?
         var done = false
@@ -186,7 +187,7 @@ public struct EngineRunner {
             if rx.wait(timeoutNanoseconds: wait) {
                 while let f = try rx.receive() {
                     guard let ip = f.ipv4 else { continue }
-                    try perform(engine.receive(Array(ip), now: now()))
+                    try perform(engine.receive(Array(ip), now: now(), device: names[f.ifindex]))
                 }
             } else if let d = deadline, now() >= d {
                 try perform(engine.timerFired(now: now()))

@@ -8,12 +8,18 @@ import NetCore
 /// socket for it, and the kernel would reset the connection; this guard drops, at prerouting (after packet sockets
 /// have seen the frame, so the engine still reads it), TCP segments to the engine's own (address, port) flows only.
 ///
+/// A connect bound to a device (SO_BINDTODEVICE) is guarded on that device only: a segment arriving on another one
+/// finds no socket in the kernel (`__inet_lookup_established` compares the bound device with the arrival device), so
+/// the node's kernel answers it with a RST as it would for a kernel socket, and the engine ignores it.
+///
 /// It is an nftables table in the node's namespace, made through libnftables:
 /// ```
 /// table ip netlab_guard {
 ///   set flows { type ipv4_addr . inet_service; }
+///   set bound { type ifname . ipv4_addr . inet_service; }
 ///   chain prerouting { type filter hook prerouting priority raw; policy accept;
-///                      ip daddr . tcp dport @flows drop }
+///                      ip daddr . tcp dport @flows drop
+///                      iifname . ip daddr . tcp dport @bound drop }
 /// }
 /// ```
 /// `nft -n list table ip netlab_guard` inside the namespace shows it; `remove()` deletes it, and deleting the
@@ -30,19 +36,26 @@ public struct EngineGuard: Sendable {
             delete table ip \(t)
             add table ip \(t)
             add set ip \(t) flows { type ipv4_addr . inet_service; }
+            add set ip \(t) bound { type ifname . ipv4_addr . inet_service; }
             add chain ip \(t) prerouting { type filter hook prerouting priority raw; policy accept; }
             add rule ip \(t) prerouting ip daddr . tcp dport @flows counter drop
+            add rule ip \(t) prerouting iifname . ip daddr . tcp dport @bound counter drop
             """)
         return EngineGuard(namespace: namespace)
     }
 
-    /// Drop segments to this local address and port (the engine's source) from now on.
-    public func protect(_ address: IPv4Address, port: UInt16) throws {
-        try Self.nft(in: namespace, "add element ip \(Self.table) flows { \(address) . \(port) }")
+    /// Drop segments to this local address and port (the engine's source) from now on; with `device`, only those
+    /// arriving on it.
+    public func protect(_ address: IPv4Address, port: UInt16, device: String? = nil) throws {
+        try Self.nft(in: namespace, "add element ip \(Self.table) \(Self.element(address, port, device))")
     }
 
-    public func release(_ address: IPv4Address, port: UInt16) throws {
-        try Self.nft(in: namespace, "delete element ip \(Self.table) flows { \(address) . \(port) }")
+    public func release(_ address: IPv4Address, port: UInt16, device: String? = nil) throws {
+        try Self.nft(in: namespace, "delete element ip \(Self.table) \(Self.element(address, port, device))")
+    }
+
+    static func element(_ address: IPv4Address, _ port: UInt16, _ device: String?) -> String {
+        device.map { "bound { \"\($0)\" . \(address) . \(port) }" } ?? "flows { \(address) . \(port) }"
     }
 
     public func remove() throws {

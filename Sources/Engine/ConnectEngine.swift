@@ -485,14 +485,18 @@ public struct ConnectEngine<Resolver: RouteResolver> {
 
     // MARK: receive
 
-    /// A packet from the wire (an IPv4 datagram addressed to this node). Mirrors `tcp_v4_rcv` →
-    /// `tcp_rcv_synsent_state_process` / `tcp_rcv_state_process`, and `tcp_v4_err` for ICMP.
-    public mutating func receive(_ bytes: [UInt8], now: Instant) -> [Action] {
+    /// A packet from the wire (an IPv4 datagram addressed to this node), with the device it arrived on when known.
+    /// Mirrors `tcp_v4_rcv` → `tcp_rcv_synsent_state_process` / `tcp_rcv_state_process`, and `tcp_v4_err` for ICMP.
+    public mutating func receive(_ bytes: [UInt8], now: Instant, device: String? = nil) -> [Action] {
         guard let v = try? IPv4PacketView(checking: bytes), v.header.count > 0 else { return [] }
-        if v.proto == 1 { return icmpError(v, now: now) }
+        // __inet_lookup_established → inet_sk_bound_dev_eq: a socket bound to a device is found only by packets
+        // (segments, and ICMP errors quoting ours) that arrived on that device. The node's kernel, finding no socket,
+        // answers such a segment with a RST itself (the driver's guard lets it through).
+        if v.proto == 1 { return icmpError(v, now: now, device: device) }
         guard v.proto == 6, let t = try? TCPSegmentView(checking: v.payload), let th = try? TCPHeader.parse(t) else { return [] }
         guard state != .close, v.destination == sourceAddress, t.destinationPort == sourcePort, t.sourcePort == destinationPort,
               v.source == destination else { return [] }
+        if let skip = otherDevice(device, now: now, what: "segment from \(v.source)") { return [skip] }
         switch state {
         case .synSent: return tcpRcvSynsentStateProcess(th, payload: Array(t.payload), now: now)
         default: return tcpRcvEstablished(th, payload: Array(t.payload), now: now)
@@ -580,7 +584,13 @@ public struct ConnectEngine<Resolver: RouteResolver> {
 
     /// Mirrors `tcp_v4_err()` in net/ipv4/tcp_ipv4.c: an ICMP error about our SYN (quoted seq in [snd_una, snd_nxt])
     /// is a hard error in SYN_SENT, mapped by `icmp_err_convert`.
-    mutating func icmpError(_ v: IPv4PacketView, now: Instant) -> [Action] {
+    /// The trace of a packet for this connection that arrived on another device than the bound one, or nil.
+    func otherDevice(_ device: String?, now: Instant, what: String) -> Action? {
+        guard let bound = boundDevice, let dev = device, dev != bound else { return nil }
+        return trace(now, "tcp_v4_rcv", "\(what) arrived on \(dev), socket bound to \(bound): no socket (inet_sk_bound_dev_eq), not ours")
+    }
+
+    mutating func icmpError(_ v: IPv4PacketView, now: Instant, device: String? = nil) -> [Action] {
         guard let msg = try? ICMPv4Message.parse(v.payload), let q = msg.quote, q.header.proto == 6,
               let ports = q.tcpPorts, let seq = q.tcpSeq else { return [] }
         let f = "tcp_v4_err"
@@ -591,6 +601,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         let ours = q.header.source == sourceAddress && ports.source == sourcePort && ports.destination == destinationPort &&
             q.header.destination == destination
         guard ours, state != .close else { return [] }
+        if let skip = otherDevice(device, now: now, what: "ICMP from \(v.source)") { return [skip] }
         var out: [Action] = []
         guard seq.between(sndUna, sndNxt) else {
             out.append(trace(now, f, "quoted seq \(seq.raw) outside [\(sndUna.raw), \(sndNxt.raw)]: ignored (OUTOFWINDOWICMPS)"))

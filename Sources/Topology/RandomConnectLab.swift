@@ -158,6 +158,15 @@ public struct RandomConnectLab: Sendable {
             if hasMark[s], chance(2) { c.append("    mark: \(pick(["0x1", "0x2"]))") }
             if hasTos[s], chance(2) { c.append("    tos: 0x10") }
             if chance(5) { c.append("    payload: hello \(k)") }
+            if chance(12) {
+                // SO_BINDTODEVICE: the right device, or one without a route to the target (the destination is then
+                // assumed on-link and its neighbour fails after 3 probes, 3 s), or one the replies do not come back
+                // by (they find no socket there). Two SYN retries (7 s at most): with one, the SYN's timeout
+                // (1 + 1 + 1 s, linear) and the neighbour's failure fall on the same moment, and the kernel's timer
+                // wheel decides between them.
+                c.append("    dev: \(pick(ends(s)).mine.iface)")
+                c[3] = "    syn-retries: 2"
+            }
             if chance(10) {
                 let others = (0..<n).filter { $0 != s && $0 != t }
                 if !others.isEmpty {

@@ -42,6 +42,19 @@ func connected() throws -> (TestEngine, Parsed) {
         #expect(e.receive(synAck(for: syn, seq: 0, flags: [.rst, .ack]), now: .seconds(0.2)).failure == .connectionRefused)
     }
 
+    /// inet_sk_bound_dev_eq: a socket bound to a device is found only by packets that arrived on it (the lab check
+    /// "replies by another device than the bound one find no socket" compares this with the kernel on the wire).
+    @Test func boundSocketIgnoresRepliesFromOtherDevices() throws {
+        var e = engine()
+        #expect(e.setOption(.bindToDevice("eth0")) == nil)
+        let (_, a) = e.connect(.inet(server, 80), now: .zero)
+        let syn = try Parsed(a.packets[0].bytes)
+        let elsewhere = e.receive(synAck(for: syn), now: .seconds(0.1), device: "eth1")
+        #expect(!elsewhere.isEstablished && elsewhere.packets.isEmpty && e.state == .synSent)
+        #expect(elsewhere.traceFunctions == ["tcp_v4_rcv"])
+        #expect(e.receive(synAck(for: syn), now: .seconds(0.2), device: "eth0").isEstablished)
+    }
+
     @Test func segmentsForOtherFlowsAreIgnored() throws {
         var (e, syn) = try connected()
         var wrongPort = syn
