@@ -43,6 +43,10 @@ public struct ConnectComparison: Codable, Sendable {
     public var agree: Bool
     /// Notes that are not differences (an equal-cost leg the kernel's hash chose).
     public var notes: [String]
+    /// The kernel took another equal-cost leg than the engine, one the engine's lookups allow.
+    public var otherLeg = false
+
+    enum CodingKeys: String, CodingKey { case engine, kernel, differences, agree, notes }
 }
 
 /// The errno a side ended with, as checks classify it.
@@ -82,14 +86,18 @@ public enum ConnectRun {
         let capture = try cache?.capture(scope.nodes) ?? LabCapture(scope.nodes)
         for i in capture.interfaces { file.addInterface("\(i.node):\(i.interface)") }
         mark("capture opened")
-        var e = try EngineRunner(namespace: ns).run(spec, state: state, guardian: guardian, seed: seed)
-        mark("engine connect")
-        usleep(5_000)   // the last ACK or RST crosses the lab (veth hops are processed within microseconds)
-        let eObs = try capture.collect()
-        for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: "engine") }
-        e.observed = observe(eObs, e, spec: spec, scope: scope)
-        let engineWireNextHop = try nextHop(mac: e.observed?.nextHopMAC, device: e.observed?.device, in: ns, prefer: e.nextHop)
-        mark("engine observed")
+        func runEngine(_ spec: ConnectSpec, state: NodeState, comment: String) throws -> (ConnectOutcome, IPv4Address?) {
+            var e = try EngineRunner(namespace: ns).run(spec, state: state, guardian: guardian, seed: seed)
+            mark("engine connect")
+            usleep(5_000)   // the last ACK or RST crosses the lab (veth hops are processed within microseconds)
+            let eObs = try capture.collect()
+            for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: comment) }
+            e.observed = observe(eObs, e, spec: spec, scope: scope)
+            let wire = try nextHop(mac: e.observed?.nextHopMAC, device: e.observed?.device, in: ns, prefer: e.nextHop)
+            mark("engine observed")
+            return (e, wire)
+        }
+        var (e, engineWireNextHop) = try runEngine(spec, state: state, comment: "engine")
 
         var k: ConnectOutcome?
         if kernel {
@@ -109,9 +117,20 @@ public enum ConnectRun {
             }
             k = ko
         }
-        if let pcap { try Data(file.bytes).write(to: URL(fileURLWithPath: pcap)) }
         mark("kernel observed")
         var c = compare(engine: e, kernel: k)
+        // The kernel's multipath hash (unseen) chose another equal-cost leg than the engine's first: where the SYN
+        // goes from there, and so the outcome, depend on the leg. Run the engine again with the kernel's leg first,
+        // so that everything else is compared on the same leg.
+        if c.otherLeg, let kd = k?.device, let kn = k?.nextHop {
+            var again = spec
+            again.preferredLeg = (kd, kn)
+            (e, engineWireNextHop) = try runEngine(again, state: try NodeState.read(ns), comment: "engine, on the kernel's leg")
+            let first = c.notes
+            c = compare(engine: e, kernel: k)
+            c.notes = first.map { $0 + "; the engine ran again on that leg" } + c.notes
+        }
+        if let pcap { try Data(file.bytes).write(to: URL(fileURLWithPath: pcap)) }
         if let wire = engineWireNextHop, let decided = e.nextHop, wire != decided, e.observed?.device != "lo" {
             c.differences.append("engine decided next hop \(decided) but its SYN went to \(wire)")
             c.agree = false
@@ -191,6 +210,6 @@ public enum ConnectRun {
             diffs.append("syn: \(es.syn == nil ? "engine sent none" : "kernel sent none")")
         }
         diff("echoed", es.echoed, ks.echoed)
-        return ConnectComparison(engine: es, kernel: ks, differences: diffs, agree: diffs.isEmpty, notes: notes)
+        return ConnectComparison(engine: es, kernel: ks, differences: diffs, agree: diffs.isEmpty, notes: notes, otherLeg: otherLeg)
     }
 }

@@ -15,6 +15,8 @@ public struct ConnectSpec: Sendable, Equatable {
     public var sourceRoute: (strict: Bool, hops: [IPv4Address])?
     public var payload: [UInt8]?
     public var synRetries: Int?
+    /// The equal-cost leg the engine's lookups answer first (see `FibResolver.preferredLeg`).
+    public var preferredLeg: (device: String, nextHop: IPv4Address)?
 
     public init(destination: IPv4Address, port: UInt16, bindAddress: IPv4Address? = nil, bindPort: UInt16? = nil,
                 device: String? = nil, mark: UInt32? = nil, tos: UInt8? = nil, sourceRoute: (strict: Bool, hops: [IPv4Address])? = nil,
@@ -27,7 +29,8 @@ public struct ConnectSpec: Sendable, Equatable {
     public static func == (a: Self, b: Self) -> Bool {
         a.destination == b.destination && a.port == b.port && a.bindAddress == b.bindAddress && a.bindPort == b.bindPort &&
             a.device == b.device && a.mark == b.mark && a.tos == b.tos && a.sourceRoute?.strict == b.sourceRoute?.strict &&
-            a.sourceRoute?.hops == b.sourceRoute?.hops && a.payload == b.payload && a.synRetries == b.synRetries
+            a.sourceRoute?.hops == b.sourceRoute?.hops && a.payload == b.payload && a.synRetries == b.synRetries &&
+            a.preferredLeg?.device == b.preferredLeg?.device && a.preferredLeg?.nextHop == b.preferredLeg?.nextHop
     }
 
     /// The IP_OPTIONS bytes a program passes to setsockopt for the source route: type, length, pointer 4, the hops.

@@ -65,7 +65,8 @@ public struct EngineRunner {
     public init(namespace: NetworkNamespace) { self.namespace = namespace }
 
     public func run(_ spec: ConnectSpec, state: NodeState, guardian: EngineGuard, seed: UInt64? = nil) throws -> ConnectOutcome {
-        let resolver = FibResolver(snapshot: state.snapshot)
+        var resolver = FibResolver(snapshot: state.snapshot)
+        resolver.preferredLeg = spec.preferredLeg
         var config = EngineConfig(sysctls: state.sysctls, ports: state.ports, seed: seed ?? UInt64(truncatingIfNeeded: realtimeNanoseconds()))
         let origin = monotonicNanoseconds()
         config.realtimeAtZero = realtimeNanoseconds()
@@ -127,6 +128,17 @@ public struct EngineRunner {
         try guardian.protect(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice)
         defer { try? guardian.release(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice) }
         let names = Dictionary(index.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
+        // The device a socket lookup compares with a bound device (`inet_iif`): the arrival device, except for a
+        // packet looped back from this node itself (an ICMP error the node's own stack made, as on a neighbour
+        // failure), whose route's rt_iif is the device of the local route of its destination — the device holding
+        // that address (`ip_route_output_key_hash_rcu`, RTN_LOCAL: "orig_oif points to fib result device").
+        let loopback = state.snapshot.links.first { $0.flags & 0x8 != 0 }?.index
+        let holder = Dictionary(state.snapshot.addresses.map { ($0.prefix.address, $0.index) }, uniquingKeysWith: { a, _ in a })
+        func arrival(_ ifindex: Int32, _ ip: [UInt8]) -> String? {
+            guard ifindex == loopback, ip.count >= 20 else { return names[ifindex] }
+            let dst = IPv4Address(UInt32(ip[16]) << 24 | UInt32(ip[17]) << 16 | UInt32(ip[18]) << 8 | UInt32(ip[19]))
+            return holder[dst].flatMap { names[$0] } ?? names[ifindex]
+        }
 
         var deadline: Instant?
         var done = false
@@ -187,7 +199,8 @@ public struct EngineRunner {
             if rx.wait(timeoutNanoseconds: wait) {
                 while let f = try rx.receive() {
                     guard let ip = f.ipv4 else { continue }
-                    try perform(engine.receive(Array(ip), now: now(), device: names[f.ifindex]))
+                    let bytes = Array(ip)
+                    try perform(engine.receive(bytes, now: now(), device: arrival(f.ifindex, bytes)))
                 }
             } else if let d = deadline, now() >= d {
                 try perform(engine.timerFired(now: now()))

@@ -33,6 +33,11 @@ public struct FibResolver: RouteResolver, Sendable {
     var mergedLengths: [Int] = []
     let loopbackIndex: Int32
 
+    /// The equal-cost leg to answer when a lookup has several (by device and next hop): the kernel's multipath hash
+    /// is unseen, so a driver that saw which leg the kernel took can ask the engine to take the same one. Nil: the
+    /// first leg, as listed.
+    public var preferredLeg: (device: String, nextHop: IPv4Address)?
+
     public init(snapshot: RoutingSnapshot) {
         self.snapshot = snapshot
         linkByIndex = Dictionary(snapshot.links.map { ($0.index, $0) }, uniquingKeysWith: { a, _ in a })
@@ -181,6 +186,13 @@ public struct FibResolver: RouteResolver, Sendable {
                     trace.add("fib_select_default: \(same.count) equal-metric defaults; the first is kept unless its gateway's neighbour is dead")
                 }
             }
+        }
+        if legs.count > 1, let want = preferredLeg, let k = legs.firstIndex(where: { n in
+            let nh = fib.nexthops[n]
+            return nh.link >= 0 && snapshot.links[Int(nh.link)].name == want.device && (nh.gateway != .any ? nh.gateway : daddr) == want.nextHop
+        }) {
+            legs.insert(legs.remove(at: k), at: 0)
+            trace.add("equal-cost leg dev \(want.device) via \(want.nextHop) first, as asked (the kernel's hash chose it)")
         }
         let kind: ResolvedRoute.Kind = daddr.value == UInt32.max || alias.type == .broadcast ? .broadcast : daddr.isMulticast ? .multicast : .unicast
         var first: ResolvedRoute?

@@ -3,7 +3,9 @@
 /// equal-cost multipath, some with prefsrc), a second table reached by policy rules (from with `iif lo`, fwmark, tos,
 /// dport), error routes on the way to some destinations (unreachable, prohibit, rarely blackhole), listeners on port
 /// 80 everywhere, and checks with random binds, marks, TOS, payloads and source routes. The checks declare no
-/// expectations: the kernel doing the same connect is the oracle. Deterministic per seed; always valid.
+/// expectations: the kernel doing the same connect is the oracle. ICMP rate limiting is off (`icmp_ratelimit 0`):
+/// it is state the engine's connect spends and the kernel's, made right after, would find spent. Deterministic per
+/// seed; always valid.
 public struct RandomConnectLab: Sendable {
     /// The topology without checks.
     public var lab: String
@@ -127,7 +129,7 @@ public struct RandomConnectLab: Sendable {
                 if chance(4) { rule("fwmark 0x2 \(pick(["unreachable", "prohibit", "blackhole"]))") }
             }
             var lines = ["  n\(i):", "    forwarding: true", "    source-route: true",
-                         "    sysctl: {net.ipv4.conf.all.rp_filter: 0}", "    interfaces:"]
+                         "    sysctl: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.icmp_ratelimit: 0}", "    interfaces:"]
             lines.append("      lo: [\(loopback(i))/32, \(extras[i])/32]")
             for e in ends(i) {
                 lines.append("      \(e.mine.iface): [\(e.mine.address)/29\(e.mine.secondary.map { ", \($0)/29" } ?? "")]")
