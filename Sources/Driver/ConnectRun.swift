@@ -125,7 +125,8 @@ public enum ConnectRun {
         if c.otherLeg, let kd = k?.device, let kn = k?.nextHop {
             var again = spec
             again.preferredLeg = (kd, kn)
-            (e, engineWireNextHop) = try runEngine(again, state: try NodeState.read(ns), comment: "engine, on the kernel's leg")
+            // The node as the kernel's connect found it (its own socket, now in TIME_WAIT, was not there yet).
+            (e, engineWireNextHop) = try runEngine(again, state: state, comment: "engine, on the kernel's leg")
             let first = c.notes
             c = compare(engine: e, kernel: k)
             c.notes = first.map { $0 + "; the engine ran again on that leg" } + c.notes
