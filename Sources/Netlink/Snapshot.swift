@@ -16,7 +16,7 @@ extension RoutingSnapshot {
         let addresses = try socket.addresses.list()
         let routes = try socket.routes.list()
         let rules = try socket.rules.list()
-        var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh",
+        var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh", "net.ipv4.fib_multipath_hash_seed",
                     "net.ipv4.conf.all.ignore_routes_with_linkdown", "net.ipv4.conf.all.route_localnet"]
         for l in links {
             keys.append("net/ipv4/conf/\(l.name)/ignore_routes_with_linkdown")

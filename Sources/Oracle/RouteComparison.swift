@@ -21,9 +21,12 @@ public struct RouteQuery: Sendable, Codable, Equatable {
         self.destination = destination; self.source = source; self.device = device; self.mark = mark; self.tos = tos
         self.proto = proto; self.sourcePort = sourcePort; self.destinationPort = destinationPort; self.uid = uid
     }
+    /// The flow of `ip route get` (RTM_GETROUTE never sets FLOWI_FLAG_ANY_SPORT: a port 0 is hashed as 0).
     public var flow: Flow {
-        Flow(destination: destination, source: source, outputDevice: device, mark: mark, tos: tos, proto: proto,
-             sourcePort: sourcePort, destinationPort: destinationPort, uid: uid)
+        var f = Flow(destination: destination, source: source, outputDevice: device, mark: mark, tos: tos, proto: proto,
+                     sourcePort: sourcePort, destinationPort: destinationPort, uid: uid)
+        f.anySourcePort = false
+        return f
     }
     /// `ip route get` words for this query.
     public var words: String {
@@ -159,6 +162,7 @@ public struct RouteComparison: Sendable {
         var flow = query.flow
         flow.proto = 6
         flow.sourcePort = query.sourcePort
+        flow.anySourcePort = query.sourcePort == 0     // ip_route_connect_init
         var engine = RouteAnswer()
         var candidates: [RouteAnswer] = []
         var sources: [IPv4Address] = [query.source]

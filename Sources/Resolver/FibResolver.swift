@@ -37,6 +37,9 @@ public struct FibResolver: RouteResolver, Sendable {
     /// is unseen, so a driver that saw which leg the kernel took can ask the engine to take the same one. Nil: the
     /// first leg, as listed.
     public var preferredLeg: (device: String, nextHop: IPv4Address)?
+    /// The multipath hash when the namespace makes it knowable: `fib_multipath_hash_seed` set (non-zero), policy 0
+    /// (L3) or 1 (L4), `fib_multipath_use_neigh` off. Nil: the hash is unseen and every live leg is a candidate.
+    let multipathHash: (seed: UInt32, policy: Int)?
 
     public init(snapshot: RoutingSnapshot) {
         self.snapshot = snapshot
@@ -64,6 +67,9 @@ public struct FibResolver: RouteResolver, Sendable {
             sys["net.ipv4.conf.all.ignore_routes_with_linkdown"] == "1" || sys["net.ipv4.conf.\($0.name).ignore_routes_with_linkdown"] == "1"
         }.map(\.index))
         loopbackIndex = snapshot.links.first { $0.flags & 0x8 != 0 }?.index ?? 1    // IFF_LOOPBACK
+        let seed = sys["net.ipv4.fib_multipath_hash_seed"].flatMap { UInt32($0) } ?? 0
+        let policy = sys["net.ipv4.fib_multipath_hash_policy"].flatMap { Int($0) } ?? 0
+        multipathHash = seed != 0 && policy <= 1 && sys["net.ipv4.fib_multipath_use_neigh"] != "1" ? (seed, policy) : nil
         // The tables last: each nexthop caches its source and liveness, which need the fields above.
         fib = FibTables()
         let slotOfLink = Dictionary(snapshot.links.indices.map { (snapshot.links[$0].index, Int32($0)) }, uniquingKeysWith: { a, _ in a })
@@ -71,7 +77,7 @@ public struct FibResolver: RouteResolver, Sendable {
         fib = FibTables(routes: snapshot.routes) { r, nh in
             var quiet = Tracer(false)
             return FibNexthop(gateway: nh.gateway ?? .any, index: nh.index, link: slotOfLink[nh.index] ?? -1, dead: me.isDead(nh),
-                              linkdownIgnored: nh.linkdown && me.ignoreLinkdown(nh.index),
+                              linkdownIgnored: nh.linkdown && me.ignoreLinkdown(nh.index), linkdown: nh.linkdown, weight: nh.weight,
                               saddr: me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: r.scope, trace: &quiet))
         }
         for i in compiled.indices { compiled[i].tableSlot = fib.slot(of: compiled[i].table) ?? -1 }
@@ -151,7 +157,8 @@ public struct FibResolver: RouteResolver, Sendable {
             return made(daddr, saddr, loopbackIndex, gateway: nil, kind: .local, alias: nil, table: nil, rule: nil)
         }
         let key = Key(daddr: daddr, saddr: saddr, oif: oif?.index ?? 0, iif: loopbackIndex, mark: flow.mark, tos: flow.tos & 0xfc,
-                      scope: scope, proto: flow.proto, sport: flow.sourcePort, dport: flow.destinationPort, uid: flow.uid)
+                      scope: scope, proto: flow.proto, sport: flow.sourcePort, dport: flow.destinationPort, uid: flow.uid,
+                      anySport: flow.anySourcePort)
         let res: FibResult
         switch fibLookup(key, trace: &trace) {
         case .failure(let e):
@@ -174,7 +181,7 @@ public struct FibResolver: RouteResolver, Sendable {
         var legs: [Int] = []     // empty: the one nexthop fib_table_lookup kept
         if oif == nil {
             if alias.nexthops.count > 1 {
-                legs = selectMultipath(alias, saddr: saddr, trace: &trace)
+                legs = selectMultipath(alias, key, saddr: saddr, trace: &trace)
             } else if trace.enabled, res.prefixLength == 0, let slot = fib.slot(of: res.table), fib.tables[slot].defaults > 1,
                       alias.type == .unicast {
                 let same = fib.aliases(slot: slot, length: 0, network: 0).filter { n in
@@ -246,6 +253,8 @@ public struct FibResolver: RouteResolver, Sendable {
         var tos, scope, proto: UInt8
         var sport, dport: UInt16
         var uid: UInt32
+        /// FLOWI_FLAG_ANY_SPORT: the source port is not chosen yet (the L4 multipath hash then uses a random one).
+        var anySport = false
     }
 
     /// `struct fib_result` as positions: the alias and nexthop in `fib`, the table, the prefix length, the rule.
@@ -432,14 +441,24 @@ public struct FibResolver: RouteResolver, Sendable {
 
     func ignoreLinkdown(_ index: Int32) -> Bool { ignoreLinkdownDevices.contains(index) }
 
-    /// Mirrors `fib_select_multipath()` as of Linux 6.16: live legs; with a source set, the legs whose own source
-    /// (`nh_saddr`) is that source win; the hash (unseen) picks among the rest. Answers positions in `fib.nexthops`.
-    func selectMultipath(_ r: FibAlias, saddr: IPv4Address, trace: inout Tracer) -> [Int] {
+    /// Mirrors `fib_select_path` → `fib_multipath_hash` + `fib_select_multipath()`. When the hash is knowable
+    /// (`multipathHash`), exactly the kernel's leg; otherwise the legs the kernel may pick: the live ones, and with a
+    /// source set those whose own source (`nh_saddr`) is it, as the selection prefers them (6.16+). Answers positions
+    /// in `fib.nexthops`.
+    func selectMultipath(_ r: FibAlias, _ k: Key, saddr: IPv4Address, trace: inout Tracer) -> [Int] {
         // Dead legs are out. A linkdown leg is out of the hash only if ignore_routes_with_linkdown was on when its
         // carrier changed (fib_rebalance runs on that event, not on the sysctl): unseen, so it stays a candidate.
         let live = r.nexthops.map(Int.init).filter { !fib.nexthops[$0].dead }
         if trace.enabled, r.nexthops.contains(where: { fib.nexthops[Int($0)].linkdownIgnored }) {
             trace.add("fib_select_multipath: linkdown legs kept as candidates (their hash weight was fixed when the carrier changed)")
+        }
+        if let h = multipathHash, !r.nexthops.contains(where: { fib.nexthops[Int($0)].linkdown }), h.policy == 0 || !k.anySport {
+            let hash = fibMultipathHash(k, seed: h.seed, policy: h.policy)
+            let bounds = upperBounds(r)
+            if let leg = fibSelectMultipath(r, hash: hash, bounds: bounds, saddr: saddr) {
+                trace.add("fib_multipath_hash (policy \(h.policy), seed \(h.seed)) = \(hash): leg \(leg - Int(r.nexthops.lowerBound) + 1) of \(r.nexthops.count) (upper bound \(bounds[leg - Int(r.nexthops.lowerBound)]))")
+                return [leg]
+            }
         }
         if saddr != .any {
             let mine = live.filter { fib.nexthops[$0].saddr == saddr }
@@ -451,6 +470,68 @@ public struct FibResolver: RouteResolver, Sendable {
         trace.add("fib_select_multipath: \(live.count) live legs; the multipath hash (seed unseen) picks one")
         return live
     }
+
+    /// Mirrors `fib_multipath_hash()` (net/ipv4/route.c) for an output lookup (no skb) with policy 0 (addresses) or
+    /// 1 (addresses, protocol, ports): `struct flow_keys` zeroed, the fields set, `__flow_hash_consistentify`, SipHash
+    /// over the 48 bytes from `basic` (`flow_keys_hash_length` for IPv4) keyed by `fib_multipath_hash_construct_key`,
+    /// 0 → 1, then `>> 1`. The layout is the running kernel's (6.18): measured against RTM_GETROUTE.
+    func fibMultipathHash(_ k: Key, seed: UInt32, policy: Int) -> Int32 {
+        var data = [UInt8](repeating: 0, count: 48)
+        var src = k.saddr.value, dst = k.daddr.value
+        // __flow_hash_consistentify compares the big-endian values as native (little-endian) integers.
+        if dst.byteSwapped < src.byteSwapped { swap(&src, &dst) }
+        func put32(_ v: UInt32, _ at: Int) { for i in 0..<4 { data[at + i] = UInt8(truncatingIfNeeded: v >> (24 - 8 * UInt32(i))) } }
+        put32(src, 36)
+        put32(dst, 40)
+        if policy == 1 {
+            data[2] = k.proto                           // basic.ip_proto
+        }
+        // Ports for TCP and UDP only: RTM_GETROUTE with ipproto icmp hashes none (measured), the ICMP type and code
+        // sharing the ports' place in the flow (they are 0 there).
+        if policy == 1, k.proto == 6 || k.proto == 17 {
+            var sp = k.sport, dp = k.dport
+            if dp.byteSwapped < sp.byteSwapped { swap(&sp, &dp) }
+            data[28] = UInt8(sp >> 8); data[29] = UInt8(truncatingIfNeeded: sp)   // ports.src
+            data[30] = UInt8(dp >> 8); data[31] = UInt8(truncatingIfNeeded: dp)   // ports.dst
+        }
+        let key = UInt64(seed) << 32 | UInt64(seed)
+        var h = UInt32(truncatingIfNeeded: SipHash.hash(data, key: SipKey(key, key)))
+        if h == 0 { h = 1 }
+        return Int32(h >> 1)
+    }
+
+    /// `fib_rebalance()`: each live leg's upper bound in [0, 2^31) by cumulative weight; dead legs −1.
+    func upperBounds(_ r: FibAlias) -> [Int64] {
+        let legs = r.nexthops.map { fib.nexthops[Int($0)] }
+        let total = legs.filter { !$0.dead && !$0.linkdownIgnored }.reduce(0) { $0 + Int64($1.weight) }
+        var w: Int64 = 0
+        return legs.map { nh in
+            if nh.dead || nh.linkdownIgnored || total == 0 { return -1 }
+            w += Int64(nh.weight)
+            return ((w << 31) + total / 2) / total - 1     // DIV_ROUND_CLOSEST_ULL(w << 31, total) - 1
+        }
+    }
+
+    /// `fib_select_multipath()` as the running kernel has it (6.18: a score per leg, 2 for nh_saddr == saddr, 1 for
+    /// hash <= upper bound; the best, first on ties; measured against RTM_GETROUTE with a source no leg has).
+    func fibSelectMultipath(_ r: FibAlias, hash: Int32, bounds: [Int64], saddr: IPv4Address) -> Int? {
+        var best: Int?
+        var score = -1
+        for (i, n) in r.nexthops.enumerated() {
+            let bound = bounds[i]
+            if bound == -1 { continue }
+            var s = 0
+            if saddr != .any, fib.nexthops[Int(n)].saddr == saddr { s += 2 }
+            if Int64(hash) <= bound { s += 1 }
+            if score < s {
+                best = Int(n)
+                if s == 3 || (saddr == .any && s == 1) { return best }
+                score = s
+            }
+        }
+        return best
+    }
+
     // MARK: inet_select_addr
 
     /// Mirrors `inet_select_addr()` in net/ipv4/devinet.c: primaries of `dev` in list order within `scope`, the one

@@ -28,6 +28,10 @@ struct FibNexthop: Sendable {
     var dead: Bool
     /// RTNH_F_LINKDOWN on a device with ignore_routes_with_linkdown: skipped by `fib_table_lookup`.
     var linkdownIgnored: Bool
+    /// RTNH_F_LINKDOWN as dumped (whether the hash counts the leg depends on when the carrier changed).
+    var linkdown: Bool
+    /// `fib_nh_weight`.
+    var weight: Int
     /// `nhc_saddr`: `inet_select_addr(dev, gw, fib_scope)`, which the kernel caches per nexthop
     /// (`fib_info_update_nhc_saddr`); the source of a lookup without a bound source or prefsrc.
     var saddr: IPv4Address

@@ -132,8 +132,10 @@ public struct RandomConnectLab: Sendable {
             // rest, and the kernel connects' TIME_WAIT sockets (a port can serve another destination) use them up.
             let crowded = chance(4)
             let range = crowded ? ", net.ipv4.ip_local_port_range: \"40000 40003\"" : ""
+            // Mostly a known multipath hash seed (the engine then picks the kernel's leg itself); sometimes none.
+            let hashSeed = chance(4) ? "" : ", net.ipv4.fib_multipath_hash_seed: \(1 + rng.next() % 4_000_000_000)"
             var lines = ["  n\(i):", "    forwarding: true", "    source-route: true",
-                         "    sysctl: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.icmp_ratelimit: 0\(range)}", "    interfaces:"]
+                         "    sysctl: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.icmp_ratelimit: 0\(range)\(hashSeed)}", "    interfaces:"]
             lines.append("      lo: [\(loopback(i))/32, \(extras[i])/32]")
             for e in ends(i) {
                 lines.append("      \(e.mine.iface): [\(e.mine.address)/29\(e.mine.secondary.map { ", \($0)/29" } ?? "")]")

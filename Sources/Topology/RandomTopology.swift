@@ -71,7 +71,12 @@ public struct RandomTopology: Sendable {
         }
         var lines = ["lab: \(name)", "nodes:"]
         for i in 0..<n {
-            lines += ["  n\(i):", "    forwarding: \(chance(2))", "    interfaces:"] + ifaces[i]
+            lines += ["  n\(i):", "    forwarding: \(chance(2))"]
+            // Half the nodes make the multipath hash knowable: a seed, policy L3 or L4.
+            if chance(2) {
+                lines.append("    sysctl: {net.ipv4.fib_multipath_hash_seed: \(1 + rng.next() % 4_000_000_000), net.ipv4.fib_multipath_hash_policy: \(rng.next() % 2)}")
+            }
+            lines += ["    interfaces:"] + ifaces[i]
             if !routes[i].isEmpty { lines += ["    routes:"] + routes[i].map { "      - \($0)" } }
             if !rules[i].isEmpty { lines += ["    rules:"] + rules[i].map { "      - \($0)" } }
         }

@@ -82,6 +82,11 @@ struct SelftestRoute: ParsableCommand {
             let p = r.destination.canonical
             d.insert(p.length == 32 ? p.address : IPv4Address(p.address.value + 1))
             d.insert(IPv4Address(p.address.value | ~p.mask))
+            // Equal-cost legs: several hosts, so the multipath hash is exercised on several inputs.
+            if r.nexthops.count > 1, p.length <= 28 {
+                let size = ~p.mask &+ 1
+                for k in 1...6 { d.insert(IPv4Address(p.address.value + size / 7 * UInt32(k))) }
+            }
         }
         for extra in ["192.0.2.99", "192.0.2.210", "192.0.2.230", "192.0.2.245", "198.51.100.200", "203.0.113.250", "224.0.0.5", "255.255.255.255"] {
             d.insert(IPv4Address(extra)!)
