@@ -31,6 +31,47 @@ struct RouteResolution {
         #expect(!FileManager.default.fileExists(atPath: "/run/netns/st7-0-n0"), "random labs are taken down")
     }
 
+    /// With `fib_multipath_hash_seed` set the resolver names the kernel's exact equal-cost leg (one answer, the
+    /// kernel's); with the seed back to 0 (random, unseen) both legs are candidates again.
+    @Test func multipathHashWithASeedGivesTheKernelsLeg() throws {
+        let text = """
+            lab: mphash
+            nodes:
+              h:
+                sysctl: {net.ipv4.fib_multipath_hash_seed: 987654321, net.ipv4.fib_multipath_hash_policy: 1}
+                interfaces:
+                  eth0: [198.51.100.1/24]
+                  eth1: [203.0.113.1/24]
+                routes:
+                  - 192.0.2.0/24 nexthop via 198.51.100.2 dev eth0 weight 1 nexthop via 203.0.113.2 dev eth1 weight 2
+              r:
+                interfaces:
+                  eth0: [198.51.100.2/24]
+                  eth1: [203.0.113.2/24]
+            links:
+              - [h:eth0, r:eth0]
+              - [h:eth1, r:eth1]
+            """
+        let f = try LabFixture(text: text, base: "mphash")
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        func ask(_ dest: String, _ port: Int) throws -> [String: Any] {
+            let r = try netlab("route", "--lab", f.name, "h", dest, "--ipproto", "tcp", "--sport", "40000", "--dport", String(port), "--json")
+            return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+        }
+        var devices = Set<String>()
+        for k in 1...24 {
+            let j = try ask("192.0.2.\(k)", 80 + k)
+            #expect(j["agree"] as? Bool == true, "\(j)")
+            #expect((j["candidates"] as? [Any])?.isEmpty ?? true, "one answer when the hash is known: \(j)")
+            devices.insert(((j["kernel"] as? [String: Any])?["dev"] as? String) ?? "")
+        }
+        #expect(devices == ["eth0", "eth1"], "the hash spreads over both legs: \(devices)")
+        _ = try run("/usr/bin/env", ["ip", "netns", "exec", "\(f.name)-h", "sysctl", "-qw", "net.ipv4.fib_multipath_hash_seed=0"])
+        let j = try ask("192.0.2.1", 81)
+        #expect(j["agree"] as? Bool == true && (j["candidates"] as? [Any])?.count == 2, "\(j)")
+    }
+
     /// fib_rule_tests.sh, scenario by scenario: the kernel shows table 100 exactly where the selftest expects, and
     /// the resolver agrees with it on every lookup.
     @Test func fibRuleTestsScenarios() throws {
