@@ -165,10 +165,12 @@ struct SelftestConnect: ParsableCommand {
                 try FileManager.default.createDirectory(atPath: reproDir, withIntermediateDirectories: true)
                 let path = "\(reproDir)/\(topology.lab)-c\(i).topo"
                 let why = r.failures.map { "# " + $0 }.joined(separator: "\n")
-                try ("# netlab selftest connect --seed \(seed &+ UInt64(k)) --labs 1: engine and kernel disagreed\n\(why)\n"
+                try ("# netlab selftest connect --seed \(seed &+ UInt64(k)) --labs 1 --nodes \(nodes) --checks \(checks): engine and kernel disagreed\n\(why)\n"
                      + gen.text(onlyCheck: i)).write(toFile: path, atomically: true, encoding: .utf8)
                 failures.append("\(topology.lab) \(r.name): \(r.failures.joined(separator: "; ")) → \(path)")
             }
+            Terminal.note(String(format: "lab %d/%d %@: %d/%d connects agree (%.1f s)", k + 1, labs, topology.lab,
+                                 run.passed, run.results.count, run.seconds))
         }
         let seconds = Date().timeIntervalSince(started)
         if json {
