@@ -132,7 +132,7 @@ struct SelftestConnect: ParsableCommand {
     func run() throws {
         try Terminal.requireRoot("selftest connect")
         Interrupts.trap()
-        var connects = 0, agreements = 0, namespaces = 0
+        var connects = 0, agreements = 0, namespaces = 0, labsRun = 0
         var outcomes: [String: Int] = [:]
         var failures: [String] = []
         let started = Date()
@@ -155,7 +155,10 @@ struct SelftestConnect: ParsableCommand {
                 if r == nil { Terminal.progress("lab \(k + 1)/\(labs): \(c.name)", i, n) }
             }, interrupted: { Interrupts.signal != nil })
             Terminal.endProgress()
+            labsRun += 1
             for (i, r) in run.results.enumerated() {
+                // A connect cut short by Ctrl-C is neither an agreement nor a difference.
+                if Interrupts.signal != nil, r.failures.contains(where: { $0.contains("interrupted") }) { continue }
                 connects += 1
                 outcomes[r.engine.map { s in s.errno ?? s.result } ?? "not run", default: 0] += 1
                 if r.passed {
@@ -174,9 +177,9 @@ struct SelftestConnect: ParsableCommand {
         }
         let seconds = Date().timeIntervalSince(started)
         if json {
-            print("{\"connects\": \(connects), \"agreements\": \(agreements), \"labs\": \(labs), \"namespaces\": \(namespaces), \"seconds\": \(Int(seconds))}")
+            print("{\"connects\": \(connects), \"agreements\": \(agreements), \"labs\": \(labsRun), \"namespaces\": \(namespaces), \"seconds\": \(Int(seconds))}")
         } else {
-            print("\(agreements)/\(connects) connects agree over \(labs) labs (\(namespaces) namespaces) in \(String(format: "%.0f", seconds)) s")
+            print("\(agreements)/\(connects) connects agree over \(labsRun) labs (\(namespaces) namespaces) in \(String(format: "%.0f", seconds)) s")
             print("engine outcomes: " + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             for f in failures { print("  ✘ " + f) }
             if !failures.isEmpty { print("reproduce one with `netlab check FILE`") }

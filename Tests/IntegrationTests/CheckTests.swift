@@ -163,6 +163,34 @@ struct SelftestConnectTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/repros"))
     }
 
+    /// Ctrl-C during a connect: exit 130, the lab taken down, and the cut-short connect is no difference.
+    @Test func interruptedSelftestLeavesNothingBehind() throws {
+        let prefix = "it\(Int.random(in: 1000...9999))-si"
+        let dir = NSTemporaryDirectory() + "netlab-\(prefix)"
+        func leftovers() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix(prefix) }
+        }
+        defer {
+            for ns in leftovers() { _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns]) }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try netlabBinary())
+        p.arguments = ["selftest", "connect", "--seed", "5", "--labs", "3", "--checks", "10", "--name-prefix", prefix,
+                       "--repro-dir", dir]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var waited = 0
+        while leftovers().isEmpty && waited < 200 { usleep(20_000); waited += 1 }
+        usleep(2_500_000)
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 130)
+        #expect(leftovers().isEmpty, "left behind: \(leftovers())")
+        #expect(!FileManager.default.fileExists(atPath: dir), "an interrupted connect is not a disagreement")
+    }
+
     @Test func badOptionsExitTwo() throws {
         let r = try netlab("selftest", "connect", "--nodes", "1")
         #expect(r.status == 2 && r.stderr.contains("--nodes must be 2...40"), "\(r.stderr)")
