@@ -253,6 +253,15 @@ struct Builder {
                 progress?("rules", done, plan.counts.rules)
             }
         }
+        // Interfaces declared `up: false` go down last, once their addresses and routes are in: the kernel then
+        // does what it does on a link failure (flushes their routes, marks multipath legs dead, the peer loses carrier).
+        for node in topo.nodes {
+            for i in node.interfaces where !i.up {
+                do { try sockets[ns(node)]!.links.set(index: index[ns(node)]![i.name]!, name: i.name, up: false) } catch {
+                    throw rejected(i.location, "setting \(node.name):\(i.name) down", error)
+                }
+            }
+        }
     }
 }
 

@@ -73,6 +73,17 @@ extension LabController {
             }
             for l in remaining { out.append(.init(node: node.name, kind: kind, change: "extra", object: l)) }
         }
+        // Link state: `up: false` interfaces down, every other declared one up.
+        for i in node.interfaces {
+            guard let live = links.first(where: { $0.name == i.name }) else {
+                out.append(.init(node: node.name, kind: "link", change: "missing", object: i.name))
+                continue
+            }
+            if live.isUp != i.up {
+                out.append(.init(node: node.name, kind: "link", change: live.isUp ? "up" : "down",
+                                 object: "\(i.name) (the file says \(i.up ? "up" : "up: false"))"))
+            }
+        }
         // Addresses.
         let expectedAddresses = node.interfaces.flatMap { i in i.addresses.map { "\($0.prefix) dev \(i.name)" } }
         let liveAddresses = try socket.addresses.list()
@@ -83,7 +94,12 @@ extension LabController {
         let name: (UInt32) -> String = { topology.tableName($0) }
         // A nexthop written without `dev` matches whatever device the kernel resolved for it.
         var liveRoutes = try socket.routes.list().filter { $0.proto != 2 }
-        for r in node.routes {
+        // A route whose every nexthop leaves by an `up: false` interface was flushed when it went down.
+        let downDevices = Set(node.interfaces.filter { !$0.up }.map(\.name))
+        func device(_ h: Nexthop) -> String? {
+            h.dev ?? h.gateway.flatMap { g in node.addresses.first { $0.address.prefix.contains(g) }?.interface }
+        }
+        for r in node.routes where !(r.nexthops.isEmpty == false && r.nexthops.allSatisfy({ device($0).map(downDevices.contains) ?? false })) {
             let want = KernelForm.route(r, index: index)
             let wanted = describe(want, names: nameOf, table: name)
             let match = liveRoutes.firstIndex { live in

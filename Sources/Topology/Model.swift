@@ -70,6 +70,9 @@ public struct Interface: Sendable {
     public var mtu: Int?
     /// The location of `type:` when the kind was written.
     public var kindLocation: SourceLocation?
+    /// `up: false`: the interface is set down once the node is built (its routes then go as the kernel takes them:
+    /// flushed, or a dead leg of a multipath route; a veth peer loses its carrier).
+    public var up = true
 }
 
 public struct InterfaceAddress: Sendable, Hashable {

@@ -53,7 +53,7 @@ struct TopologyParser {
 
     static let topKeys = ["lab", "tables", "nodes", "links", "checks"]
     static let nodeKeys = ["forwarding", "source-route", "sysctl", "interfaces", "routes", "rules", "listen"]
-    static let interfaceKeys = ["addresses", "mtu", "type"]
+    static let interfaceKeys = ["addresses", "mtu", "type", "up"]
     static let linkKeys = ["a", "b", "ends", "mtu"]
 
     init(file: String, source: String) {
@@ -249,6 +249,8 @@ struct TopologyParser {
                         if let m = Int(s), (68...65535).contains(m) { iface.mtu = m } else {
                             reader.error(reader.textLocation(kv), "mtu \"\(s)\" must be a number from 68 to 65535", length: s.count)
                         }
+                    case "up":
+                        if let b = reader.bool(kv, "up") { iface.up = b }
                     case "type":
                         guard let s = reader.scalar(kv, "type") else { break }
                         let standalone: [InterfaceKind] = [.dummy, .bridge, .vrf, .macvlan]

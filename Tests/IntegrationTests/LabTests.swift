@@ -120,6 +120,27 @@ struct LabLifecycle {
         #expect(drift.contains { $0.hasPrefix("missing rule 110:") }, "\(drift)")
     }
 
+    /// `up: false`: the interface is down after `up`, its peer has no carrier, its routes went as the kernel takes
+    /// them (flushed), `status` sees no drift until someone brings it up, and the resolver still agrees with the kernel.
+    @Test func interfaceDownByTheFile() throws {
+        let text = try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/dualhome.topo").path, encoding: .utf8)
+            .replacingOccurrences(of: "      eth1: [203.0.113.10/25]", with: "      eth1: {addresses: [203.0.113.10/25], up: false}")
+        let f = try LabFixture(text: text, base: "ifdown")
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        let client = try ipJSON("-n", "\(f.name)-client", "link", "show", "eth1")
+        #expect((client.first?["flags"] as? [String])?.contains("UP") == false, "\(client)")
+        let peer = try ipJSON("-n", "\(f.name)-isp2", "link", "show", "eth0")
+        #expect((peer.first?["flags"] as? [String])?.contains("NO-CARRIER") == true, "\(peer)")
+        let routes = try ipJSON("-n", "\(f.name)-client", "route", "show", "table", "all", "dev", "eth1")
+        #expect(routes.filter { ($0["protocol"] as? String) != "kernel" }.isEmpty, "routes via eth1 are flushed: \(routes)")
+        #expect(try netlab("status", f.name).status == 0)
+        #expect(try netlab("selftest", "route", "--lab", f.name, "--repro-dir", f.directory + "/repros").status == 0)
+        try run("/usr/bin/env", ["ip", "-n", "\(f.name)-client", "link", "set", "eth1", "up"])
+        let r = try netlab("status", f.name)
+        #expect(r.status == 1 && r.stdout.contains("up link eth1"), "\(r.stdout)")
+    }
+
     /// The test runner spawns children with SIGINT blocked, so this also proves `up` unblocks what it traps.
     @Test func ctrlCDuringUpRollsBack() throws {
         let f = try LabFixture(text: RandomTopology(seed: 9, nodes: 60).text, base: "sigint")

@@ -125,6 +125,9 @@ func base(client extra: String = "", links: String = "  - [client:eth0, isp1:eth
         let t = try Topology.parse(text, file: "t.topo")
         let e2 = try #require(t.node("client")?.interface("eth2"))
         #expect(e2.mtu == 9000 && e2.addresses[0].scope == .link && e2.addresses[1].noprefixroute && e2.addresses[1].metric == 7)
+        #expect(e2.up && t.node("client")?.interface("eth0")?.up == true)
+        let down = try Topology.parse(text.replacingOccurrences(of: "mtu: 9000}", with: "mtu: 9000, up: false}"), file: "t.topo")
+        #expect(down.node("client")?.interface("eth2")?.up == false)
     }
 }
 
@@ -140,6 +143,11 @@ func base(client extra: String = "", links: String = "  - [client:eth0, isp1:eth
 
     @Test func unknownKeySuggestsTheNearest() {
         expectOne(base(client: "    fowarding: true\n"), line: 6, column: 5, "unknown key \"fowarding\"", hint: "did you mean \"forwarding\"?")
+    }
+    @Test func interfaceUpMustBeABoolean() {
+        let t = base().replacingOccurrences(of: "      eth0: [198.51.100.10/25, 198.51.100.11/25]",
+                                            with: "      eth0: {addresses: [198.51.100.10/25], up: sometimes}")
+        expectOne(t, line: 5, column: 49, "up must be true or false, not \"sometimes\"")
     }
     @Test func badPrefix() {
         expectOne(base().replacingOccurrences(of: "198.51.100.11/25", with: "198.51.100.11/33"), line: 5, column: 32, "is not an IPv4 address with a prefix length")
