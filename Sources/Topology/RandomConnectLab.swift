@@ -57,6 +57,9 @@ public struct RandomConnectLab: Sendable {
         // Extra destinations, one per node on its loopback: some get an error route on the way (a transit node or
         // the sender itself).
         let extras = (0..<n).map { "192.0.2.\(100 + $0)" }
+        // Now and then a link failure: one end declared `up: false` (its routes flushed, the peer without carrier,
+        // sometimes with ignore_routes_with_linkdown so it routes around nothing but stops using the dead link).
+        let failed: (node: Int, iface: String)? = chance(3) ? { let l = links[below(links.count)]; return chance(2) ? (l.a.node, l.a.iface) : (l.b.node, l.b.iface) }() : nil
         var errorRoutes: [Int: (node: Int, type: String)] = [:]     // extra's owner → where the error route sits
         for t in 0..<n where chance(2) {
             let at = below(n)
@@ -134,11 +137,14 @@ public struct RandomConnectLab: Sendable {
             let range = crowded ? ", net.ipv4.ip_local_port_range: \"40000 40003\"" : ""
             // Mostly a known multipath hash seed (the engine then picks the kernel's leg itself); sometimes none.
             let hashSeed = chance(4) ? "" : ", net.ipv4.fib_multipath_hash_seed: \(1 + rng.next() % 4_000_000_000)"
+            let linkdown = failed != nil && chance(2) ? ", net.ipv4.conf.all.ignore_routes_with_linkdown: 1" : ""
             var lines = ["  n\(i):", "    forwarding: true", "    source-route: true",
-                         "    sysctl: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.icmp_ratelimit: 0\(range)\(hashSeed)}", "    interfaces:"]
+                         "    sysctl: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.icmp_ratelimit: 0\(range)\(hashSeed)\(linkdown)}", "    interfaces:"]
             lines.append("      lo: [\(loopback(i))/32, \(extras[i])/32]")
             for e in ends(i) {
-                lines.append("      \(e.mine.iface): [\(e.mine.address)/29\(e.mine.secondary.map { ", \($0)/29" } ?? "")]")
+                let addresses = "[\(e.mine.address)/29\(e.mine.secondary.map { ", \($0)/29" } ?? "")]"
+                let down = failed.map { $0.node == i && $0.iface == e.mine.iface } ?? false
+                lines.append("      \(e.mine.iface): " + (down ? "{addresses: \(addresses), up: false}" : addresses))
             }
             if !routes.isEmpty { lines.append("    routes:"); lines += routes.map { "      - \($0)" } }
             if !rules.isEmpty { lines.append("    rules:"); lines += rules.map { "      - \($0)" } }
@@ -160,7 +166,11 @@ public struct RandomConnectLab: Sendable {
             if t >= s { t += 1 }
             let target = pick([loopback(t), loopback(t), extras[t]] + ends(t).map(\.mine.address))
             let port = chance(7) ? 81 : 80
-            var c = ["  - name: c\(k) n\(s) to \(target):\(port)", "    from: n\(s)", "    connect: \(target):\(port)", "    syn-retries: 1"]
+            // One SYN retry keeps timeouts short (3 s), but with a failed link a next hop may never answer ARP: the
+            // neighbour then fails after 3 s, the moment one retry times out, and the kernel's timer wheel decides
+            // (docs/engine.md). Two retries there.
+            var c = ["  - name: c\(k) n\(s) to \(target):\(port)", "    from: n\(s)", "    connect: \(target):\(port)",
+                     "    syn-retries: \(failed == nil ? 1 : 2)"]
             let mine = [loopback(s), extras[s]] + ends(s).flatMap { [$0.mine.address] + ($0.mine.secondary.map { [$0] } ?? []) }
             if chance(3) { c.append("    bind: \(pick(mine))\(chance(4) ? ":\(30000 + k)" : "")") }
             if hasMark[s], chance(2) { c.append("    mark: \(pick(["0x1", "0x2"]))") }
