@@ -26,7 +26,7 @@ struct LiveState {
                 continue
             }
             let flags = l["flags"] as? [String] ?? []
-            if !flags.contains("UP") { out.append("\(node.name):\(iface.name) is not up") }
+            if flags.contains("UP") != iface.up { out.append("\(node.name):\(iface.name) is \(iface.up ? "not " : "")up") }
             let linkMTU = topology.links.first { $0.ends.contains { $0.node == node.name && $0.interface == iface.name } }?.mtu
             if let want = iface.mtu ?? linkMTU, l["mtu"] as? Int != want { out.append("\(node.name):\(iface.name) mtu \(l["mtu"] ?? "?") != \(want)") }
             let info = (l["addr_info"] as? [[String: Any]] ?? []).filter { $0["family"] as? String == "inet" && !(iface.name == "lo" && $0["local"] as? String == "127.0.0.1") }
@@ -72,7 +72,9 @@ struct LiveState {
     func routes(_ node: Node, _ ns: String) throws -> [String] {
         var out: [String] = []
         var live = try ipJSON("-4", "-n", ns, "route", "show", "table", "all").filter { $0["protocol"] as? String != "kernel" }
-        for r in node.routes {
+        // Routes that leave only by an interface declared `up: false` are flushed by the kernel when it goes down.
+        let down = Set(node.interfaces.filter { !$0.up }.map(\.name))
+        for r in node.routes where r.nexthops.isEmpty || !r.nexthops.allSatisfy({ $0.dev.map(down.contains) ?? false }) {
             let dst = r.destination.length == 0 ? "default" : r.destination.length == 32 ? r.destination.address.description : r.destination.description
             let idx = live.firstIndex { j in
                 guard j["dst"] as? String == dst else { return false }
