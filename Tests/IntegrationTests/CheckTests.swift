@@ -141,15 +141,9 @@ struct SelftestConnectTests {
     struct Summary: Decodable { var connects: Int; var agreements: Int; var labs: Int; var namespaces: Int }
 
     @Test func randomLabsAgreeWithTheKernel() throws {
-        let prefix = "it\(Int.random(in: 1000...9999))-sc"
-        let dir = NSTemporaryDirectory() + "netlab-\(prefix)"
-        func leftovers() -> [String] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix(prefix) }
-        }
-        defer {
-            for ns in leftovers() { _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns]) }
-            try? FileManager.default.removeItem(atPath: dir)
-        }
+        let f = PrefixFixture(tag: "sc")
+        let (prefix, dir) = (f.prefix, f.directory)
+        func leftovers() -> [String] { f.namespaces() }
         let r = try netlab("selftest", "connect", "--seed", "11", "--labs", "2", "--nodes", "5", "--checks", "8",
                            "--name-prefix", prefix, "--repro-dir", dir + "/repros", "--write-labs", dir, "--json")
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
@@ -165,15 +159,9 @@ struct SelftestConnectTests {
 
     /// Ctrl-C during a connect: exit 130, the lab taken down, and the cut-short connect is no difference.
     @Test func interruptedSelftestLeavesNothingBehind() throws {
-        let prefix = "it\(Int.random(in: 1000...9999))-si"
-        let dir = NSTemporaryDirectory() + "netlab-\(prefix)"
-        func leftovers() -> [String] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix(prefix) }
-        }
-        defer {
-            for ns in leftovers() { _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns]) }
-            try? FileManager.default.removeItem(atPath: dir)
-        }
+        let f = PrefixFixture(tag: "si")
+        let (prefix, dir) = (f.prefix, f.directory)
+        func leftovers() -> [String] { f.namespaces() }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try netlabBinary())
         p.arguments = ["selftest", "connect", "--seed", "5", "--labs", "3", "--checks", "10", "--name-prefix", prefix,

@@ -97,3 +97,25 @@ final class LabFixture {
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
+
+/// Labs a command names itself from a prefix (`selftest connect --name-prefix`): a unique `it<random>-<tag>`
+/// prefix and a temporary directory; every namespace with the prefix is deleted by name when the test ends.
+final class PrefixFixture {
+    let prefix: String
+    let directory: String
+
+    init(tag: String) {
+        prefix = "it\(Int.random(in: 1000...9999))-\(tag)"
+        directory = NSTemporaryDirectory() + "netlab-\(prefix)"
+    }
+
+    /// The namespaces with the prefix that exist now.
+    func namespaces() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix(prefix) }
+    }
+
+    deinit {
+        for ns in namespaces() { _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns]) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
