@@ -104,10 +104,7 @@ struct Status: ParsableCommand {
             }
         }
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            enc.dateEncodingStrategy = .iso8601
-            print(String(decoding: try enc.encode(lab == nil ? AnyEncodable(statuses) : AnyEncodable(statuses.first!)), as: UTF8.self))
+            try Terminal.printJSON(lab == nil ? AnyEncodable(statuses) : AnyEncodable(statuses.first!), dates: .iso8601)
         } else {
             if statuses.isEmpty { print("no labs are up") }
             for s in statuses {

@@ -7,8 +7,7 @@ struct Connect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the connect engine from a node (raw sockets) and show source, device, next hop and the path; --kernel compares with a kernel connect.",
         usage: "netlab connect (--lab LAB NODE | --netns NAME) DEST:PORT [--bind ADDR[:PORT]] [--dev IF] [--mark M] [--tos T] [--lsrr HOP,HOP...|--ssrr HOP,HOP...] [--payload TEXT] [--syn-retries N] [--kernel] [--pcap FILE] [--trace] [--json]")
-    @Option(help: "The lab; the node is the first argument.") var lab: String?
-    @Option(help: "Any named network namespace.") var netns: String?
+    @OptionGroup var target: NodeTarget
     @Argument(help: "NODE DEST:PORT with --lab, DEST:PORT with --netns.") var positional: [String]
     @Option(help: "bind() first: ADDR or ADDR:PORT.") var bind: String?
     @Option(help: "SO_BINDTODEVICE.") var dev: String?
@@ -24,8 +23,7 @@ struct Connect: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
-        if (lab == nil) == (netns == nil) { throw ValidationError("give --lab LAB NODE or --netns NAME") }
-        if positional.count != (lab != nil ? 2 : 1) { throw ValidationError(lab != nil ? "give NODE and DEST:PORT" : "give DEST:PORT") }
+        try target.validate(positional, operand: "DEST:PORT")
         if endpoint(positional.last!, needPort: true) == nil { throw ValidationError("DEST:PORT must look like 192.0.2.80:80") }
         if let b = bind, endpoint(b, needPort: false) == nil { throw ValidationError("--bind must be ADDR or ADDR:PORT") }
         if lsrr != nil && ssrr != nil { throw ValidationError("give --lsrr or --ssrr, not both") }
@@ -62,7 +60,7 @@ struct Connect: ParsableCommand {
 
         var session: LabSession?
         let scope: ConnectScope
-        if let lab {
+        if let lab = target.lab {
             guard let t = try LabSession.topology(ofLab: lab) else {
                 Terminal.error("lab \(lab) is not up (`netlab up FILE` first; `netlab status` lists labs)")
                 throw ExitStatus.failed
@@ -74,18 +72,16 @@ struct Connect: ParsableCommand {
             session = try LabSession(topology: t)
             scope = session!.scope(from: positional[0])
         } else {
-            let ns = NetworkNamespace(named: netns!)
+            let ns = target.namespace(positional)
             guard ns.exists else { Terminal.error("no namespace \(ns.name) (`ip netns list`)"); throw ExitStatus.failed }
             scope = ConnectScope(sourceNode: ns.name, nodes: [(ns.name, ns)])
         }
         let c = try ConnectRun.run(spec, scope: scope, kernel: kernel, pcap: pcap)
         session = nil
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             var copy = c
             if !trace { copy.engine.trace = []; copy.kernel?.trace = [] }
-            print(String(decoding: try enc.encode(copy), as: UTF8.self))
+            try Terminal.printJSON(copy)
         } else {
             print(ConnectText.render(c, trace: trace))
         }

@@ -36,8 +36,35 @@ struct Netlab: ParsableCommand {
     }
 }
 
+/// `--lab LAB NODE | --netns NAME`: the node a command works in, a lab's node or any named namespace.
+struct NodeTarget: ParsableArguments {
+    @Option(help: "The lab; the node is the first argument.") var lab: String?
+    @Option(help: "Any named network namespace.") var netns: String?
+
+    /// Exactly one of the two, and `positional` holding NODE (with --lab) then the command's `operand`.
+    func validate(_ positional: [String], operand: String) throws {
+        if (lab == nil) == (netns == nil) { throw ValidationError("give --lab LAB NODE or --netns NAME") }
+        if positional.count != (lab != nil ? 2 : 1) {
+            throw ValidationError(lab != nil ? "give NODE and \(operand)" : "give \(operand)")
+        }
+    }
+
+    /// The namespace named: `<lab>-<node>`, or the one given with --netns.
+    func namespace(_ positional: [String]) -> NetworkNamespace {
+        NetworkNamespace(named: netns ?? "\(lab!)-\(positional[0])")
+    }
+}
+
 /// Messages and progress for humans, on standard error.
 enum Terminal {
+    /// One value as indented JSON with sorted keys on standard output (what every `--json` prints).
+    static func printJSON(_ value: some Encodable, dates: JSONEncoder.DateEncodingStrategy = .deferredToDate) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        enc.dateEncodingStrategy = dates
+        print(String(decoding: try enc.encode(value), as: UTF8.self))
+    }
+
     static let isTTY = isatty(2) == 1
     static var color: Bool { isTTY && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }
 

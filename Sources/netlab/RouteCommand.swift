@@ -8,8 +8,7 @@ struct Route: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Resolve a route as Linux does and compare with the kernel (RTM_GETROUTE, or a real connect).",
         usage: "netlab route (--lab LAB NODE | --netns NAME) DEST [--from A] [--dev IF] [--mark M] [--tos T] [--ipproto P] [--sport N] [--dport N] [--uid U] [--connect] [--trace] [--json]")
-    @Option(help: "The lab; the node is the first argument.") var lab: String?
-    @Option(help: "Any named network namespace.") var netns: String?
+    @OptionGroup var target: NodeTarget
     @Argument(help: "NODE DEST with --lab, DEST with --netns.") var positional: [String]
     @Option(help: "Source address (ip route get ... from A).") var from: String?
     @Option(help: "Output device (oif; SO_BINDTODEVICE with --connect).") var dev: String?
@@ -24,8 +23,7 @@ struct Route: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
-        if (lab == nil) == (netns == nil) { throw ValidationError("give --lab LAB NODE or --netns NAME") }
-        if positional.count != (lab != nil ? 2 : 1) { throw ValidationError(lab != nil ? "give NODE and DEST" : "give DEST") }
+        try target.validate(positional, operand: "DEST")
         guard IPv4Address(positional.last!) != nil else { throw ValidationError("DEST must be an IPv4 address") }
         if let f = from, IPv4Address(f) == nil { throw ValidationError("--from must be an IPv4 address") }
         if mark.map({ parseInt($0) == nil }) ?? false { throw ValidationError("--mark must be a number") }
@@ -37,7 +35,7 @@ struct Route: ParsableCommand {
 
     func run() throws {
         try Terminal.requireRoot("route")
-        let ns = NetworkNamespace(named: netns ?? "\(lab!)-\(positional[0])")
+        let ns = target.namespace(positional)
         guard ns.exists else {
             Terminal.error("no namespace \(ns.name)")
             throw ExitStatus.failed
@@ -48,9 +46,7 @@ struct Route: ParsableCommand {
                                destinationPort: dport ?? (connect ? 80 : 0), uid: uid)
         let c = try RouteComparison.run(query, in: ns, connect: connect)
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try enc.encode(c.report(withTrace: trace)), as: UTF8.self))
+            try Terminal.printJSON(c.report(withTrace: trace))
         } else {
             print(c.text(withTrace: trace))
         }
