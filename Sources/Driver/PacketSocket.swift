@@ -65,20 +65,10 @@ public final class PacketSocket: @unchecked Sendable {
         while true {
             n = buf.withUnsafeMutableBytes { b in
                 control.withUnsafeMutableBytes { c in
-                    withUnsafeMutablePointer(to: &from) { f in
-                        var iov = iovec(iov_base: b.baseAddress, iov_len: b.count)
-                        return withUnsafeMutablePointer(to: &iov) { iovp in
-                            var msg = msghdr()
-                            msg.msg_name = UnsafeMutableRawPointer(f)
-                            msg.msg_namelen = socklen_t(MemoryLayout<sockaddr_ll>.size)
-                            msg.msg_iov = iovp
-                            msg.msg_iovlen = 1
-                            msg.msg_control = c.baseAddress
-                            msg.msg_controllen = c.count
-                            let r = recvmsg(fd, &msg, 0)
-                            if r >= 0 { ts = Self.timestamp(&msg) }
-                            return r
-                        }
+                    withMessage(name: &from, data: b, control: c) { msg in
+                        let r = recvmsg(fd, &msg, 0)
+                        if r >= 0 { ts = Self.timestamp(&msg) }
+                        return r
                     }
                 }
             }

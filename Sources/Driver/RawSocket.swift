@@ -35,25 +35,15 @@ public final class RawSocket: @unchecked Sendable {
         var bytes = packet
         let n = bytes.withUnsafeMutableBytes { b in
             control.withUnsafeMutableBytes { c in
-                withUnsafeMutablePointer(to: &to) { t in
-                    let h = c.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                    h.pointee.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<in_pktinfo>.size
-                    h.pointee.cmsg_level = Int32(IPPROTO_IP)
-                    h.pointee.cmsg_type = Int32(IP_PKTINFO)
-                    c.baseAddress!.advanced(by: MemoryLayout<cmsghdr>.size).copyMemory(from: &info, byteCount: MemoryLayout<in_pktinfo>.size)
-                    var iov = iovec(iov_base: b.baseAddress, iov_len: b.count)
-                    return withUnsafeMutablePointer(to: &iov) { iovp in
-                        var msg = msghdr()
-                        msg.msg_name = UnsafeMutableRawPointer(t)
-                        msg.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-                        msg.msg_iov = iovp
-                        msg.msg_iovlen = 1
-                        msg.msg_control = c.baseAddress
-                        msg.msg_controllen = c.count
-                        var r: Int
-                        repeat { r = sendmsg(fd, &msg, Int32(MSG_DONTROUTE)) } while r < 0 && Glibc.errno == EINTR
-                        return r
-                    }
+                let h = c.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                h.pointee.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<in_pktinfo>.size
+                h.pointee.cmsg_level = Int32(IPPROTO_IP)
+                h.pointee.cmsg_type = Int32(IP_PKTINFO)
+                c.baseAddress!.advanced(by: MemoryLayout<cmsghdr>.size).copyMemory(from: &info, byteCount: MemoryLayout<in_pktinfo>.size)
+                return withMessage(name: &to, data: b, control: c) { msg in
+                    var r: Int
+                    repeat { r = sendmsg(fd, &msg, Int32(MSG_DONTROUTE)) } while r < 0 && Glibc.errno == EINTR
+                    return r
                 }
             }
         }

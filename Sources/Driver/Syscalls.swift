@@ -56,3 +56,21 @@ public func realtimeNanoseconds() -> Int64 {
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
+
+/// A `msghdr` over one data buffer, a peer address (`msg_name`) and a control buffer, for `sendmsg` and `recvmsg`.
+func withMessage<Address, R>(name: inout Address, data: UnsafeMutableRawBufferPointer, control: UnsafeMutableRawBufferPointer,
+                             _ body: (inout msghdr) -> R) -> R {
+    withUnsafeMutablePointer(to: &name) { n in
+        var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
+        return withUnsafeMutablePointer(to: &iov) { iovp in
+            var msg = msghdr()
+            msg.msg_name = UnsafeMutableRawPointer(n)
+            msg.msg_namelen = socklen_t(MemoryLayout<Address>.size)
+            msg.msg_iov = iovp
+            msg.msg_iovlen = 1
+            msg.msg_control = control.baseAddress
+            msg.msg_controllen = control.count
+            return body(&msg)
+        }
+    }
+}

@@ -78,6 +78,7 @@ public struct FibResolver: RouteResolver, Sendable {
             var quiet = Tracer(false)
             return FibNexthop(gateway: nh.gateway ?? .any, index: nh.index, link: slotOfLink[nh.index] ?? -1, dead: me.isDead(nh),
                               linkdownIgnored: nh.linkdown && me.ignoreLinkdown(nh.index), linkdown: nh.linkdown, weight: nh.weight,
+                              upperBound: -1,
                               saddr: me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: r.scope, trace: &quiet))
         }
         for i in compiled.indices { compiled[i].tableSlot = fib.slot(of: compiled[i].table) ?? -1 }
@@ -454,9 +455,8 @@ public struct FibResolver: RouteResolver, Sendable {
         }
         if let h = multipathHash, !r.nexthops.contains(where: { fib.nexthops[Int($0)].linkdown }), h.policy == 0 || !k.anySport {
             let hash = fibMultipathHash(k, seed: h.seed, policy: h.policy)
-            let bounds = upperBounds(r)
-            if let leg = fibSelectMultipath(r, hash: hash, bounds: bounds, saddr: saddr) {
-                trace.add("fib_multipath_hash (policy \(h.policy), seed \(h.seed)) = \(hash): leg \(leg - Int(r.nexthops.lowerBound) + 1) of \(r.nexthops.count) (upper bound \(bounds[leg - Int(r.nexthops.lowerBound)]))")
+            if let leg = fibSelectMultipath(r, hash: hash, saddr: saddr) {
+                trace.add("fib_multipath_hash (policy \(h.policy), seed \(h.seed)) = \(hash): leg \(leg - Int(r.nexthops.lowerBound) + 1) of \(r.nexthops.count) (upper bound \(fib.nexthops[leg].upperBound))")
                 return [leg]
             }
         }
@@ -500,25 +500,13 @@ public struct FibResolver: RouteResolver, Sendable {
         return Int32(h >> 1)
     }
 
-    /// `fib_rebalance()`: each live leg's upper bound in [0, 2^31) by cumulative weight; dead legs −1.
-    func upperBounds(_ r: FibAlias) -> [Int64] {
-        let legs = r.nexthops.map { fib.nexthops[Int($0)] }
-        let total = legs.filter { !$0.dead && !$0.linkdownIgnored }.reduce(0) { $0 + Int64($1.weight) }
-        var w: Int64 = 0
-        return legs.map { nh in
-            if nh.dead || nh.linkdownIgnored || total == 0 { return -1 }
-            w += Int64(nh.weight)
-            return ((w << 31) + total / 2) / total - 1     // DIV_ROUND_CLOSEST_ULL(w << 31, total) - 1
-        }
-    }
-
     /// `fib_select_multipath()` as the running kernel has it (6.18: a score per leg, 2 for nh_saddr == saddr, 1 for
     /// hash <= upper bound; the best, first on ties; measured against RTM_GETROUTE with a source no leg has).
-    func fibSelectMultipath(_ r: FibAlias, hash: Int32, bounds: [Int64], saddr: IPv4Address) -> Int? {
+    func fibSelectMultipath(_ r: FibAlias, hash: Int32, saddr: IPv4Address) -> Int? {
         var best: Int?
         var score = -1
-        for (i, n) in r.nexthops.enumerated() {
-            let bound = bounds[i]
+        for n in r.nexthops {
+            let bound = fib.nexthops[Int(n)].upperBound
             if bound == -1 { continue }
             var s = 0
             if saddr != .any, fib.nexthops[Int(n)].saddr == saddr { s += 2 }

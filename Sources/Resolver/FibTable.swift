@@ -32,6 +32,9 @@ struct FibNexthop: Sendable {
     var linkdown: Bool
     /// `fib_nh_weight`.
     var weight: Int
+    /// `fib_nh_upper_bound` as `fib_rebalance()` sets it: the leg's share of [0, 2^31) by cumulative weight over the
+    /// live legs of its route; −1 for a dead or ignored-linkdown leg (and for a route's only nexthop).
+    var upperBound: Int64
     /// `nhc_saddr`: `inet_select_addr(dev, gw, fib_scope)`, which the kernel caches per nexthop
     /// (`fib_info_update_nhc_saddr`); the source of a lookup without a bound source or prefsrc.
     var saddr: IPv4Address
@@ -96,6 +99,7 @@ struct FibTables: Sendable {
                 let nhStart = Int32(nexthops.count)
                 nexthops += r.nexthops.map { nexthop(r, $0) }
                 let range = nhStart..<Int32(nexthops.count)
+                if range.count > 1 { Self.rebalance(&nexthops[Int(nhStart)...]) }
                 aliases.append(FibAlias(route: Int32(n), type: r.type, scope: r.scope, tos: r.tos, prefsrc: r.prefsrc ?? .any,
                                         nexthops: range, allDead: !range.isEmpty && nexthops[Int(nhStart)...].allSatisfy(\.dead),
                                         mtu: r.mtu, advmss: r.advmss, hoplimit: r.hoplimit))
@@ -104,6 +108,17 @@ struct FibTables: Sendable {
             while keys[i] != 0 { i = (i + 1) & mask }
             keys[i] = k
             groups[i] = start..<Int32(aliases.count)
+        }
+    }
+
+    /// Mirrors `fib_rebalance()` (net/ipv4/fib_semantics.c) over one route's legs.
+    static func rebalance(_ legs: inout ArraySlice<FibNexthop>) {
+        let total = legs.filter { !$0.dead && !$0.linkdownIgnored }.reduce(Int64(0)) { $0 + Int64($1.weight) }
+        var w: Int64 = 0
+        for i in legs.indices {
+            if legs[i].dead || legs[i].linkdownIgnored || total == 0 { legs[i].upperBound = -1; continue }
+            w += Int64(legs[i].weight)
+            legs[i].upperBound = ((w << 31) + total / 2) / total - 1     // DIV_ROUND_CLOSEST_ULL(w << 31, total) - 1
         }
     }
 

@@ -67,7 +67,6 @@ public struct RandomConnectLab: Sendable {
         }
 
         var nodeText: [String] = []
-        var hasTable = Array(repeating: false, count: n)
         var hasMark = Array(repeating: false, count: n)
         var hasTos = Array(repeating: false, count: n)
         for i in 0..<n {
@@ -103,7 +102,6 @@ public struct RandomConnectLab: Sendable {
             var rules: [String] = []
             let nbs = ends(i)
             if nbs.count >= 2 || chance(2) {
-                hasTable[i] = true
                 // Another neighbour per destination, one whose own shortest path does not come back through this
                 // node (its packets would return here as martians, a silent drop); now and then any neighbour.
                 func alternative(_ d: (Int) -> Int) -> End {
@@ -205,6 +203,5 @@ public struct RandomConnectLab: Sendable {
             checks.append(c.joined(separator: "\n") + "\n")
         }
         self.checks = checks
-        _ = hasTable
     }
 }
