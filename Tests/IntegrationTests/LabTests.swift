@@ -37,13 +37,12 @@ struct LabLifecycle {
 
     @Test func badTopologyExitsTwoAndChangesNothing() throws {
         let f = try LabFixture(text: "lab: x\nnodes:\n  a:\n    interfaces: {eth0: [10.1.1.1/24]}\nlinks: [[a:eth0, b:eth0]]\n", base: "bad")
-        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
         let r = try netlab("up", f.file)
         #expect(r.status == 2)
         #expect(r.stderr.contains("\(f.file):4:25:") && r.stderr.contains("outside the lab's address ranges"), "\(r.stderr)")
         #expect(r.stderr.contains("\(f.file):5:18:") && r.stderr.contains("names node \"b\""), "\(r.stderr)")
-        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
-        #expect(before == after)
+        // Only this lab's names: other suites build their own labs in parallel.
+        #expect(f.namespaces().isEmpty, "left behind: \(f.namespaces())")
         #expect(!FileManager.default.fileExists(atPath: f.journal))
     }
 
