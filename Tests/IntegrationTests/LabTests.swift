@@ -142,7 +142,7 @@ struct LabLifecycle {
 
     /// The test runner spawns children with SIGINT blocked, so this also proves `up` unblocks what it traps.
     @Test func ctrlCDuringUpRollsBack() throws {
-        let f = try LabFixture(text: RandomTopology(seed: 9, nodes: 60).text, base: "sigint")
+        let f = try LabFixture(text: RandomTopology(seed: 9, nodes: 150).text, base: "sigint")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try netlabBinary())
         p.arguments = ["up", f.file]
@@ -170,7 +170,7 @@ struct LabLifecycle {
     }
 
     @Test func killNineDuringUpThenDownLeavesNothing() throws {
-        let f = try LabFixture(text: RandomTopology(seed: 7, nodes: 60).text, base: "crash")
+        let f = try LabFixture(text: RandomTopology(seed: 7, nodes: 150).text, base: "crash")
         let valid = try netlab("validate", f.file)
         try #require(valid.status == 0, "the generated lab must be valid: \(valid.stderr)")
         let p = Process()
