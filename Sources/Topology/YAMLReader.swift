@@ -117,8 +117,9 @@ struct Settings {
     }
 }
 
-/// Parse an unsigned number in decimal or 0x hex.
-func parseNumber(_ s: String) -> UInt64? {
+/// Parse an unsigned number in decimal or 0x hex (the syntax of marks, TOS and table ids in files and on the command
+/// line).
+public func parseNumber(_ s: String) -> UInt64? {
     if s.hasPrefix("0x") || s.hasPrefix("0X") { return UInt64(s.dropFirst(2), radix: 16) }
     return UInt64(s)
 }

@@ -28,8 +28,8 @@ struct Connect: ParsableCommand {
         if let b = bind, endpoint(b, needPort: false) == nil { throw ValidationError("--bind must be ADDR or ADDR:PORT") }
         if lsrr != nil && ssrr != nil { throw ValidationError("give --lsrr or --ssrr, not both") }
         if let r = lsrr ?? ssrr, hops(r) == nil { throw ValidationError("source-route hops must be IPv4 addresses separated by commas (1 to 8)") }
-        if mark.map({ parseInt($0) == nil }) ?? false { throw ValidationError("--mark must be a number") }
-        if tos.map({ parseInt($0).map { $0 < 256 } != true }) ?? false { throw ValidationError("--tos must be a number from 0 to 255") }
+        _ = try SocketOption.mark(mark)
+        _ = try SocketOption.tos(tos)
         if let n = synRetries, !(1...127).contains(n) { throw ValidationError("--syn-retries must be from 1 to 127") }
     }
 
@@ -51,8 +51,8 @@ struct Connect: ParsableCommand {
         var spec = ConnectSpec(destination: dest, port: port!)
         if let b = bind.flatMap({ endpoint($0, needPort: false) }) { spec.bindAddress = b.0; spec.bindPort = b.1 }
         spec.device = dev
-        spec.mark = mark.flatMap(parseInt).map(UInt32.init)
-        spec.tos = tos.flatMap(parseInt).map(UInt8.init)
+        spec.mark = try SocketOption.mark(mark)
+        spec.tos = try SocketOption.tos(tos)
         if let r = lsrr { spec.sourceRoute = (false, hops(r)!) }
         if let r = ssrr { spec.sourceRoute = (true, hops(r)!) }
         spec.payload = payload.map { Array($0.utf8) }

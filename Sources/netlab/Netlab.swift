@@ -55,6 +55,22 @@ struct NodeTarget: ParsableArguments {
     }
 }
 
+/// `--mark` and `--tos` of `route` and `connect`: decimal or 0x hex as in a topology file (`parseNumber`), a 32-bit
+/// mark and a TOS byte; anything else is a usage error.
+enum SocketOption {
+    static func mark(_ s: String?) throws -> UInt32? {
+        guard let s else { return nil }
+        guard let n = parseNumber(s), n <= UInt32.max else { throw ValidationError("--mark must be a number from 0 to 0xffffffff") }
+        return UInt32(n)
+    }
+
+    static func tos(_ s: String?) throws -> UInt8? {
+        guard let s else { return nil }
+        guard let n = parseNumber(s), n <= 255 else { throw ValidationError("--tos must be a number from 0 to 255") }
+        return UInt8(n)
+    }
+}
+
 /// Messages and progress for humans, on standard error.
 enum Terminal {
     /// One value as indented JSON with sorted keys on standard output (what every `--json` prints).

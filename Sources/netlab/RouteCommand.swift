@@ -26,8 +26,8 @@ struct Route: ParsableCommand {
         try target.validate(positional, operand: "DEST")
         guard IPv4Address(positional.last!) != nil else { throw ValidationError("DEST must be an IPv4 address") }
         if let f = from, IPv4Address(f) == nil { throw ValidationError("--from must be an IPv4 address") }
-        if mark.map({ parseInt($0) == nil }) ?? false { throw ValidationError("--mark must be a number") }
-        if tos.map({ parseInt($0) == nil }) ?? false { throw ValidationError("--tos must be a number") }
+        _ = try SocketOption.mark(mark)
+        _ = try SocketOption.tos(tos)
         if protoNumber == nil { throw ValidationError("--ipproto must be tcp, udp, icmp or 0-255") }
     }
 
@@ -41,8 +41,8 @@ struct Route: ParsableCommand {
             throw ExitStatus.failed
         }
         let query = RouteQuery(destination: IPv4Address(positional.last!)!, source: from.flatMap(IPv4Address.init) ?? .any,
-                               device: dev, mark: mark.flatMap(parseInt).map(UInt32.init) ?? 0,
-                               tos: tos.flatMap(parseInt).map(UInt8.init) ?? 0, proto: protoNumber!, sourcePort: sport,
+                               device: dev, mark: try SocketOption.mark(mark) ?? 0,
+                               tos: try SocketOption.tos(tos) ?? 0, proto: protoNumber!, sourcePort: sport,
                                destinationPort: dport ?? (connect ? 80 : 0), uid: uid)
         let c = try RouteComparison.run(query, in: ns, connect: connect)
         if json {
@@ -54,4 +54,3 @@ struct Route: ParsableCommand {
     }
 }
 
-func parseInt(_ s: String) -> Int? { s.hasPrefix("0x") ? Int(s.dropFirst(2), radix: 16) : Int(s) }

@@ -184,5 +184,10 @@ struct SelftestConnectTests {
         #expect(r.status == 2 && r.stderr.contains("--nodes must be 2...40"), "\(r.stderr)")
         let p = try netlab("selftest", "connect", "--name-prefix", "no/slash")
         #expect(p.status == 2 && p.stderr.contains("--name-prefix"), "\(p.stderr)")
+        // Out of range for SO_MARK / IP_TOS: a usage error, not a crash.
+        let m = try netlab("connect", "--netns", "none", "192.0.2.80:80", "--mark", "0x1ffffffff")
+        #expect(m.status == 2 && m.stderr.contains("--mark must be a number from 0 to 0xffffffff"), "\(m.stderr)")
+        let t = try netlab("route", "--netns", "none", "192.0.2.80", "--tos", "300")
+        #expect(t.status == 2 && t.stderr.contains("--tos must be a number from 0 to 255"), "\(t.stderr)")
     }
 }
