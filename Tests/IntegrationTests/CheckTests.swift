@@ -64,14 +64,12 @@ struct CheckCommandTests {
 
     /// A check whose expectation is wrong fails with exit 1 and says what was expected and what happened.
     @Test func wrongExpectationFailsWithBothValues() throws {
-        let text = try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/dualhome.topo").path, encoding: .utf8)
-        let cut = text.components(separatedBy: "checks:")[0] + """
-        checks:
+        let cut = try dualhome(checks: """
           - name: expects the wrong device
             from: client
             connect: 192.0.2.80:80
             expect: {dev: eth1, path: [client, isp2, core, server]}
-        """
+        """)
         let f = try LabFixture(text: cut, base: "wrong")
         let r = try netlab("check", f.file, "--junit", "\(f.directory)/j.xml")
         #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
@@ -83,8 +81,7 @@ struct CheckCommandTests {
 
     /// Bad input: exit 2, FILE:LINE:COL and a hint, and nothing is created.
     @Test func badCheckIsRejectedBeforeAnythingIsBuilt() throws {
-        let text = try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/dualhome.topo").path, encoding: .utf8)
-        let f = try LabFixture(text: text.replacingOccurrences(of: "connect: 192.0.2.80:81", with: "connect: 10.1.2.3:81"), base: "bad")
+        let f = try LabFixture(text: try bundledLab("dualhome").replacingOccurrences(of: "connect: 192.0.2.80:81", with: "connect: 10.1.2.3:81"), base: "bad")
         let r = try netlab("check", f.file)
         #expect(r.status == 2)
         #expect(r.stderr.contains("\(f.file):") && r.stderr.contains("outside the lab's address space") && r.stderr.contains("hint:"))
@@ -108,20 +105,13 @@ struct CheckCommandTests {
 
     /// Ctrl-C in the middle of a check: the run stops, the lab it brought up is taken down, exit 128+SIGINT.
     @Test func interruptedCheckLeavesNothingBehind() throws {
-        let text = try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/dualhome.topo").path, encoding: .utf8)
-        let cut = text.components(separatedBy: "checks:")[0] + """
-        checks:
+        let cut = try dualhome(checks: """
           - name: a long silent drop
             from: client
             connect: 192.0.2.121:80
-        """
+        """)
         let f = try LabFixture(text: cut, base: "intr")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try netlabBinary())
-        p.arguments = ["check", f.file]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try startNetlab(["check", f.file])
         var waited = 0
         while f.namespaces().isEmpty && waited < 100 { usleep(20_000); waited += 1 }
         usleep(1_500_000)
@@ -162,13 +152,8 @@ struct SelftestConnectTests {
         let f = PrefixFixture(tag: "si")
         let (prefix, dir) = (f.prefix, f.directory)
         func leftovers() -> [String] { f.namespaces() }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try netlabBinary())
-        p.arguments = ["selftest", "connect", "--seed", "5", "--labs", "3", "--checks", "10", "--name-prefix", prefix,
-                       "--repro-dir", dir]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try startNetlab(["selftest", "connect", "--seed", "5", "--labs", "3", "--checks", "10", "--name-prefix", prefix,
+                                 "--repro-dir", dir])
         var waited = 0
         while leftovers().isEmpty && waited < 200 { usleep(20_000); waited += 1 }
         usleep(2_500_000)

@@ -50,6 +50,28 @@ func netlabBinary() throws -> String {
 
 func netlab(_ args: String...) throws -> RunResult { try run(try netlabBinary(), args) }
 
+/// `netlab ARGS` running in the background, for tests that signal it: standard output discarded, standard error
+/// into `stderr` when given.
+func startNetlab(_ args: [String], stderr: Pipe? = nil) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try netlabBinary())
+    p.arguments = args
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = stderr ?? FileHandle.nullDevice
+    try p.run()
+    return p
+}
+
+/// The text of `Labs/NAME.topo`.
+func bundledLab(_ name: String) throws -> String {
+    try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/\(name).topo").path, encoding: .utf8)
+}
+
+/// The dualhome lab with `checks` (list items, indented two spaces) in place of its own.
+func dualhome(checks: String) throws -> String {
+    try bundledLab("dualhome").components(separatedBy: "checks:")[0] + "checks:\n" + checks
+}
+
 /// `ip -j ...` parsed as JSON.
 func ipJSON(_ args: String...) throws -> [[String: Any]] {
     let r = try run("/usr/bin/env", ["ip", "-j"] + args)

@@ -122,8 +122,7 @@ struct LabLifecycle {
     /// `up: false`: the interface is down after `up`, its peer has no carrier, its routes went as the kernel takes
     /// them (flushed), `status` sees no drift until someone brings it up, and the resolver still agrees with the kernel.
     @Test func interfaceDownByTheFile() throws {
-        let text = try String(contentsOfFile: repoRoot.appendingPathComponent("Labs/dualhome.topo").path, encoding: .utf8)
-            .replacingOccurrences(of: "      eth1: [203.0.113.10/25]", with: "      eth1: {addresses: [203.0.113.10/25], up: false}")
+        let text = try bundledLab("dualhome").replacingOccurrences(of: "      eth1: [203.0.113.10/25]", with: "      eth1: {addresses: [203.0.113.10/25], up: false}")
         let f = try LabFixture(text: text, base: "ifdown")
         try #require(try netlab("up", f.file).status == 0)
         defer { _ = try? netlab("down", f.name) }
@@ -143,13 +142,8 @@ struct LabLifecycle {
     /// The test runner spawns children with SIGINT blocked, so this also proves `up` unblocks what it traps.
     @Test func ctrlCDuringUpRollsBack() throws {
         let f = try LabFixture(text: RandomTopology(seed: 9, nodes: 150).text, base: "sigint")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try netlabBinary())
-        p.arguments = ["up", f.file]
         let err = Pipe()
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
+        let p = try startNetlab(["up", f.file], stderr: err)
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, f.namespaces().count < 3 { usleep(200) }
         kill(p.processIdentifier, SIGINT)
@@ -173,12 +167,7 @@ struct LabLifecycle {
         let f = try LabFixture(text: RandomTopology(seed: 7, nodes: 150).text, base: "crash")
         let valid = try netlab("validate", f.file)
         try #require(valid.status == 0, "the generated lab must be valid: \(valid.stderr)")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try netlabBinary())
-        p.arguments = ["up", f.file]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try startNetlab(["up", f.file])
         // Kill as soon as the journal and a few namespaces exist.
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, !(FileManager.default.fileExists(atPath: f.journal) && f.namespaces().count >= 3) { usleep(200) }
