@@ -27,6 +27,7 @@ struct StaticResolver: RouteResolver {
         .success(ResolvedRoute(destination: flow.destination, source: IPv4Address(192, 0, 2, 10), device: "eth0",
                                gateway: IPv4Address(192, 0, 2, 1)))
     }
+    func inetAddrType(_ address: IPv4Address) -> RouteType { address == IPv4Address(192, 0, 2, 10) ? .local : .unicast }
 }
 
 /// One whole simulated handshake: connect, the SYN, a SYN-ACK built and fed back, the ACK.

@@ -83,14 +83,7 @@ public struct EngineRunner {
         if let b = spec.ipOptionBytes { early = early ?? setup(.ipOptions(b)) }
         if let e = early { out.errno = e; out.trace.append("setsockopt: \(name(e))"); return out }
         if spec.bindAddress != nil || spec.bindPort != nil {
-            let a = spec.bindAddress ?? .any
-            // inet_bind: the address must be local (or 0.0.0.0), else EADDRNOTAVAIL.
-            if a != .any, !state.snapshot.addresses.contains(where: { $0.prefix.address == a }) {
-                out.errno = .addressNotAvailable
-                out.trace.append("inet_bind: \(a) is not a local address: EADDRNOTAVAIL")
-                return out
-            }
-            let (e, actions) = engine.bind(address: a, port: spec.bindPort ?? 0, now: now())
+            let (e, actions) = engine.bind(address: spec.bindAddress ?? .any, port: spec.bindPort ?? 0, now: now())
             record(actions)
             if let e { out.errno = e; return out }
         }
@@ -109,17 +102,19 @@ public struct EngineRunner {
         out.nextHop = engine.route?.nextHop
         if let rt = engine.route {
             // Connect's lookups again, untraced, keeping every equal-cost answer: #1 (saddr 0) gives the sources,
-            // #3 (the source and the real ports) the legs.
-            var flow = Flow(destination: spec.sourceRoute?.hops.first ?? spec.destination, source: spec.bindAddress ?? .any,
+            // #3 (the source and the real ports) the legs. Lookup #1 starts from the bound source unless connect chose
+            // one (nothing bound, or a broadcast or multicast address bound).
+            let bound = engine.boundAddress == engine.sourceAddress ? engine.sourceAddress : .any
+            var flow = Flow(destination: spec.sourceRoute?.hops.first ?? spec.destination, source: bound,
                             outputDevice: spec.device, mark: spec.mark ?? 0, tos: (spec.tos ?? 0) & 0xfc, proto: 6,
                             sourcePort: spec.bindPort ?? 0, destinationPort: spec.port)
             var sources = [engine.sourceAddress]
-            if flow.source == .any { sources = Array(Set(resolver.decide(flow, traced: true).candidates.map(\.source))) }
+            if flow.source == .any { sources = Array(Set(resolver.decide(flow, traced: false).candidates.map(\.source))) }
             for src in sources {
                 flow.source = src
                 flow.sourcePort = engine.sourcePort
                 flow.anySourcePort = false
-                out.alternatives += resolver.decide(flow, traced: true).candidates.map { .init(source: src, device: $0.device, nextHop: $0.nextHop) }
+                out.alternatives += resolver.decide(flow, traced: false).candidates.map { .init(source: src, device: $0.device, nextHop: $0.nextHop) }
             }
             out.alternatives.append(.init(source: engine.sourceAddress, device: rt.device, nextHop: rt.nextHop))
         }

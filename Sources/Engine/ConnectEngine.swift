@@ -135,10 +135,17 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         return nil
     }
 
-    /// bind(2) for AF_INET. The address must be 0 or local (the caller checks locality against the node); a port
-    /// already held by bind() gives EADDRINUSE.
+    /// bind(2) for AF_INET, as `__inet_bind()` (net/ipv4/af_inet.c): the address must be 0, local, broadcast or
+    /// multicast (`inet_addr_valid_or_nonlocal`, any with ip_nonlocal_bind), else EADDRNOTAVAIL; a port already held
+    /// by bind() gives EADDRINUSE. `boundAddress` is `inet_rcv_saddr` and, being set, SOCK_BINDADDR_LOCK;
+    /// `sourceAddress` is `inet_saddr`, left 0 for a broadcast or multicast address so that connect chooses one.
     public mutating func bind(address: IPv4Address, port: UInt16, now: Instant = .zero) -> (Errno?, [Action]) {
         var out: [Action] = []
+        let type = address == .any ? RouteType.unicast : resolver.inetAddrType(address)
+        // Checked before the socket lock, so it comes before EINVAL below.
+        if address != .any, !config.sysctls.ipNonlocalBind, type != .local && type != .multicast && type != .broadcast {
+            return (.addressNotAvailable, [trace(now, "__inet_bind", "\(address) is \(type.rawValue) in the local table, not an address of this node: EADDRNOTAVAIL")])
+        }
         guard state == .close, boundPort == 0, boundAddress == .any else {
             return (.invalidArgument, [trace(now, "inet_bind", "socket already bound: EINVAL")])
         }
@@ -146,10 +153,11 @@ public struct ConnectEngine<Resolver: RouteResolver> {
             return (.addressInUse, [trace(now, "inet_bind", "port \(port) is held by another bind(): EADDRINUSE")])
         }
         boundAddress = address
-        sourceAddress = address
+        sourceAddress = type == .multicast || type == .broadcast ? .any : address
         boundPort = port
         sourcePort = port
-        out.append(trace(now, "inet_bind", "bound to \(address):\(port)"))
+        out.append(trace(now, "inet_bind", "bound to \(address):\(port)" +
+                         (address != .any && sourceAddress == .any ? " (\(type.rawValue): saddr 0, connect chooses the source)" : "")))
         return (nil, out)
     }
 
@@ -266,7 +274,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         }
         let origSport = boundPort
         // ip_route_connect: lookups #1 (choose saddr) and #2.
-        var flow = Flow(destination: nexthop, source: boundAddress, outputDevice: boundDevice, mark: mark, tos: tos & 0xfc,
+        var flow = Flow(destination: nexthop, source: sourceAddress, outputDevice: boundDevice, mark: mark, tos: tos & 0xfc,
                         dontRoute: dontRoute, proto: 6, sourcePort: origSport, destinationPort: dport, uid: uid)
         let first = ipRouteConnect(&flow, now: now, out: &out)
         guard case .success(var rt) = first else {
@@ -278,7 +286,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
             return (.networkUnreachable, out)
         }
         if ipOptions?.hasSourceRoute != true { finalDestination = rt.destination }
-        if boundAddress == .any { sourceAddress = rt.source }
+        if sourceAddress == .any { sourceAddress = rt.source }
         destination = finalDestination
         destinationPort = dport
         mssClamp = 536

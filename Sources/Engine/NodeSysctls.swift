@@ -17,6 +17,8 @@ public struct NodeSysctls: Sendable, Equatable {
     public var ipNoPmtuDisc = 0
     public var tcpWorkaroundSignedWindows = false
     public var ipRtMinAdvmss = 256
+    /// `ip_nonlocal_bind`: bind() accepts any address.
+    public var ipNonlocalBind = false
 
     public init() {}
 
@@ -25,7 +27,8 @@ public struct NodeSysctls: Sendable, Equatable {
             a.tcpEcn == b.tcpEcn && a.tcpSynRetries == b.tcpSynRetries && a.tcpSynLinearTimeouts == b.tcpSynLinearTimeouts &&
             a.ipDefaultTTL == b.ipDefaultTTL && a.ipLocalPortRange == b.ipLocalPortRange &&
             a.ipLocalReservedPorts == b.ipLocalReservedPorts && a.tcpRmem == b.tcpRmem && a.rmemMax == b.rmemMax &&
-            a.ipNoPmtuDisc == b.ipNoPmtuDisc && a.tcpWorkaroundSignedWindows == b.tcpWorkaroundSignedWindows
+            a.ipNoPmtuDisc == b.ipNoPmtuDisc && a.tcpWorkaroundSignedWindows == b.tcpWorkaroundSignedWindows &&
+            a.ipRtMinAdvmss == b.ipRtMinAdvmss && a.ipNonlocalBind == b.ipNonlocalBind
     }
 
     /// Fill from `key → value` pairs as read under /proc/sys (`net.ipv4.tcp_sack` → "1"); unknown keys are ignored.
@@ -43,6 +46,7 @@ public struct NodeSysctls: Sendable, Equatable {
         if let v = int("net.ipv4.tcp_workaround_signed_windows") { tcpWorkaroundSignedWindows = v != 0 }
         if let v = int("net.ipv4.route.min_adv_mss") { ipRtMinAdvmss = v }
         if let v = int("net.core.rmem_max") { rmemMax = v }
+        if let v = int("net.ipv4.ip_nonlocal_bind") { ipNonlocalBind = v != 0 }
         if let r = values["net.ipv4.ip_local_port_range"] {
             let p = r.split(whereSeparator: \.isWhitespace).compactMap { UInt16($0) }
             if p.count == 2, p[0] <= p[1] { ipLocalPortRange = p[0]...p[1] }
@@ -66,7 +70,7 @@ public struct NodeSysctls: Sendable, Equatable {
                               "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.ip_default_ttl",
                               "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_rmem",
                               "net.core.rmem_max", "net.ipv4.ip_no_pmtu_disc", "net.ipv4.tcp_workaround_signed_windows",
-                              "net.ipv4.route.min_adv_mss"]
+                              "net.ipv4.route.min_adv_mss", "net.ipv4.ip_nonlocal_bind"]
 }
 
 extension Substring {

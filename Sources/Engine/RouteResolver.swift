@@ -80,4 +80,7 @@ public struct ResolvedRoute: Sendable, Equatable {
 /// tests. An error is the errno the kernel's lookup returns (ENETUNREACH, EHOSTUNREACH, EACCES, EINVAL, ENODEV, ...).
 public protocol RouteResolver {
     func outputRoute(_ flow: Flow) -> Result<ResolvedRoute, Errno>
+    /// `inet_addr_type_table(net, addr, RT_TABLE_LOCAL)`: what `inet_bind` asks of an address — local, broadcast and
+    /// multicast addresses may be bound, others (unicast) only with `ip_nonlocal_bind`.
+    func inetAddrType(_ address: IPv4Address) -> RouteType
 }

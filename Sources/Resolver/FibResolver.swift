@@ -87,6 +87,19 @@ public struct FibResolver: RouteResolver, Sendable {
         mergedLengths = Set(mergedSlots.flatMap { s in f.tables[s].lengthRange.map { Int(f.lengths[$0]) } }).sorted(by: >)
     }
 
+    /// Mirrors `__inet_dev_addr_type()` (net/ipv4/fib_frontend.c) for the local table: 0.0.0.0/8 and
+    /// 255.255.255.255 are broadcast, 224.0.0.0/4 multicast, anything else the type of the local table's longest
+    /// match (`fib_table_lookup`, scope universe), unicast when nothing matches.
+    public func inetAddrType(_ address: IPv4Address) -> RouteType {
+        if address.value >> 24 == 0 || address.value == UInt32.max { return .broadcast }
+        if address.isMulticast { return .multicast }
+        guard let slot = fib.slot(of: RoutingTable.local) else { return .unicast }
+        var quiet = Tracer(false)
+        let k = Key(daddr: address, saddr: .any, oif: 0, iif: 0, mark: 0, tos: 0, scope: 0, proto: 0, sport: 0, dport: 0, uid: 0)
+        guard case .success(let r) = tableLookup(slot, k, trace: &quiet) else { return .unicast }
+        return fib.aliases[r.alias].type
+    }
+
     public func outputRoute(_ flow: Flow) -> Result<ResolvedRoute, Errno> {
         var trace = Tracer(false)
         var none: [ResolvedRoute]?

@@ -170,7 +170,8 @@ public struct RandomConnectLab: Sendable {
             var c = ["  - name: c\(k) n\(s) to \(target):\(port)", "    from: n\(s)", "    connect: \(target):\(port)",
                      "    syn-retries: \(failed == nil ? 1 : 2)"]
             let mine = [loopback(s), extras[s]] + ends(s).flatMap { [$0.mine.address] + ($0.mine.secondary.map { [$0] } ?? []) }
-            if chance(3) { c.append("    bind: \(pick(mine))\(chance(4) ? ":\(30000 + k)" : "")") }
+            // Now and then another node's address: bind() refuses it (EADDRNOTAVAIL).
+            if chance(3) { c.append("    bind: \(pick(mine + [loopback(t)]))\(chance(4) ? ":\(30000 + k)" : "")") }
             if hasMark[s], chance(2) { c.append("    mark: \(pick(["0x1", "0x2"]))") }
             if hasTos[s], chance(2) { c.append("    tos: 0x10") }
             if chance(5) { c.append("    payload: hello \(k)") }

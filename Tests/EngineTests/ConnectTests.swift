@@ -103,6 +103,35 @@ import Wire
         #expect(syn.tcp.sourcePort == 40000 && syn.ip.source == client)
     }
 
+    /// `__inet_bind`: an address the node does not have is refused before anything else, unless ip_nonlocal_bind.
+    @Test func bindingAnAddressOfAnotherNodeIsEADDRNOTAVAIL() {
+        let elsewhere = IPv4Address(198, 51, 100, 99)
+        var e = engine()
+        let (err, a) = e.bind(address: elsewhere, port: 0)
+        #expect(err == .addressNotAvailable && a.traceFunctions == ["__inet_bind"])
+        #expect(e.bind(address: client, port: 0).0 == nil, "a refused bind leaves the socket unbound")
+        var free = NodeSysctls()
+        free.ipNonlocalBind = true
+        var n = engine(sysctls: free)
+        #expect(n.bind(address: elsewhere, port: 0).0 == nil)
+        #expect(n.sourceAddress == elsewhere)
+    }
+
+    /// A broadcast address may be bound, but inet_saddr stays 0: connect's lookup #1 chooses the source.
+    @Test func boundToABroadcastAddressConnectChoosesTheSource() throws {
+        let r = FakeResolver.fixtureClient()
+        let subnetBroadcast = IPv4Address(192, 0, 2, 255)
+        r.broadcastAddresses = [subnetBroadcast]
+        var e = engine(r)
+        #expect(e.bind(address: subnetBroadcast, port: 0).0 == nil)
+        #expect(e.sourceAddress == .any)
+        let (err, a) = e.connect(.inet(server, 80), now: .zero)
+        #expect(err == .nowInProgress)
+        #expect(r.flows.first?.source == .any)
+        let syn = try Parsed(a.packets[0].bytes)
+        #expect(e.sourceAddress == client && syn.ip.source == client)
+    }
+
     @Test func everyStepIsTracedWithTheKernelFunction() {
         var e = engine()
         let (_, a) = e.connect(.inet(server, 80), now: .zero)

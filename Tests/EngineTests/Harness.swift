@@ -27,6 +27,12 @@ final class FakeResolver: RouteResolver, @unchecked Sendable {
         flows.append(flow)
         return answer(flow)
     }
+    /// The node's own addresses (the fixture client's by default).
+    var localAddresses: Set<IPv4Address> = [client]
+    var broadcastAddresses: Set<IPv4Address> = []
+    func inetAddrType(_ address: IPv4Address) -> RouteType {
+        localAddresses.contains(address) ? .local : broadcastAddresses.contains(address) ? .broadcast : .unicast
+    }
     /// The fixture lab's client: everything via r1 on eth0, source 192.0.2.10.
     static func fixtureClient(mtu: Int = 1500) -> FakeResolver {
         FakeResolver { f in
