@@ -4,11 +4,14 @@ import Topology
 
 /// The reports `netlab check` writes: JUnit XML, JSON, Markdown and a self-contained HTML page.
 public enum Reports {
-    public static func json(_ run: CheckRun) throws -> String {
+    public static func json(_ run: CheckRun) throws -> String { try jsonText(run, dates: .iso8601) }
+
+    /// Every JSON netlab writes (reports and each command's `--json`): indented, keys sorted, slashes as they are.
+    public static func jsonText(_ value: some Encodable, dates: JSONEncoder.DateEncodingStrategy = .deferredToDate) throws -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        enc.dateEncodingStrategy = .iso8601
-        return String(decoding: try enc.encode(run), as: UTF8.self)
+        enc.dateEncodingStrategy = dates
+        return String(decoding: try enc.encode(value), as: UTF8.self)
     }
 
     static func sideLine(_ s: SideReport?) -> String {

@@ -49,16 +49,8 @@ public struct ConnectComparison: Codable, Sendable {
     enum CodingKeys: String, CodingKey { case engine, kernel, differences, agree, notes }
 }
 
-/// The errno a side ended with, as checks classify it.
-public func resultName(_ e: Errno?) -> String {
-    switch e {
-    case nil: "established"
-    case .connectionRefused?: "refused"
-    case .timedOut?: "timeout"
-    case .networkUnreachable?, .noRouteToHost?: "unreachable"
-    default: "error"
-    }
-}
+/// The errno a side ended with, as checks classify it (`ConnectResult`).
+public func resultName(_ e: Errno?) -> String { ConnectResult(errnoName: e.map { name($0) }).kind }
 
 /// A connect by the engine and (optionally) by the kernel in the same namespace, each watched on every interface of
 /// the scope, and compared field by field.
@@ -93,7 +85,7 @@ public enum ConnectRun {
             let eObs = try capture.collect()
             for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: comment) }
             e.observed = observe(eObs, e, spec: spec, scope: scope)
-            let wire = try nextHop(mac: e.observed?.nextHopMAC, device: e.observed?.device, in: ns, prefer: e.nextHop)
+            let wire = try nextHop(mac: e.observed?.nextHopMAC, device: e.observed?.device, in: ns, links: state.snapshot.links, prefer: e.nextHop)
             mark("engine observed")
             return (e, wire)
         }
@@ -102,18 +94,17 @@ public enum ConnectRun {
         var k: ConnectOutcome?
         if kernel {
             // The same capture: what it held is the engine's and was collected above.
-            let kcap = capture
             var ko = try KernelRunner(namespace: ns).run(spec)
             mark("kernel connect")
             usleep(5_000)
-            let kObs = try kcap.collect()
+            let kObs = try capture.collect()
             mark("kernel collected \(kObs.count)")
             for o in kObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: "kernel") }
             ko.observed = observe(kObs, ko, spec: spec, scope: scope)
             mark("kernel analysed")
             if let obs = ko.observed {
                 ko.device = obs.device
-                ko.nextHop = try nextHop(mac: obs.nextHopMAC, device: obs.device, in: ns, prefer: e.nextHop)
+                ko.nextHop = try nextHop(mac: obs.nextHopMAC, device: obs.device, in: ns, links: state.snapshot.links, prefer: e.nextHop)
             }
             k = ko
         }
@@ -146,11 +137,10 @@ public enum ConnectRun {
     }
 
     /// The next hop the kernel sent to: the neighbour entry on the egress device whose MAC the SYN was addressed to.
-    static func nextHop(mac: [UInt8]?, device: String?, in ns: NetworkNamespace, prefer: IPv4Address?) throws -> IPv4Address? {
-        guard let mac, let device else { return nil }
-        let s = try NetlinkSocket(in: ns)
-        guard let ifx = try s.links.list().first(where: { $0.name == device })?.index else { return nil }
-        let candidates = try s.neighbors.list().filter { $0.index == ifx && $0.lladdr == mac }.map(\.address)
+    /// `links` are the node's (from the snapshot the run started with); the neighbours are read now.
+    static func nextHop(mac: [UInt8]?, device: String?, in ns: NetworkNamespace, links: [LinkInfo], prefer: IPv4Address?) throws -> IPv4Address? {
+        guard let mac, let device, let ifx = links.first(where: { $0.name == device })?.index else { return nil }
+        let candidates = try NetlinkSocket(in: ns).neighbors.list().filter { $0.index == ifx && $0.lladdr == mac }.map(\.address)
         if let prefer, candidates.contains(prefer) { return prefer }
         if device == "lo" { return nil }
         return candidates.first

@@ -1,6 +1,6 @@
 import CNftables
 import CNetSys
-import Glibc
+import Foundation
 import Netlink
 import NetCore
 
@@ -76,17 +76,8 @@ public struct EngineGuard: Sendable {
         }
         if let result {
             throw DriverError(operation: "nft in \(namespace.name): \(commands.split(separator: "\n").last ?? "")",
-                              detail: result.trimmingCharacters(in: " \n"))
+                              detail: result.trimmingCharacters(in: .whitespacesAndNewlines))
         }
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let c = s.first, set.contains(c) { s.removeFirst() }
-        while let c = s.last, set.contains(c) { s.removeLast() }
-        return String(s)
     }
 }
 

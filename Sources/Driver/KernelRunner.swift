@@ -49,7 +49,7 @@ public struct KernelRunner {
         (out.source, out.sourcePort) = localName(fd)
         out.trace.append("connect: EINPROGRESS, local \(out.source.map(\.description) ?? "?"):\(out.sourcePort ?? 0)")
         // Until writable (established) or an error (SO_ERROR): a SYN schedule ends within (2^(n+1)-1)s + linear
-        // timeouts; two minutes bounds any syn-retries a check allows below the kernel's default of 6.
+        // timeouts; 200 s bounds the kernel's default of 6 retries (127 s) and anything below it.
         var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
         let limitMs: Int32 = 200_000
         var r: Int32 = 0

@@ -60,23 +60,23 @@ public final class PacketSocket: @unchecked Sendable {
     /// Read one frame if one is queued (non-blocking); nil when none is.
     public func receive() throws(DriverError) -> Frame? {
         var from = sockaddr_ll()
-        var n = 0
         var ts: Int64 = 0
-        while true {
-            n = buf.withUnsafeMutableBytes { b in
-                control.withUnsafeMutableBytes { c in
-                    withMessage(name: &from, data: b, control: c) { msg in
+        let received = buf.withUnsafeMutableBytes { b in
+            control.withUnsafeMutableBytes { c in
+                withMessage(name: &from, data: b, control: c) { msg in
+                    retryingInterrupts { () -> Int in
                         let r = recvmsg(fd, &msg, 0)
                         if r >= 0 { ts = Self.timestamp(&msg) }
                         return r
                     }
                 }
             }
-            if n >= 0 { break }
-            let e = Glibc.errno
-            if e == EINTR { continue }
-            if e == EAGAIN || e == EWOULDBLOCK { return nil }
-            throw DriverError(operation: "recvmsg(AF_PACKET) in \(namespace.name)", errno: .init(rawValue: e))
+        }
+        let n: Int
+        switch received {
+        case .success(let count): n = count
+        case .failure(.wouldBlock): return nil
+        case .failure(let e): throw DriverError(operation: "recvmsg(AF_PACKET) in \(namespace.name)", errno: e)
         }
         return Frame(time: ts == 0 ? realtimeNanoseconds() : ts, ifindex: from.sll_ifindex, packetType: from.sll_pkttype,
                      bytes: Array(buf[0..<n]))

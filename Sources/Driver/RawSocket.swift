@@ -33,7 +33,7 @@ public final class RawSocket: @unchecked Sendable {
         let space = MemoryLayout<cmsghdr>.size + MemoryLayout<in_pktinfo>.size
         var control = [UInt8](repeating: 0, count: (space + 7) & ~7)
         var bytes = packet
-        let n = bytes.withUnsafeMutableBytes { b in
+        let sent = bytes.withUnsafeMutableBytes { b in
             control.withUnsafeMutableBytes { c in
                 let h = c.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
                 h.pointee.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<in_pktinfo>.size
@@ -41,15 +41,13 @@ public final class RawSocket: @unchecked Sendable {
                 h.pointee.cmsg_type = Int32(IP_PKTINFO)
                 c.baseAddress!.advanced(by: MemoryLayout<cmsghdr>.size).copyMemory(from: &info, byteCount: MemoryLayout<in_pktinfo>.size)
                 return withMessage(name: &to, data: b, control: c) { msg in
-                    var r: Int
-                    repeat { r = sendmsg(fd, &msg, Int32(MSG_DONTROUTE)) } while r < 0 && Glibc.errno == EINTR
-                    return r
+                    retryingInterrupts { sendmsg(fd, &msg, Int32(MSG_DONTROUTE)) }
                 }
             }
         }
-        if n < 0 {
+        if case .failure(let e) = sent {
             throw DriverError(operation: "sendmsg(raw IPv4, \(packet.count) bytes) to \(nextHop) ifindex \(ifindex) in \(namespace.name)",
-                              errno: .init(rawValue: Glibc.errno))
+                              errno: e)
         }
     }
 }

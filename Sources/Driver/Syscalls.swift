@@ -1,5 +1,6 @@
 import CNetSys
 import Glibc
+import Netlink
 import SystemPackage
 
 /// A failed system call of the driver: what was attempted (in the words of the tool that does the same) and errno.
@@ -18,16 +19,10 @@ public struct DriverError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// One place where a syscall's `-1` becomes a typed error; EINTR is retried.
+/// A syscall's `-1` as a `DriverError` naming the operation; EINTR is retried (`retryingInterrupts`).
 @discardableResult
 func sys<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(DriverError) -> T {
-    while true {
-        let r = body()
-        if r != -1 { return r }
-        let e = Errno(rawValue: Glibc.errno)
-        if e == .interrupted { continue }
-        throw DriverError(operation: operation(), errno: e)
-    }
+    try retryingInterrupts(body).mapError { DriverError(operation: operation(), errno: $0) }.get()
 }
 
 /// setsockopt with a value of any trivial type.

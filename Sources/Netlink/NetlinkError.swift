@@ -31,16 +31,21 @@ public struct NetlinkError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(operation): \(reason)" }
 }
 
-/// One place where a syscall's `-1` becomes a typed error; EINTR is retried.
-@discardableResult
-func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(NetlinkError) -> T {
+/// A system call's result: its value, or the errno of its `-1`; EINTR is retried. The one place for every module's
+/// typed wrapper (`syscall` here, the driver's `sys`).
+public func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) -> Result<T, Errno> {
     while true {
         let r = body()
-        if r != -1 { return r }
+        if r != -1 { return .success(r) }
         let e = Errno(rawValue: Glibc.errno)
-        if e == .interrupted { continue }
-        throw NetlinkError(operation: operation(), errno: e)
+        if e != .interrupted { return .failure(e) }
     }
+}
+
+/// A syscall's `-1` as a `NetlinkError` naming the operation.
+@discardableResult
+func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(NetlinkError) -> T {
+    try retryingInterrupts(body).mapError { NetlinkError(operation: operation(), errno: $0) }.get()
 }
 
 import Glibc

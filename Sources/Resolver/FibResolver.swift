@@ -460,18 +460,18 @@ public struct FibResolver: RouteResolver, Sendable {
     /// source set those whose own source (`nh_saddr`) is it, as the selection prefers them (6.16+). Answers positions
     /// in `fib.nexthops`.
     func selectMultipath(_ r: FibAlias, _ k: Key, saddr: IPv4Address, trace: inout Tracer) -> [Int] {
-        // Dead legs are out. A linkdown leg is out of the hash only if ignore_routes_with_linkdown was on when its
-        // carrier changed (fib_rebalance runs on that event, not on the sysctl): unseen, so it stays a candidate.
-        let live = r.nexthops.map(Int.init).filter { !fib.nexthops[$0].dead }
-        if trace.enabled, r.nexthops.contains(where: { fib.nexthops[Int($0)].linkdownIgnored }) {
-            trace.add("fib_select_multipath: linkdown legs kept as candidates (their hash weight was fixed when the carrier changed)")
-        }
         if let h = multipathHash, !r.nexthops.contains(where: { fib.nexthops[Int($0)].linkdown }), h.policy == 0 || !k.anySport {
             let hash = fibMultipathHash(k, seed: h.seed, policy: h.policy)
             if let leg = fibSelectMultipath(r, hash: hash, saddr: saddr) {
                 trace.add("fib_multipath_hash (policy \(h.policy), seed \(h.seed)) = \(hash): leg \(leg - Int(r.nexthops.lowerBound) + 1) of \(r.nexthops.count) (upper bound \(fib.nexthops[leg].upperBound))")
                 return [leg]
             }
+        }
+        // Dead legs are out. A linkdown leg is out of the hash only if ignore_routes_with_linkdown was on when its
+        // carrier changed (fib_rebalance runs on that event, not on the sysctl): unseen, so it stays a candidate.
+        let live = r.nexthops.map(Int.init).filter { !fib.nexthops[$0].dead }
+        if trace.enabled, r.nexthops.contains(where: { fib.nexthops[Int($0)].linkdownIgnored }) {
+            trace.add("fib_select_multipath: linkdown legs kept as candidates (their hash weight was fixed when the carrier changed)")
         }
         if saddr != .any {
             let mine = live.filter { fib.nexthops[$0].saddr == saddr }

@@ -44,56 +44,6 @@ public struct SourceRoute: Sendable, Hashable, CustomStringConvertible {
     public var description: String { (strict ? "ssrr " : "lsrr ") + hops.map(\.description).joined(separator: ",") }
 }
 
-/// The outcome of a connect, as checks name it.
-public enum ConnectResult: Sendable, Hashable, CustomStringConvertible {
-    case established, refused, timeout, unreachable
-    /// Any other errno, by name (`EINVAL`); also a specific unreachable (`EHOSTUNREACH`).
-    case error(String)
-
-    /// The outcome for an errno name (nil: the connect completed).
-    public init(errnoName: String?) {
-        switch errnoName {
-        case nil: self = .established
-        case "ECONNREFUSED": self = .refused
-        case "ETIMEDOUT": self = .timeout
-        case "ENETUNREACH", "EHOSTUNREACH": self = .unreachable
-        case let n?: self = .error(n)
-        }
-    }
-
-    /// Parse `established`, `refused`, `timeout`, `unreachable` or `error:ENAME`.
-    public init?(_ text: String) {
-        switch text {
-        case "established": self = .established
-        case "refused": self = .refused
-        case "timeout": self = .timeout
-        case "unreachable": self = .unreachable
-        default:
-            guard text.hasPrefix("error:") else { return nil }
-            let n = String(text.dropFirst(6)).uppercased()
-            guard n.hasPrefix("E"), n.count > 1, n.allSatisfy({ $0.isLetter }) else { return nil }
-            self = .error(n)
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .established: "established"
-        case .refused: "refused"
-        case .timeout: "timeout"
-        case .unreachable: "unreachable"
-        case .error(let n): "error:\(n)"
-        }
-    }
-
-    /// Whether an observed outcome (with its errno name) satisfies this expectation: `error:EHOSTUNREACH` is met by
-    /// an unreachable outcome with that errno, `unreachable` by ENETUNREACH or EHOSTUNREACH.
-    public func isMet(by observed: ConnectResult, errno: String?) -> Bool {
-        if case .error(let want) = self { return errno == want }
-        return self == observed
-    }
-}
-
 public struct Expectation: Sendable, Hashable {
     public var result: ConnectResult?
     public var source: IPv4Address?

@@ -75,10 +75,7 @@ enum SocketOption {
 enum Terminal {
     /// One value as indented JSON with sorted keys on standard output (what every `--json` prints).
     static func printJSON(_ value: some Encodable, dates: JSONEncoder.DateEncodingStrategy = .deferredToDate) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        enc.dateEncodingStrategy = dates
-        print(String(decoding: try enc.encode(value), as: UTF8.self))
+        print(try Reports.jsonText(value, dates: dates))
     }
 
     static let isTTY = isatty(2) == 1

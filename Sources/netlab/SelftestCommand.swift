@@ -64,7 +64,9 @@ struct SelftestRoute: ParsableCommand {
         Terminal.endProgress()
         let line = "\(total.agreements)/\(total.lookups) lookups agree over \(namespaces) namespaces"
         if json {
-            print("{\"lookups\": \(total.lookups), \"agreements\": \(total.agreements), \"namespaces\": \(namespaces), \"disagreements\": \(total.disagreements.count)}")
+            struct Summary: Encodable { var lookups, agreements, namespaces, disagreements: Int }
+            try Terminal.printJSON(Summary(lookups: total.lookups, agreements: total.agreements, namespaces: namespaces,
+                                           disagreements: total.disagreements.count))
         } else {
             print(line)
             for d in total.disagreements.prefix(20) { print(d.text(withTrace: false)) }
@@ -98,11 +100,9 @@ struct SelftestRoute: ParsableCommand {
         try FileManager.default.createDirectory(atPath: reproDir, withIntermediateDirectories: true)
         let base = "\(reproDir)/\(t.lab)-\(node)-\(c.query.destination)-\(abs(c.query.words.hashValue) % 100000)"
         try t.source.write(toFile: base + ".topo", atomically: true, encoding: .utf8)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         var r = c.report(withTrace: true)
         r.query = "node \(node): \(r.query)"
-        try enc.encode(r).write(to: URL(fileURLWithPath: base + ".json"))
+        try Reports.jsonText(r).write(toFile: base + ".json", atomically: true, encoding: .utf8)
     }
 }
 
@@ -177,7 +177,9 @@ struct SelftestConnect: ParsableCommand {
         }
         let seconds = Date().timeIntervalSince(started)
         if json {
-            print("{\"connects\": \(connects), \"agreements\": \(agreements), \"labs\": \(labsRun), \"namespaces\": \(namespaces), \"seconds\": \(Int(seconds))}")
+            struct Summary: Encodable { var connects, agreements, labs, namespaces, seconds: Int }
+            try Terminal.printJSON(Summary(connects: connects, agreements: agreements, labs: labsRun, namespaces: namespaces,
+                                           seconds: Int(seconds)))
         } else {
             print("\(agreements)/\(connects) connects agree over \(labsRun) labs (\(namespaces) namespaces) in \(String(format: "%.0f", seconds)) s")
             print("engine outcomes: " + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
