@@ -16,12 +16,11 @@ extension RoutingSnapshot {
         let addresses = try socket.addresses.list()
         let routes = try socket.routes.list()
         let rules = try socket.rules.list()
-        var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh", "net.ipv4.fib_multipath_hash_seed",
-                    "net.ipv4.conf.all.ignore_routes_with_linkdown", "net.ipv4.conf.all.route_localnet"]
-        for l in links {
-            keys.append("net/ipv4/conf/\(l.name)/ignore_routes_with_linkdown")
-            keys.append("net/ipv4/conf/\(l.name)/route_localnet")
-        }
+        var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh", "net.ipv4.fib_multipath_hash_seed"]
+        // Per-device IPv4 conf (and `all`): output lookups read the first two, input lookups (`iif`) the rest.
+        let conf = ["ignore_routes_with_linkdown", "route_localnet", "forwarding", "rp_filter", "accept_local", "src_valid_mark",
+                    "send_redirects", "bc_forwarding"]
+        for d in ["all"] + links.map(\.name) { for c in conf { keys.append("net/ipv4/conf/\(d)/\(c)") } }
         let values: [String: String] = try namespace.run {
             var v: [String: String] = [:]
             for k in keys { if let s = try? Sysctls.read(k) { v[k.replacingSlashes] = s } }
@@ -46,9 +45,11 @@ public struct KernelRouteAnswer: Sendable, Equatable {
 }
 
 extension NetlinkSocket {
-    /// `ip route get DEST [from SRC] [oif DEV] [mark M] [tos T] [uid U] [ipproto P] [sport N] [dport N]`: one output
-    /// route lookup by the kernel (`inet_rtm_getroute`). Errors are the lookup's errno.
-    public func routeGet(destination: IPv4Address, source: IPv4Address = .any, outputIndex: Int32 = 0, mark: UInt32 = 0,
+    /// `ip route get DEST [from SRC] [oif DEV | iif DEV] [mark M] [tos T] [uid U] [ipproto P] [sport N] [dport N]`: one
+    /// route lookup by the kernel (`inet_rtm_getroute`): an output lookup, or with `inputIndex` an input one
+    /// (`ip_route_input_rcu`, as for a packet arriving on that device). Errors are the lookup's errno.
+    public func routeGet(destination: IPv4Address, source: IPv4Address = .any, outputIndex: Int32 = 0, inputIndex: Int32 = 0,
+                         mark: UInt32 = 0,
                          tos: UInt8 = 0, uid: UInt32 = 0, proto: UInt8 = 6, sourcePort: UInt16 = 0,
                          destinationPort: UInt16 = 0) -> Result<KernelRouteAnswer, Errno> {
         var h = rtmsg()
@@ -62,6 +63,7 @@ extension NetlinkSocket {
         m.put(attr(RTA_DST), ipv4: destination.value)
         if source != .any { m.put(attr(RTA_SRC), ipv4: source.value) }
         if outputIndex != 0 { m.put(attr(RTA_OIF), u32: UInt32(bitPattern: outputIndex)) }
+        if inputIndex != 0 { m.put(attr(RTA_IIF), u32: UInt32(bitPattern: inputIndex)) }
         if mark != 0 { m.put(attr(RTA_MARK), u32: mark) }
         m.put(attr(RTA_UID), u32: uid)
         m.put(attr(RTA_IP_PROTO), u8: proto)

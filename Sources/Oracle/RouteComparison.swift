@@ -16,10 +16,14 @@ public struct RouteQuery: Sendable, Codable, Equatable {
     public var sourcePort: UInt16
     public var destinationPort: UInt16
     public var uid: UInt32
+    /// An input lookup (`iif`): the route of a packet arriving on this device, instead of an output lookup.
+    public var inputDevice: String?
     public init(destination: IPv4Address, source: IPv4Address = .any, device: String? = nil, mark: UInt32 = 0, tos: UInt8 = 0,
-                proto: UInt8 = 6, sourcePort: UInt16 = 0, destinationPort: UInt16 = 0, uid: UInt32 = 0) {
+                proto: UInt8 = 6, sourcePort: UInt16 = 0, destinationPort: UInt16 = 0, uid: UInt32 = 0,
+                inputDevice: String? = nil) {
         self.destination = destination; self.source = source; self.device = device; self.mark = mark; self.tos = tos
         self.proto = proto; self.sourcePort = sourcePort; self.destinationPort = destinationPort; self.uid = uid
+        self.inputDevice = inputDevice
     }
     /// The flow of `ip route get` (RTM_GETROUTE never sets FLOWI_FLAG_ANY_SPORT: a port 0 is hashed as 0).
     public var flow: Flow {
@@ -33,6 +37,7 @@ public struct RouteQuery: Sendable, Codable, Equatable {
         var w = ["\(destination)"]
         if source != .any { w += ["from", "\(source)"] }
         if let d = device { w += ["oif", d] }
+        if let d = inputDevice { w += ["iif", d] }
         if mark != 0 { w += ["mark", "0x" + String(mark, radix: 16)] }
         if tos != 0 { w += ["tos", "0x" + String(tos, radix: 16)] }
         w += ["ipproto", String(proto)]
@@ -97,7 +102,8 @@ public struct RouteComparison: Sendable {
         RouteAnswer(source: r.source.description, dev: r.device, gateway: r.gateway?.description, table: r.table, error: nil)
     }
 
-    static func decide(_ e: RouteAnswer, _ candidates: [RouteAnswer], _ k: RouteAnswer) -> Bool {
+    static func decide(_ e: RouteAnswer, _ candidates: [RouteAnswer], _ k: RouteAnswer, candidateErrors: [String] = []) -> Bool {
+        if let ke = k.error, e.error == nil, candidateErrors.contains(ke) { return true }
         if e.error != nil || k.error != nil { return e.error == k.error }
         return candidates.contains { c in
             c.source == k.source && c.dev == k.dev && c.gateway == k.gateway && (c.table == nil || k.table == nil || c.table == k.table)
@@ -117,7 +123,7 @@ public struct RouteComparison: Sendable {
         let index = Dictionary(resolver.snapshot.links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
         func kernelGet(_ q: RouteQuery) -> RouteAnswer {
             switch socket.routeGet(destination: q.destination, source: q.source, outputIndex: q.device.flatMap { index[$0] } ?? (q.device == nil ? 0 : -1),
-                                   mark: q.mark, tos: q.tos, uid: q.uid, proto: q.proto, sourcePort: q.sourcePort,
+                                   inputIndex: q.inputDevice.flatMap { index[$0] } ?? (q.inputDevice == nil ? 0 : -1), mark: q.mark, tos: q.tos, uid: q.uid, proto: q.proto, sourcePort: q.sourcePort,
                                    destinationPort: q.destinationPort) {
             case .success(let a):
                 return RouteAnswer(source: a.source?.description, dev: names[a.device], gateway: a.gateway?.description,
@@ -126,22 +132,38 @@ public struct RouteComparison: Sendable {
             }
         }
         if !connect {
-            let d = resolver.decide(query.flow)
+            let d: RouteDecision, untraced: Result<ResolvedRoute, Errno>
+            if let iif = query.inputDevice {
+                d = resolver.decideInput(query.flow, inputDevice: iif)
+                untraced = resolver.decideInput(query.flow, inputDevice: iif, traced: false).result
+            } else {
+                d = resolver.decide(query.flow)
+                untraced = resolver.outputRoute(query.flow)
+            }
+            // An input route's source is the packet's (RTA_SRC, absent when none was given).
+            func side(_ r: ResolvedRoute) -> RouteAnswer {
+                var a = answer(r)
+                if query.inputDevice != nil { a.source = query.source == .any ? nil : query.source.description }
+                return a
+            }
             let k = kernelGet(query)
             let (e, c): (RouteAnswer, [RouteAnswer])
             switch d.result {
-            case .success(let r): (e, c) = (answer(r), d.candidates.map(answer))
+            case .success(let r): (e, c) = (side(r), d.candidates.map(side))
             case .failure(let err): (e, c) = (RouteAnswer(error: name(err)), [])
             }
             // The engine calls the untraced lookup: it must answer exactly what the traced one explains.
             let fast: RouteAnswer
-            switch resolver.outputRoute(query.flow) {
-            case .success(let r): fast = answer(r)
+            switch untraced {
+            case .success(let r): fast = side(r)
             case .failure(let err): fast = RouteAnswer(error: name(err))
             }
             let trace = fast == e ? d.trace : d.trace + ["the untraced lookup (the engine's) answered otherwise: \(fast)"]
-            return RouteComparison(query: query, connect: false, engine: e, candidates: c, kernel: k,
-                                   agree: fast == e && decide(e, c, k), trace: trace)
+            let errs = d.candidateErrors.map(name)
+            var all = c
+            if c.count > 1 || !errs.isEmpty { all += Set(errs).sorted().map { RouteAnswer(error: $0) } }
+            return RouteComparison(query: query, connect: false, engine: e, candidates: all, kernel: k,
+                                   agree: fast == e && decide(e, c, k, candidateErrors: errs), trace: trace)
         }
         // Kernel: a real non-blocking connect with the same options; getsockname gives the source and port, and the
         // egress is what RTM_GETROUTE says for that 4-tuple (connect's lookup #3).

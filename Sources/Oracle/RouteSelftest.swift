@@ -29,13 +29,20 @@ public struct RouteSelftest {
             out.append(RouteQuery(destination: d, destinationPort: 443))
             out.append(RouteQuery(destination: d, sourcePort: 1500, destinationPort: 80))
             out.append(RouteQuery(destination: d, uid: 1500))
+            // Input lookups: a packet to d arriving on each device, from another lab address (forwarded or
+            // delivered), from none, and from one of the namespace's own (a martian unless accept_local).
+            let others = destinations.filter { $0 != d }
+            for (k, dev) in devices.enumerated() {
+                if !others.isEmpty { out.append(RouteQuery(destination: d, source: others[(k + out.count) % others.count], inputDevice: dev)) }
+                if !locals.isEmpty { out.append(RouteQuery(destination: d, source: locals[(k + out.count) % locals.count], inputDevice: dev)) }
+            }
         }
         guard let n = count else { return out }
         // A random sample, with random combinations of selectors.
         var sample: [RouteQuery] = []
         for _ in 0..<n {
             var q = out[Int(random.below(UInt32(out.count)))]
-            if random.below(3) == 0, !locals.isEmpty { q.source = locals[Int(random.below(UInt32(locals.count)))] }
+            if random.below(3) == 0, !locals.isEmpty, q.inputDevice == nil { q.source = locals[Int(random.below(UInt32(locals.count)))] }
             if random.below(4) == 0 { q.mark = random.below(16) }
             if random.below(5) == 0 { q.tos = [0, 0x10, 0x20][Int(random.below(3))] }
             if random.below(4) == 0 { q.destinationPort = [22, 80, 443, 500][Int(random.below(4))] }

@@ -7,6 +7,8 @@ public struct RouteDecision: Sendable {
     public var result: Result<ResolvedRoute, Errno>
     /// Every answer the kernel may give (equal-cost legs it picks by a hash we cannot see); one when determined.
     public var candidates: [ResolvedRoute]
+    /// Errors some of those legs give instead (an input route whose source fails validation on one leg only).
+    public var candidateErrors: [Errno] = []
     public var rule: RuleInfo?
     public var route: RouteInfo?
     public var trace: [String]

@@ -59,7 +59,8 @@ public struct RandomTopology: Sendable {
             routes[i].append("192.0.2.96/27 via \(first.gw) src 192.0.2.\(i + 1) metric 5")
             let selectors = ["fwmark 0x1", "fwmark 0x2/0x3", "ipproto udp", "ipproto tcp dport 443", "sport 1000-2000",
                              "from 192.0.2.\(i + 1)", "from \(first.local)", "to 192.0.2.96/28", "tos 0x10", "uidrange 1000-2000",
-                             "iif lo", "oif \(first.dev)", "not fwmark 0x7/0xf", "to 192.0.2.224/27", "dport 22"]
+                             "iif lo", "oif \(first.dev)", "not fwmark 0x7/0xf", "to 192.0.2.224/27", "dport 22",
+                             "iif \(first.dev)", "iif \(first.dev) from 192.0.2.0/25"]
             var pref = 1000
             for _ in 0..<Int(1 + rng.next() % 4) {
                 let sel = pick(selectors)
@@ -72,10 +73,17 @@ public struct RandomTopology: Sendable {
         var lines = ["lab: \(name)", "nodes:"]
         for i in 0..<n {
             lines += ["  n\(i):", "    forwarding: \(chance(2))"]
-            // Half the nodes make the multipath hash knowable: a seed, policy L3 or L4.
+            // Half the nodes make the multipath hash knowable: a seed, policy L3 or L4. Source validation of input
+            // routes varies: rp_filter off, strict or loose, sometimes accept_local or src_valid_mark.
+            var sysctl: [String] = []
             if chance(2) {
-                lines.append("    sysctl: {net.ipv4.fib_multipath_hash_seed: \(1 + rng.next() % 4_000_000_000), net.ipv4.fib_multipath_hash_policy: \(rng.next() % 2)}")
+                sysctl += ["net.ipv4.fib_multipath_hash_seed: \(1 + rng.next() % 4_000_000_000)",
+                           "net.ipv4.fib_multipath_hash_policy: \(rng.next() % 2)"]
             }
+            sysctl.append("net.ipv4.conf.all.rp_filter: \(rng.next() % 3)")
+            if rng.next() % 4 == 0 { sysctl.append("net.ipv4.conf.all.accept_local: 1") }
+            if rng.next() % 4 == 0 { sysctl.append("net.ipv4.conf.all.src_valid_mark: 1") }
+            lines.append("    sysctl: {\(sysctl.joined(separator: ", "))}")
             lines += ["    interfaces:"] + ifaces[i]
             if !routes[i].isEmpty { lines += ["    routes:"] + routes[i].map { "      - \($0)" } }
             if !rules[i].isEmpty { lines += ["    rules:"] + rules[i].map { "      - \($0)" } }

@@ -7,11 +7,12 @@ import NetLab
 struct Route: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Resolve a route as Linux does and compare with the kernel (RTM_GETROUTE, or a real connect).",
-        usage: "netlab route (--lab LAB NODE | --netns NAME) DEST [--from A] [--dev IF] [--mark M] [--tos T] [--ipproto P] [--sport N] [--dport N] [--uid U] [--connect] [--trace] [--json]")
+        usage: "netlab route (--lab LAB NODE | --netns NAME) DEST [--from A] [--dev IF | --iif IF] [--mark M] [--tos T] [--ipproto P] [--sport N] [--dport N] [--uid U] [--connect] [--trace] [--json]")
     @OptionGroup var target: NodeTarget
     @Argument(help: "NODE DEST with --lab, DEST with --netns.") var positional: [String]
     @Option(help: "Source address (ip route get ... from A).") var from: String?
     @Option(help: "Output device (oif; SO_BINDTODEVICE with --connect).") var dev: String?
+    @Option(help: "Input device: the route of a packet from --from arriving on IF (ip route get ... iif IF).") var iif: String?
     @Option(help: "Firewall mark (decimal or 0x hex).") var mark: String?
     @Option(help: "TOS byte.") var tos: String?
     @Option(help: "IP protocol: tcp, udp, icmp or a number (default tcp).") var ipproto: String = "tcp"
@@ -28,6 +29,8 @@ struct Route: ParsableCommand {
         if let f = from, IPv4Address(f) == nil { throw ValidationError("--from must be an IPv4 address") }
         _ = try SocketOption.mark(mark)
         _ = try SocketOption.tos(tos)
+        if iif != nil, dev != nil { throw ValidationError("--iif and --dev exclude each other: an input lookup has no output device") }
+        if iif != nil, connect { throw ValidationError("--iif asks for an input route; --connect is an output connect: use one") }
         if protoNumber == nil { throw ValidationError("--ipproto must be tcp, udp, icmp or 0-255") }
     }
 
@@ -43,7 +46,7 @@ struct Route: ParsableCommand {
         let query = RouteQuery(destination: IPv4Address(positional.last!)!, source: from.flatMap(IPv4Address.init) ?? .any,
                                device: dev, mark: try SocketOption.mark(mark) ?? 0,
                                tos: try SocketOption.tos(tos) ?? 0, proto: protoNumber!, sourcePort: sport,
-                               destinationPort: dport ?? (connect ? 80 : 0), uid: uid)
+                               destinationPort: dport ?? (connect ? 80 : 0), uid: uid, inputDevice: iif)
         let c = try RouteComparison.run(query, in: ns, connect: connect)
         if json {
             try Terminal.printJSON(c.report(withTrace: trace))
