@@ -10,7 +10,25 @@ public struct RouteSelftest {
         public var lookups = 0
         public var agreements = 0
         public var disagreements: [RouteComparison] = []
+        /// What the kernel answered, by kind of lookup: "output route", "output ENETUNREACH", "input forwarded",
+        /// "input delivered", "input EINVAL", ... (so a run shows what it exercised).
+        public var outcomes: [String: Int] = [:]
         public init() {}
+        public mutating func add(_ other: Result) {
+            lookups += other.lookups
+            agreements += other.agreements
+            disagreements += other.disagreements
+            outcomes.merge(other.outcomes, uniquingKeysWith: +)
+        }
+        /// "input 5200 (forwarded 1100, delivered 900, EINVAL 2500, ...)" and the same for output.
+        public var outcomeSummary: [String] {
+            ["output", "input"].compactMap { side in
+                let mine = outcomes.filter { $0.key.hasPrefix(side + " ") }
+                guard !mine.isEmpty else { return nil }
+                let parts = mine.sorted { $0.value > $1.value }.map { "\($0.key.dropFirst(side.count + 1)) \($0.value)" }
+                return "\(side) lookups: \(mine.values.reduce(0, +)) (\(parts.joined(separator: ", ")))"
+            }
+        }
     }
 
     /// Queries that exercise a namespace: each destination plainly and with every selector the rules may test.
@@ -62,6 +80,9 @@ public struct RouteSelftest {
             let c = try RouteComparison.run(q, resolver: resolver, socket: socket, namespace: namespace, connect: false)
             r.lookups += 1
             if c.agree { r.agreements += 1 } else { r.disagreements.append(c) }
+            let side = q.inputDevice == nil ? "output" : "input"
+            let what = c.kernel.error ?? (side == "output" ? "route" : c.kernel.dev == "lo" ? "delivered" : "forwarded")
+            r.outcomes[side + " " + what, default: 0] += 1
         }
         return r
     }

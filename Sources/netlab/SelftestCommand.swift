@@ -31,12 +31,8 @@ struct SelftestRoute: ParsableCommand {
                 let qs = RouteSelftest.queries(snapshot: snap, destinations: dests, random: &random, count: lookups)
                 let r = try RouteSelftest.run(qs, in: ns)
                 namespaces += 1
-                total.lookups += r.lookups
-                total.agreements += r.agreements
-                for d in r.disagreements {
-                    total.disagreements.append(d)
-                    try writeRepro(topology, node: node.name, d)
-                }
+                total.add(r)
+                for d in r.disagreements { try writeRepro(topology, node: node.name, d) }
                 Terminal.progress("lookups", total.lookups, total.lookups)
             }
         }
@@ -64,11 +60,12 @@ struct SelftestRoute: ParsableCommand {
         Terminal.endProgress()
         let line = "\(total.agreements)/\(total.lookups) lookups agree over \(namespaces) namespaces"
         if json {
-            struct Summary: Encodable { var lookups, agreements, namespaces, disagreements: Int }
+            struct Summary: Encodable { var lookups, agreements, namespaces, disagreements: Int; var outcomes: [String: Int] }
             try Terminal.printJSON(Summary(lookups: total.lookups, agreements: total.agreements, namespaces: namespaces,
-                                           disagreements: total.disagreements.count))
+                                           disagreements: total.disagreements.count, outcomes: total.outcomes))
         } else {
             print(line)
+            for s in total.outcomeSummary { print("  " + s) }
             for d in total.disagreements.prefix(20) { print(d.text(withTrace: false)) }
             if !total.disagreements.isEmpty { print("reproductions in \(reproDir)/") }
         }

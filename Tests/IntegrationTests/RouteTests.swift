@@ -79,6 +79,7 @@ struct RouteResolution {
         try #require(try netlab("up", f.file).status == 0)
         defer { _ = try? netlab("down", f.name) }
         let d = IPv4Address(203, 0, 113, 2)
+        let from = IPv4Address(198, 51, 100, 3)
         let cases: [(String, RouteQuery, Bool)] = [
             ("oif", RouteQuery(destination: d, device: "eth0"), true), ("oif", RouteQuery(destination: d, device: "lo"), false),
             ("tos", RouteQuery(destination: d, tos: 0x10), true), ("tos", RouteQuery(destination: d, tos: 0x20), false),
@@ -92,7 +93,13 @@ struct RouteResolution {
             ("icmp", RouteQuery(destination: d, proto: 1), true), ("icmp", RouteQuery(destination: d, proto: 6), false),
             ("dscp", RouteQuery(destination: d, tos: 0xfc), true), ("dscp", RouteQuery(destination: d, tos: 0xf4), false),
             ("notmark", RouteQuery(destination: d, mark: 0x63), true), ("notmark", RouteQuery(destination: d, mark: 0x64), false),
-        ]
+            // Input lookups (ip_route_input_slow): scenario 2's iif rule, and scenario 4's tos rule on input routes.
+            ("iif", RouteQuery(destination: d, source: from, inputDevice: "eth0"), true),
+            ("iif", RouteQuery(destination: d, source: from, inputDevice: "lo"), false),
+            ("iif", RouteQuery(destination: d, source: IPv4Address(198, 51, 100, 4), inputDevice: "eth0"), false),
+        ] + [0x10, 0x11, 0x12, 0x13, 0x20].map { tos in
+            ("tos", RouteQuery(destination: d, source: from, tos: UInt8(tos), inputDevice: "eth0"), tos != 0x20)
+        }
         for (node, q, viaTable100) in cases {
             let c = try RouteComparison.run(q, in: NetworkNamespace(named: "\(f.name)-\(node)"))
             #expect(c.agree, "\(node): \(c.text(withTrace: true))")
@@ -101,6 +108,7 @@ struct RouteResolution {
             } else {
                 #expect(c.kernel.error == "ENETUNREACH" || (c.kernel.table != 100 && c.kernel.error == nil), "\(node) \(q.words): \(c.kernel)")
             }
+            if q.inputDevice != nil, viaTable100 { #expect(c.kernel.dev == "eth0" && c.kernel.source == "198.51.100.3", "\(c.kernel)") }
         }
     }
 
@@ -117,6 +125,51 @@ struct RouteResolution {
             if tos == 0x20 { #expect(c.kernel.error == "ENETUNREACH", "\(c.kernel)") }
             else { #expect(c.kernel.error == nil && c.kernel.dev == "eth0" && c.kernel.table == 101, "tos \(tos): \(c.kernel)") }
         }
+    }
+
+    /// Input routes under every source-validation setting: forwarding on and off, rp_filter 0, 1 (strict) and 2
+    /// (loose), accept_local; each input lookup (every device, sources near and far, local and spoofed) agrees with
+    /// RTM_GETROUTE with RTA_IIF, and the kernel facts the settings are for hold.
+    @Test func inputRoutesUnderSourceValidation() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Tests/IntegrationTests/Labs/input.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        let ns = NetworkNamespace(named: "\(f.name)-r")
+        func sysctl(_ kv: String) throws { try run("/usr/bin/env", ["ip", "netns", "exec", ns.name, "sysctl", "-qw", kv]) }
+        let dests = ["192.0.2.5", "192.0.2.70", "192.0.2.130", "192.0.2.201", "192.0.2.209", "192.0.2.217", "198.51.100.1",
+                     "198.51.100.255", "203.0.113.2", "203.0.113.9", "255.255.255.255", "224.0.0.1", "10.0.0.1"].map { IPv4Address($0)! }
+        let sources = ["198.51.100.7", "198.51.100.99", "203.0.113.2", "192.0.2.40", "192.0.2.9", "198.51.100.1", "203.0.113.9"]
+            .map { IPv4Address($0)! }
+        func get(_ d: String, _ s: String, _ dev: String) throws -> RouteAnswer {
+            let c = try RouteComparison.run(RouteQuery(destination: IPv4Address(d)!, source: IPv4Address(s)!, inputDevice: dev), in: ns)
+            #expect(c.agree, "\(c.text(withTrace: true))")
+            return c.kernel
+        }
+        var kinds = Set<String>()
+        for (forwarding, rp, acceptLocal) in [(1, 0, 0), (1, 1, 0), (1, 2, 0), (1, 0, 1), (0, 0, 0), (1, 1, 1)] {
+            try sysctl("net.ipv4.conf.all.forwarding=\(forwarding)")
+            try sysctl("net.ipv4.conf.all.rp_filter=\(rp)")
+            try sysctl("net.ipv4.conf.all.accept_local=\(acceptLocal)")
+            let step = "forwarding \(forwarding), rp_filter \(rp), accept_local \(acceptLocal)"
+            var queries: [RouteQuery] = []
+            for d in dests { for s in sources { for dev in ["eth0", "eth1", "lo"] {
+                queries.append(RouteQuery(destination: d, source: s, inputDevice: dev))
+                queries.append(RouteQuery(destination: d, source: s, tos: 0x10, proto: 17, sourcePort: 53, destinationPort: 4000, inputDevice: dev))
+            } } }
+            let r = try RouteSelftest.run(queries, in: ns)
+            let bad = r.disagreements.prefix(5).map { $0.text(withTrace: true) }
+            #expect(bad.isEmpty, "\(step): \(r.disagreements.count) disagreements, first: \(bad.joined(separator: "\n"))")
+            kinds.formUnion(r.outcomes.keys)
+            // What each setting is for, as the kernel does it.
+            let spoofed = try get("192.0.2.5", "192.0.2.9", "eth0")    // the way back to 192.0.2.9 is eth1
+            if forwarding == 0 { #expect(spoofed.error == "EHOSTUNREACH", "\(step): \(spoofed)") }
+            else if rp == 1 { #expect(spoofed.error == "EINVAL", "\(step): strict rp_filter refuses: \(spoofed)") }
+            else { #expect(spoofed.dev == "eth1" && spoofed.gateway == "203.0.113.2", "\(step): \(spoofed)") }
+            let own = try get("198.51.100.1", "203.0.113.9", "eth0")   // a packet claiming r's own address
+            if acceptLocal == 1 && rp != 1 { #expect(own.dev == "lo", "\(step): \(own)") } else { #expect(own.error == "EINVAL", "\(step): \(own)") }
+        }
+        #expect(kinds.isSuperset(of: ["input forwarded", "input delivered", "input EINVAL", "input EHOSTUNREACH", "input EACCES",
+                                      "input ENETUNREACH"]), "\(kinds)")
     }
 
     /// `netlab route --connect`: the source comes from lookup #1, the egress from the lookup with the real ports, and
