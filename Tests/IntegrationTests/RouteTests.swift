@@ -210,6 +210,38 @@ struct FibTestsScenarios {
 
     func get(_ ns: NetworkNamespace, _ q: RouteQuery) throws -> RouteComparison { try RouteComparison.run(q, in: ns) }
 
+    /// ipv4_mpath_balance: with hash policy 1 and the seed unseen, 20 TCP connects through the kernel spread over both
+    /// legs; the engine, beside each, takes the kernel's leg and agrees field by field (source, device, next hop, the
+    /// path observed on the wire). ipv4_mpath_balance_preferred: a source no leg has leaves both legs possible, and
+    /// the kernel uses both over many destinations.
+    @Test func multipathBalanceOverTwentyConnects() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Tests/IntegrationTests/Labs/fibtests.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        var devices = Set<String>()
+        for _ in 0..<20 {
+            let r = try netlab("connect", "--lab", f.name, "h", "203.0.113.5:80", "--kernel", "--json")
+            let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+            let k = try #require(j["kernel"] as? [String: Any]), e = try #require(j["engine"] as? [String: Any])
+            #expect(r.status == 0 && j["agree"] as? Bool == true, "\(r.stdout)")
+            #expect(k["result"] as? String == "established" && e["result"] as? String == "established", "\(r.stdout)")
+            let dev = k["dev"] as? String ?? "?"
+            devices.insert(dev)
+            // The source is the chosen leg's own (nh_saddr), and the SYN reached that leg's peer.
+            let expected: (String, String) = dev == "eth0" ? ("198.51.100.1", "p0") : ("192.0.2.1", "p1")
+            #expect(k["source"] as? String == expected.0 && (k["path"] as? [String])?.last == expected.1, "\(k)")
+        }
+        #expect(devices == ["eth0", "eth1"], "20 connects use both legs: \(devices)")
+        let h = NetworkNamespace(named: "\(f.name)-h")
+        var preferred = Set<String>()
+        for k in 1...32 {
+            let c = try get(h, RouteQuery(destination: IPv4Address(203, 0, 113, UInt8(k)), source: IPv4Address(192, 0, 2, 100)))
+            #expect(c.agree && c.candidates.count == 2, "\(c.text(withTrace: true))")
+            preferred.insert(c.kernel.dev ?? "?")
+        }
+        #expect(preferred == ["eth0", "eth1"], "from an address no leg has, both legs: \(preferred)")
+    }
+
     @Test func fibTestsStepByStep() throws {
         let f = try LabFixture(lab: repoRoot.appendingPathComponent("Tests/IntegrationTests/Labs/fibtests.topo").path)
         try #require(try netlab("up", f.file).status == 0)
@@ -241,6 +273,11 @@ struct FibTestsScenarios {
         try allAgree(h, "eth0 down")
         #expect(try get(h, RouteQuery(destination: d, device: "eth0")).kernel.error == "ENETUNREACH")
         #expect(try get(h, RouteQuery(destination: d, device: "eth1")).kernel.dev == "eth1")
+        // ipv4_del_addr: deleting the address a route names as its source removes the route.
+        #expect(try get(h, RouteQuery(destination: IPv4Address(198, 51, 100, 70))).kernel.source == "192.0.2.20")
+        try run("/usr/bin/env", ["ip", "-n", h.name, "addr", "del", "192.0.2.20/28", "dev", "eth2"])
+        try allAgree(h, "192.0.2.20 deleted")
+        #expect(try get(h, RouteQuery(destination: IPv4Address(198, 51, 100, 70))).kernel.error == "ENETUNREACH")
         // Device removed: the whole multipath route goes.
         try run("/usr/bin/env", ["ip", "-n", h.name, "link", "del", "eth1"])
         try allAgree(h, "eth1 deleted")
