@@ -15,12 +15,18 @@ public struct NodeState: Sendable {
 
     public static func read(_ namespace: NetworkNamespace) throws -> NodeState {
         let snapshot = try RoutingSnapshot.read(namespace)
+        let devices = snapshot.links.map(\.name)
         let (values, tcp): ([String: String], String) = try namespace.run {
             var v: [String: String] = [:]
             for k in NodeSysctls.keys { if let s = try? Sysctls.read(k) { v[k] = s } }
+            for d in ["all"] + devices {
+                if let s = try? Sysctls.read("net/ipv4/conf/\(d)/accept_source_route") { v["net.ipv4.conf.\(d).accept_source_route"] = s }
+            }
             return (v, (try? readFile("/proc/thread-self/net/tcp")) ?? "")
         }
-        return NodeState(snapshot: snapshot, sysctls: NodeSysctls(reading: values), ports: parseProcNetTCP(tcp))
+        var sysctls = NodeSysctls(reading: values)
+        sysctls.readSourceRoute(values, devices: devices)
+        return NodeState(snapshot: snapshot, sysctls: sysctls, ports: parseProcNetTCP(tcp))
     }
 
     /// `/proc/net/tcp`: LISTEN and bound-only sockets hold their port (bind()); the rest are 4-tuples in use.

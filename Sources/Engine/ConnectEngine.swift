@@ -497,6 +497,13 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     /// Mirrors `tcp_v4_rcv` → `tcp_rcv_synsent_state_process` / `tcp_rcv_state_process`, and `tcp_v4_err` for ICMP.
     public mutating func receive(_ bytes: [UInt8], now: Instant, device: String? = nil) -> [Action] {
         guard let v = try? IPv4PacketView(checking: bytes), v.header.count > 0 else { return [] }
+        // ip_rcv_options: a packet with a source-route option is dropped by a device that does not accept source
+        // routes, also at its final destination (a SYN-ACK carrying the reversed route of our SSRR/LSRR SYN).
+        if let allowed = config.sysctls.sourceRouteDevices, let dev = device, !allowed.contains(dev),
+           v.headerLength > 20, (try? IPv4Option.parseAll(v.optionBytes))?.contains(where: \.isSourceRoute) == true {
+            guard v.proto == 6 || v.proto == 1, v.destination == sourceAddress, v.source == destination || v.proto == 1 else { return [] }
+            return [trace(now, "ip_rcv_options", "a source-route option from \(v.source) on \(dev), accept_source_route off there: dropped")]
+        }
         // __inet_lookup_established → inet_sk_bound_dev_eq: a socket bound to a device is found only by packets
         // (segments, and ICMP errors quoting ours) that arrived on that device. The node's kernel, finding no socket,
         // answers such a segment with a RST itself (the driver's guard lets it through).

@@ -19,6 +19,9 @@ public struct NodeSysctls: Sendable, Equatable {
     public var ipRtMinAdvmss = 256
     /// `ip_nonlocal_bind`: bind() accepts any address.
     public var ipNonlocalBind = false
+    /// The devices on which a packet carrying a source-route option is taken in (`IN_DEV_SOURCE_ROUTE`:
+    /// `accept_source_route` on both `all` and the device). Nil: not read, every device takes them.
+    public var sourceRouteDevices: Set<String>?
 
     public init() {}
 
@@ -28,7 +31,13 @@ public struct NodeSysctls: Sendable, Equatable {
             a.ipDefaultTTL == b.ipDefaultTTL && a.ipLocalPortRange == b.ipLocalPortRange &&
             a.ipLocalReservedPorts == b.ipLocalReservedPorts && a.tcpRmem == b.tcpRmem && a.rmemMax == b.rmemMax &&
             a.ipNoPmtuDisc == b.ipNoPmtuDisc && a.tcpWorkaroundSignedWindows == b.tcpWorkaroundSignedWindows &&
-            a.ipRtMinAdvmss == b.ipRtMinAdvmss && a.ipNonlocalBind == b.ipNonlocalBind
+            a.ipRtMinAdvmss == b.ipRtMinAdvmss && a.ipNonlocalBind == b.ipNonlocalBind && a.sourceRouteDevices == b.sourceRouteDevices
+    }
+
+    /// `IN_DEV_SOURCE_ROUTE` per device from `net.ipv4.conf.<all|dev>.accept_source_route` values.
+    public mutating func readSourceRoute(_ values: [String: String], devices: [String]) {
+        func on(_ d: String) -> Bool { values["net.ipv4.conf.\(d).accept_source_route"].flatMap { Int($0) }.map { $0 > 0 } ?? false }
+        sourceRouteDevices = on("all") ? Set(devices.filter(on)) : []
     }
 
     /// Fill from `key → value` pairs as read under /proc/sys (`net.ipv4.tcp_sack` → "1"); unknown keys are ignored.

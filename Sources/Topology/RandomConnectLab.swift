@@ -136,7 +136,10 @@ public struct RandomConnectLab: Sendable {
             // Mostly a known multipath hash seed (the engine then picks the kernel's leg itself); sometimes none.
             let hashSeed = chance(4) ? "" : ", net.ipv4.fib_multipath_hash_seed: \(1 + rng.next() % 4_000_000_000)"
             let linkdown = failed != nil && chance(2) ? ", net.ipv4.conf.all.ignore_routes_with_linkdown: 1" : ""
-            var lines = ["  n\(i):", "    forwarding: true", "    source-route: true",
+            // Now and then a node that refuses source routes: as a router it drops source-routed SYNs, as the
+            // connecting end it drops the reply carrying the reversed route.
+            let sourceRoute = chance(6) ? "false" : "true"
+            var lines = ["  n\(i):", "    forwarding: true", "    source-route: \(sourceRoute)",
                          "    sysctl: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.icmp_ratelimit: 0\(range)\(hashSeed)\(linkdown)}", "    interfaces:"]
             lines.append("      lo: [\(loopback(i))/32, \(extras[i])/32]")
             for e in ends(i) {

@@ -49,6 +49,29 @@ import Wire
         #expect(e.route?.nextHop == r1, "the route is looked up for the first hop")
     }
 
+    /// ip_rcv_options: the SYN-ACK to a source-routed SYN carries the reversed route (the kernel's own, from the
+    /// fixture); a node whose arrival device refuses source routes drops it, so the connect never completes.
+    @Test func aReplyCarryingASourceRouteIsDroppedWhereSourceRoutesAreRefused() throws {
+        let reversed = try IPv4Header.parse(try IPv4PacketView(checking: try hexFixture("synack-lsrr"))).options
+        #expect(reversed.contains { $0.isSourceRoute })
+        for (allowed, takesIt) in [(Set<String>(), false), (Set(["eth1"]), false), (Set(["eth0"]), true)] {
+            var s = NodeSysctls()
+            s.sourceRouteDevices = allowed
+            var e = engine(sysctls: s)
+            #expect(e.setOption(.ipOptions([0x83, 7, 4] + r1.octets + [0])) == nil)
+            let syn = try Parsed(e.connect(.inet(server, 80), now: .zero).1.packets[0].bytes)
+            let tcp = try Parsed(synAck(for: syn)).tcp
+            var bytes: [UInt8] = []
+            IPv4Header(ttl: 63, proto: 6, source: server, destination: client, options: reversed)
+                .emit(payloadLength: tcp.headerLength, into: &bytes)
+            tcp.emit(payload: [], source: server, destination: client, into: &bytes)
+            let actions = e.receive(bytes, now: .milliseconds(1), device: "eth0")
+            #expect(actions.contains(.established) == takesIt, "accept_source_route on \(allowed)")
+            let dropped = actions.contains { if case .trace(let t) = $0 { t.function == "ip_rcv_options" } else { false } }
+            #expect(dropped == !takesIt)
+        }
+    }
+
     @Test func lsrrThroughTwoHopsPutsTheDestinationInTheLastSlot() throws {
         let g2 = IPv4Address(192, 0, 2, 18)
         var e = engine()
