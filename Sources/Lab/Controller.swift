@@ -255,12 +255,41 @@ struct Builder {
         }
         // Interfaces declared `up: false` go down last, once their addresses and routes are in: the kernel then
         // does what it does on a link failure (flushes their routes, marks multipath legs dead, the peer loses carrier).
+        var peers: [(namespace: String, index: Int32)] = []
         for node in topo.nodes {
             for i in node.interfaces where !i.up {
                 do { try sockets[ns(node)]!.links.set(index: index[ns(node)]![i.name]!, name: i.name, up: false) } catch {
                     throw rejected(i.location, "setting \(node.name):\(i.name) down", error)
                 }
+                for l in topo.links where !l.isSegment && l.ends.contains(where: { $0.node == node.name && $0.interface == i.name }) {
+                    for e in l.ends where !(e.node == node.name && e.interface == i.name) {
+                        if let n = topo.nodes.first(where: { $0.name == e.node }), let k = index[ns(n)]?[e.interface] { peers.append((ns(n), k)) }
+                    }
+                }
             }
+        }
+        try settleCarrier(peers)
+    }
+
+    /// The kernel takes a veth peer's lost carrier in a moment later (linkwatch work): its operstate leaves RUNNING and
+    /// its routes' nexthops are marked linkdown. `up` returns once that happened, so a lookup made right after `up`
+    /// sees what every later one sees. Gives up after two seconds.
+    func settleCarrier(_ peers: [(namespace: String, index: Int32)]) throws {
+        guard !peers.isEmpty else { return }
+        let deadline = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < deadline {
+            var settled = true
+            for p in peers {
+                guard let s = sockets[p.namespace] else { continue }
+                let running = try s.links.list().first { $0.index == p.index }.map { $0.flags & 0x40 != 0 } ?? false   // IFF_RUNNING
+                // Local-table routes are never marked (fib_sync_down_dev skips them).
+                let unmarked = try s.routes.list().contains { r in
+                    r.table != 255 && r.type == .unicast && r.nexthops.contains { $0.index == p.index && !$0.linkdown && !$0.dead }
+                }
+                if running || unmarked { settled = false; break }
+            }
+            if settled { return }
+            usleep(2000)
         }
     }
 }
@@ -277,7 +306,7 @@ public enum KernelForm {
 
     public static func route(_ r: Route, index: [String: Int32]) -> RouteInfo {
         RouteInfo(table: r.table, type: r.type, scope: scope(r), proto: r.proto ?? 3, destination: r.destination,
-                  tos: r.tos ?? 0, metric: r.metric ?? 0, prefsrc: r.src, mtu: r.mtu, advmss: r.advmss,
+                  tos: r.tos ?? 0, metric: r.metric ?? 0, prefsrc: r.src, mtu: r.mtu, advmss: r.advmss, hoplimit: r.hoplimit,
                   nexthops: r.nexthops.map {
                       NexthopInfo(gateway: $0.gateway, index: $0.dev.flatMap { index[$0] } ?? 0, weight: $0.weight,
                                   flags: $0.onlink ? NexthopInfo.onlinkFlag : 0)

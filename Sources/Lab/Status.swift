@@ -150,6 +150,7 @@ extension LabController {
         if let s = r.prefsrc { w += ["src", s.description] }
         if let m = r.mtu { w += ["mtu", String(m)] }
         if let m = r.advmss { w += ["advmss", String(m)] }
+        if let m = r.hoplimit { w += ["hoplimit", String(m)] }
         for h in r.nexthops {
             if r.multipath { w.append("nexthop") }
             if let g = h.gateway { w += ["via", g.description] }

@@ -115,6 +115,8 @@ public struct Route: Sendable {
     public var src: IPv4Address?
     public var mtu: UInt32?
     public var advmss: UInt32?
+    /// RTAX_HOPLIMIT: the TTL of packets using the route (1-255).
+    public var hoplimit: UInt32?
     public var tos: UInt8?
     /// One entry for a plain route, several for `nexthop ... nexthop ...`, none for error types.
     public var nexthops: [Nexthop]

@@ -1,11 +1,11 @@
 import Yams
 
 extension TopologyParser {
-    static let routeKeys = ["to", "via", "dev", "src", "table", "metric", "scope", "proto", "mtu", "advmss", "onlink",
-                            "type", "tos", "nexthops"]
+    static let routeKeys = ["to", "via", "dev", "src", "table", "metric", "scope", "proto", "mtu", "advmss", "hoplimit",
+                            "onlink", "type", "tos", "nexthops"]
     static let nexthopKeys = ["via", "dev", "weight", "onlink"]
     static let routeWords = ["via", "dev", "oif", "src", "table", "metric", "priority", "preference", "scope", "proto",
-                             "protocol", "mtu", "advmss", "onlink", "nexthop", "type", "tos", "dsfield"]
+                             "protocol", "mtu", "advmss", "hoplimit", "onlink", "nexthop", "type", "tos", "dsfield"]
 
     /// A route in iproute2 syntax (`default via 198.51.100.1 dev eth0 metric 100`) or as a mapping with the same keys.
     mutating func parseRoute(_ node: Yams.Node, node owner: String) -> Route? {
@@ -67,7 +67,7 @@ extension TopologyParser {
             case "metric", "priority", "preference": if let v = value(t) { s.set("metric", v) }
             case "protocol", "proto": if let v = value(t) { s.set("proto", v) }
             case "dsfield", "tos": if let v = value(t) { s.set("tos", v) }
-            case "src", "table", "scope", "mtu", "advmss", "type": if let v = value(t) { s.set(t.text, v) }
+            case "src", "table", "scope", "mtu", "advmss", "hoplimit", "type": if let v = value(t) { s.set(t.text, v) }
             case "onlink": s.set("onlink", Token(text: "true", at: t.at))
             default:
                 let hint = nearest(t.text, in: Self.routeWords).map { "did you mean \"\($0)\"?" }
@@ -109,7 +109,7 @@ extension TopologyParser {
         }
         var route = Route(location: s.at, text: text ?? "", type: type, destination: destination,
                           table: RoutingTable.main, metric: nil, scope: nil, proto: nil, src: nil, mtu: nil, advmss: nil,
-                          tos: nil, nexthops: [], isMultipath: !s.nexthops.isEmpty)
+                          hoplimit: nil, tos: nil, nexthops: [], isMultipath: !s.nexthops.isEmpty)
         if let t = s["table"] { if let id = table(t) { route.table = id } else { ok = false } }
         else if type == .local { route.table = RoutingTable.local }   // as iproute2 does for `ip route add local ...`
         if let t = s["metric"] { if let n = number(t, "metric") { route.metric = UInt32(n) } else { ok = false } }
@@ -127,8 +127,19 @@ extension TopologyParser {
             }
         }
         if let t = s["src"] { if let a = address(t, "src") { route.src = a } else { ok = false } }
-        if let t = s["mtu"] { if let n = number(t, "mtu", max: 65535), n >= 68 { route.mtu = UInt32(n) } else { ok = false } }
+        if let t = s["mtu"] {
+            if let n = number(t, "mtu", max: 65535), n >= 68 { route.mtu = UInt32(n) } else {
+                if let n = parseNumber(t.text), n < 68 { reader.error(t.at, "mtu \(n) is below IPv4's minimum of 68", hint: "use 68-65535", length: t.text.count) }
+                ok = false
+            }
+        }
         if let t = s["advmss"] { if let n = number(t, "advmss", max: 65535) { route.advmss = UInt32(n) } else { ok = false } }
+        if let t = s["hoplimit"] {
+            if let n = number(t, "hoplimit", max: 255), n >= 1 { route.hoplimit = UInt32(n) } else {
+                if parseNumber(t.text) == 0 { reader.error(t.at, "hoplimit 0 is not a TTL", hint: "use 1-255", length: t.text.count) }
+                ok = false
+            }
+        }
         if let t = s["tos"] {
             if let n = number(t, "tos", max: 255) {
                 if n & 3 != 0 {
@@ -209,6 +220,7 @@ extension Route {
         if let src { w += ["src", src.description] }
         if let mtu { w += ["mtu", String(mtu)] }
         if let advmss { w += ["advmss", String(advmss)] }
+        if let hoplimit { w += ["hoplimit", String(hoplimit)] }
         if isMultipath {
             for h in nexthops {
                 w.append("nexthop")

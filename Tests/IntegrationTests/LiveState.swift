@@ -85,6 +85,7 @@ struct LiveState {
                 if let tos = r.tos, j["tos"] as? String != "0x" + String(tos, radix: 16) { return false }
                 let metrics = (j["metrics"] as? [[String: Any]])?.first ?? [:]
                 guard metrics["mtu"] as? Int == r.mtu.map(Int.init), metrics["advmss"] as? Int == r.advmss.map(Int.init) else { return false }
+                guard metrics["hoplimit"] as? Int == r.hoplimit.map(Int.init) else { return false }
                 if r.proto == 4, j["protocol"] as? String != "static" { return false }
                 if r.isMultipath {
                     let hops = j["nexthops"] as? [[String: Any]] ?? []

@@ -214,6 +214,18 @@ func base(client extra: String = "", links: String = "  - [client:eth0, isp1:eth
         expectOne(base(client: "    routes: [192.0.2.1/24 via 198.51.100.1]\n"), line: 6, column: 14, "has host bits set", hint: "192.0.2.0/24")
         expectOne(base(client: "    routes: [blackhole 192.0.2.0/24 via 198.51.100.1]\n"), line: 6, column: 41, "has no gateway or device")
     }
+    @Test func routeMetricsOutOfRange() {
+        expectOne(base(client: "    routes: [192.0.2.0/24 via 198.51.100.1 mtu 50]\n"), line: 6, column: 48, "below IPv4's minimum of 68", hint: "68-65535")
+        expectOne(base(client: "    routes: [192.0.2.0/24 via 198.51.100.1 hoplimit 0]\n"), line: 6, column: 53, "not a TTL", hint: "1-255")
+        expectOne(base(client: "    routes: [192.0.2.0/24 via 198.51.100.1 hoplimit 256]\n"), line: 6, column: 53, "from 0 to 255")
+    }
+    @Test func routeHoplimitIsKept() throws {
+        let t = try Topology.parse(base(client: "    routes: [192.0.2.0/24 via 198.51.100.1 mtu 1300 hoplimit 9]\n"))
+        let r = try #require(t.nodes.first { $0.name == "client" }?.routes.first)
+        #expect(r.hoplimit == 9 && r.mtu == 1300)
+        let text = r.iprouteText { String($0) }
+        #expect(text.contains("hoplimit 9"), "\(text)")
+    }
     @Test func backwardGotoAndEcnTos() {
         expectOne(base(client: "    rules: [goto 10 pref 20]\n"), line: 6, column: 18, "jumps backwards")
         expectOne(base(client: "    rules: [tos 0x11 lookup main pref 5]\n"), line: 6, column: 17, "ECN bits")
