@@ -165,7 +165,7 @@ struct Builder {
         }
         for d in plan.devices {
             do { try sockets[d.namespace]!.links.add(name: d.name, kind: d.kind.rawValue) } catch {
-                let missing = (error as? NetlinkError)?.errno == .notSupported
+                let missing = error.errno == .notSupported
                 throw rejected(d.location, "interface \(d.name) of type \(d.kind.rawValue)", error,
                                hint: missing ? "this kernel has no \"\(d.kind.rawValue)\" driver; use a veth link (`links:`) instead" : nil)
             }
