@@ -85,7 +85,7 @@ public enum ConnectRun {
             let eObs = try capture.collect()
             for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: comment) }
             e.observed = observe(eObs, e, spec: spec, scope: scope)
-            let wire = try nextHop(mac: e.observed?.nextHopMAC, device: e.observed?.device, in: ns, links: state.snapshot.links, prefer: e.nextHop)
+            let wire = try nextHop(e.observed, in: ns, links: state.snapshot.links, prefer: e.nextHop)
             mark("engine observed")
             return (e, wire)
         }
@@ -104,7 +104,7 @@ public enum ConnectRun {
             mark("kernel analysed")
             if let obs = ko.observed {
                 ko.device = obs.device
-                ko.nextHop = try nextHop(mac: obs.nextHopMAC, device: obs.device, in: ns, links: state.snapshot.links, prefer: e.nextHop)
+                ko.nextHop = try nextHop(obs, in: ns, links: state.snapshot.links, prefer: e.nextHop)
             }
             k = ko
         }
@@ -138,11 +138,14 @@ public enum ConnectRun {
 
     /// The next hop the kernel sent to: the neighbour entry on the egress device whose MAC the SYN was addressed to.
     /// `links` are the node's (from the snapshot the run started with); the neighbours are read now.
-    static func nextHop(mac: [UInt8]?, device: String?, in ns: NetworkNamespace, links: [LinkInfo], prefer: IPv4Address?) throws -> IPv4Address? {
-        guard let mac, let device, let ifx = links.first(where: { $0.name == device })?.index else { return nil }
-        let candidates = try NetlinkSocket(in: ns).neighbors.list().filter { $0.index == ifx && $0.lladdr == mac }.map(\.address)
+    /// The next hop the first SYN was sent to: the neighbour whose MAC the frame carried (the engine's own next hop
+    /// when several neighbours share that MAC), or on a loopback device the SYN's destination itself.
+    static func nextHop(_ observed: ObservedPath?, in ns: NetworkNamespace, links: [LinkInfo], prefer: IPv4Address?) throws -> IPv4Address? {
+        guard let o = observed, let device = o.device, let link = links.first(where: { $0.name == device }) else { return nil }
+        if link.flags & 0x8 != 0 { return o.synDestination }   // IFF_LOOPBACK
+        guard let mac = o.nextHopMAC else { return nil }
+        let candidates = try NetlinkSocket(in: ns).neighbors.list().filter { $0.index == link.index && $0.lladdr == mac }.map(\.address)
         if let prefer, candidates.contains(prefer) { return prefer }
-        if device == "lo" { return nil }
         return candidates.first
     }
 

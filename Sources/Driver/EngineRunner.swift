@@ -40,6 +40,7 @@ public struct NodeState: Sendable {
         for line in text.split(separator: "\n").dropFirst() {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             guard f.count > 3, let local = endpoint(f[1]), let remote = endpoint(f[2]), let st = UInt8(f[3], radix: 16) else { continue }
+            table.endpoints.insert(.init(address: local.0, port: local.1))
             if st == 0x0a || st == 0x07 { table.boundPorts.insert(local.1); continue }
             table.connections.insert(.init(source: local.0, sourcePort: local.1, destination: remote.0, destinationPort: remote.1))
         }
@@ -155,7 +156,12 @@ public struct EngineRunner {
                         throw DriverError(operation: "engine send", detail: "no device \(p.device) in \(namespace.name)")
                     }
                     if synAt == nil { synAt = now() }
-                    try raw.send(p.bytes, nextHop: p.nextHop, ifindex: ifx, source: engine.sourceAddress)
+                    // To one of the node's own addresses the kernel's socket has an RTN_LOCAL route out of lo; a raw
+                    // send naming lo would be routed on-link through lo instead (the oif misses the local route's
+                    // device), and the node's TCP then answers no RST (tcp_v4_send_reset wants RTN_LOCAL). Without a
+                    // device the kernel finds the local route, as for its own socket.
+                    let local = engine.route?.kind == .local
+                    try raw.send(p.bytes, nextHop: p.nextHop, ifindex: local ? 0 : ifx, source: engine.sourceAddress)
                 case .armTimer(let t): deadline = t
                 case .cancelTimer: deadline = nil
                 case .established:

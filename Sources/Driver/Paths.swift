@@ -37,6 +37,8 @@ public struct ObservedPath: Sendable {
     /// Where the first SYN left the source node, and the MAC it was sent to.
     public var device: String?
     public var nextHopMAC: [UInt8]?
+    /// The first SYN's IP destination (on a loopback device, the frame goes to that address itself).
+    public var synDestination: IPv4Address?
     public var syn: SynSummary?
     /// What the reply was: `SYN-ACK`, `RST`, `ICMP 3/1 from 192.0.2.1`.
     public var reply: String?
@@ -45,7 +47,8 @@ public struct ObservedPath: Sendable {
     /// `sourceNode`; its copies elsewhere are the frames with the same source, IP ID and sequence number. The reply is
     /// the first SYN-ACK or RST back to the flow, or an ICMP error quoting it.
     public static func analyse(_ observations: [Observation], flow: FlowKey, sourceNode: String) -> ObservedPath {
-        var p = ObservedPath(synHops: [], replyHops: [], path: [], replyPath: [], device: nil, nextHopMAC: nil, syn: nil, reply: nil)
+        var p = ObservedPath(synHops: [], replyHops: [], path: [], replyPath: [], device: nil, nextHopMAC: nil, synDestination: nil,
+                             syn: nil, reply: nil)
         struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: UInt8; var key: UInt32 }
         func identity(_ v: IPv4PacketView) -> Identity? {
             if v.proto == 6, let t = try? TCPSegmentView(checking: v.payload) {
@@ -81,6 +84,7 @@ public struct ObservedPath: Sendable {
                 synID = identity(v)
                 p.device = o.interface
                 p.nextHopMAC = o.frame.destinationMAC
+                p.synDestination = v.destination
                 p.syn = summary(v)
             }
             if replyID == nil, o.frame.packetType != 3, let kind = replyKind(v) {

@@ -149,8 +149,8 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         guard state == .close, boundPort == 0, boundAddress == .any else {
             return (.invalidArgument, [trace(now, "inet_bind", "socket already bound: EINVAL")])
         }
-        if port != 0, config.ports.boundPorts.contains(port) {
-            return (.addressInUse, [trace(now, "inet_bind", "port \(port) is held by another bind(): EADDRINUSE")])
+        if port != 0, let other = config.ports.bindConflict(address: address, port: port) {
+            return (.addressInUse, [trace(now, "inet_csk_get_port", "\(other.address):\(port) is held by another socket (inet_csk_bind_conflict): EADDRINUSE")])
         }
         boundAddress = address
         sourceAddress = type == .multicast || type == .broadcast ? .any : address
@@ -409,7 +409,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         rto = nsPerSecond
         retransmits = 0
         timeouts = 0
-        out.append(.send(synSegment(now: now)))
+        out.append(ipQueueXmit(synSegment(now: now), now: now))
         out.append(trace(now, "tcp_connect", "SYN seq \(iss.raw) to \(destination):\(destinationPort) via \(rt.nextHop) dev \(rt.device); RTO 1s"))
         timerDeadline = now + rto
         out.append(.armTimer(timerDeadline!))
@@ -516,6 +516,16 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         case .synSent: return tcpRcvSynsentStateProcess(th, payload: Array(t.payload), now: now)
         default: return tcpRcvEstablished(th, payload: Array(t.payload), now: now)
         }
+    }
+
+    /// `__ip_queue_xmit()` (net/ipv4/ip_output.c): a strict source route whose first hop is not on-link (the route
+    /// to it uses a gateway) goes nowhere: EHOSTUNREACH, which `tcp_connect` and the retransmission timer ignore, so
+    /// the SYN is never sent and the connect times out.
+    func ipQueueXmit(_ p: OutgoingPacket, now: Instant) -> Action {
+        if let o = ipOptions, o.isStrict, let g = route?.gateway {
+            return trace(now, "__ip_queue_xmit", "strict source route, but the first hop \(route?.destination.description ?? "?") is behind gateway \(g): EHOSTUNREACH, not sent")
+        }
+        return .send(p)
     }
 
     /// Mirrors `tcp_rcv_synsent_state_process()` in net/ipv4/tcp_input.c.
@@ -665,7 +675,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
                 out.append(trace(now, "tcp_write_timeout", "\(retransmits) retransmissions, \(Instant(nanoseconds: elapsed)) since the SYN (limit \(maxRetransmits) or \(Instant(nanoseconds: modelTimeout))): ETIMEDOUT"))
                 return out + fail(.timedOut, now: now)
             }
-            out.append(.send(synSegment(now: now)))
+            out.append(ipQueueXmit(synSegment(now: now), now: now))
             retransmits += 1
             timeouts += 1
             if timeouts > config.sysctls.tcpSynLinearTimeouts { rto = min(rto * 2, 120 * nsPerSecond) }

@@ -10,13 +10,28 @@ public struct PortTable: Sendable, Equatable {
             self.source = source; self.sourcePort = sourcePort; self.destination = destination; self.destinationPort = destinationPort
         }
     }
+    public struct Endpoint: Hashable, Sendable {
+        public var address: IPv4Address, port: UInt16
+        public init(address: IPv4Address, port: UInt16) { self.address = address; self.port = port }
+    }
     public var boundPorts: Set<UInt16> = []
     public var connections: Set<FourTuple> = []
-    public init(boundPorts: Set<UInt16> = [], connections: Set<FourTuple> = []) {
+    /// The local end of every socket (listening, bound, connected, TIME_WAIT): the bind hash buckets.
+    public var endpoints: Set<Endpoint> = []
+    public init(boundPorts: Set<UInt16> = [], connections: Set<FourTuple> = [], endpoints: Set<Endpoint> = []) {
         self.boundPorts = boundPorts
         self.connections = connections
+        self.endpoints = endpoints
     }
     var connectPorts: Set<UInt16> { Set(connections.map(\.sourcePort)) }
+
+    /// bind() to an explicit port without SO_REUSEADDR, as `inet_csk_bind_conflict()` decides it: a socket already
+    /// has that port and their addresses overlap (equal, or either is 0.0.0.0) — a TIME_WAIT socket included. With
+    /// no endpoints known, any port held by bind() conflicts.
+    public func bindConflict(address: IPv4Address, port: UInt16) -> Endpoint? {
+        if endpoints.isEmpty { return boundPorts.contains(port) ? Endpoint(address: .any, port: port) : nil }
+        return endpoints.first { $0.port == port && ($0.address == .any || address == .any || $0.address == address) }
+    }
 }
 
 /// Mirrors `__inet_hash_connect()` in net/ipv4/inet_hashtables.c: offset from a keyed hash of (saddr, daddr, dport)

@@ -117,6 +117,43 @@ import Wire
         #expect(n.sourceAddress == elsewhere)
     }
 
+    /// `inet_csk_bind_conflict`: an explicit port conflicts with any socket holding it (a TIME_WAIT one too) whose
+    /// address overlaps (equal, or either 0.0.0.0); another address of the node may take the same port.
+    @Test func bindingAPortHeldByAnotherSocketIsEADDRINUSE() {
+        let other = IPv4Address(203, 0, 113, 10)
+        let r = FakeResolver.fixtureClient()
+        r.localAddresses = [client, other]
+        // A TIME_WAIT connection left by client:40001, and a listener on 0.0.0.0:80.
+        let ports = PortTable(boundPorts: [80], connections: [.init(source: client, sourcePort: 40001, destination: server, destinationPort: 81)],
+                              endpoints: [.init(address: client, port: 40001), .init(address: .any, port: 80)])
+        for (address, port, inUse) in [(client, UInt16(40001), true), (other, 40001, false), (IPv4Address.any, 40001, true),
+                                       (other, 80, true), (client, 40002, false)] {
+            var e = engine(r, ports: ports)
+            let (err, a) = e.bind(address: address, port: port)
+            #expect((err == .addressInUse) == inUse, "\(address):\(port)")
+            if inUse { #expect(a.traceFunctions == ["inet_csk_get_port"]) }
+        }
+    }
+
+    /// `__ip_queue_xmit`: a strict source route whose first hop sits behind a gateway sends nothing (EHOSTUNREACH,
+    /// ignored by tcp_connect), so only the timer runs; a first hop on the link goes out.
+    @Test func strictRouteWithAFirstHopBehindAGatewaySendsNothing() {
+        let far = IPv4Address(192, 0, 2, 77)
+        var e = engine()
+        #expect(e.setOption(.ipOptions(sourceRouteOption(strict: true, hops: [far]))) == nil)
+        let (err, a) = e.connect(.inet(server, 80), now: .zero)
+        #expect(err == .nowInProgress && a.packets.isEmpty && a.traceFunctions.contains("__ip_queue_xmit"))
+        #expect(a.timers.count == 1)
+        let again = e.timerFired(now: .seconds(1))
+        #expect(again.packets.isEmpty, "the retransmission goes nowhere either")
+        var near = engine()
+        #expect(near.setOption(.ipOptions(sourceRouteOption(strict: true, hops: [r1]))) == nil)
+        #expect(near.connect(.inet(server, 80), now: .zero).1.packets.count == 1, "r1 is on the link")
+        var loose = engine()
+        #expect(loose.setOption(.ipOptions(sourceRouteOption(strict: false, hops: [far]))) == nil)
+        #expect(loose.connect(.inet(server, 80), now: .zero).1.packets.count == 1, "a loose route may take a gateway")
+    }
+
     /// A broadcast address may be bound, but inet_saddr stays 0: connect's lookup #1 chooses the source.
     @Test func boundToABroadcastAddressConnectChoosesTheSource() throws {
         let r = FakeResolver.fixtureClient()
