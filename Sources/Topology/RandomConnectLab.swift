@@ -165,16 +165,22 @@ public struct RandomConnectLab: Sendable {
             let s = below(n)
             var t = below(n - 1)
             if t >= s { t += 1 }
-            let target = pick([loopback(t), loopback(t), extras[t]] + ends(t).map(\.mine.address))
+            let mine = [loopback(s), extras[s]] + ends(s).flatMap { [$0.mine.address] + ($0.mine.secondary.map { [$0] } ?? []) }
+            // Now and then one of the node's own addresses: over lo, answered by its own stack.
+            let target = chance(14) ? pick(mine) : pick([loopback(t), loopback(t), extras[t]] + ends(t).map(\.mine.address))
             let port = chance(7) ? 81 : 80
             // One SYN retry keeps timeouts short (3 s), but with a failed link a next hop may never answer ARP: the
             // neighbour then fails after 3 s, the moment one retry times out, and the kernel's timer wheel decides
             // (docs/engine.md). Two retries there.
             var c = ["  - name: c\(k) n\(s) to \(target):\(port)", "    from: n\(s)", "    connect: \(target):\(port)",
                      "    syn-retries: \(failed == nil ? 1 : 2)"]
-            let mine = [loopback(s), extras[s]] + ends(s).flatMap { [$0.mine.address] + ($0.mine.secondary.map { [$0] } ?? []) }
-            // Now and then another node's address: bind() refuses it (EADDRNOTAVAIL).
-            if chance(3) { c.append("    bind: \(pick(mine + [loopback(t)]))\(chance(4) ? ":\(30000 + k)" : "")") }
+            // Now and then another node's address: bind() refuses it (EADDRNOTAVAIL). An explicit port is mostly
+            // fresh, sometimes the listener's (EADDRINUSE) or the one an earlier connect of the run bound (its kernel
+            // socket may be in TIME_WAIT: EADDRINUSE for an overlapping address).
+            if chance(3) {
+                let fixed = chance(4) ? ":\(pick([30000 + k, 30000 + k, 80, 30000 + max(k - 1, 0)]))" : ""
+                c.append("    bind: \(pick(mine + [loopback(t)]))\(fixed)")
+            }
             if hasMark[s], chance(2) { c.append("    mark: \(pick(["0x1", "0x2"]))") }
             if hasTos[s], chance(2) { c.append("    tos: 0x10") }
             if chance(5) { c.append("    payload: hello \(k)") }
@@ -203,6 +209,9 @@ public struct RandomConnectLab: Sendable {
                     c[0] = "  - name: c\(k) n\(s) to \(c[2].dropFirst(13))"
                 }
                 c.append("    source-route: {strict: [\(nb.address)]}")
+            } else if chance(20) {
+                // Strict with a first hop behind a gateway (a loopback address is never on a link): nothing is sent.
+                c.append("    source-route: {strict: [\(loopback(t))]}")
             }
             checks.append(c.joined(separator: "\n") + "\n")
         }
