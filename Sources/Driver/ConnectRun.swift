@@ -136,10 +136,9 @@ public enum ConnectRun {
                                     sourceNode: scope.sourceNode)
     }
 
-    /// The next hop the kernel sent to: the neighbour entry on the egress device whose MAC the SYN was addressed to.
-    /// `links` are the node's (from the snapshot the run started with); the neighbours are read now.
     /// The next hop the first SYN was sent to: the neighbour whose MAC the frame carried (the engine's own next hop
-    /// when several neighbours share that MAC), or on a loopback device the SYN's destination itself.
+    /// when several neighbours share that MAC), or on a loopback device the SYN's destination itself. `links` are
+    /// the node's (from the snapshot the run started with); the neighbours are read now.
     static func nextHop(_ observed: ObservedPath?, in ns: NetworkNamespace, links: [LinkInfo], prefer: IPv4Address?) throws -> IPv4Address? {
         guard let o = observed, let device = o.device, let link = links.first(where: { $0.name == device }) else { return nil }
         if link.flags & 0x8 != 0 { return o.synDestination }   // IFF_LOOPBACK

@@ -15,17 +15,13 @@ public struct NodeState: Sendable {
 
     public static func read(_ namespace: NetworkNamespace) throws -> NodeState {
         let snapshot = try RoutingSnapshot.read(namespace)
-        let devices = snapshot.links.map(\.name)
         let (values, tcp): ([String: String], String) = try namespace.run {
             var v: [String: String] = [:]
             for k in NodeSysctls.keys { if let s = try? Sysctls.read(k) { v[k] = s } }
-            for d in ["all"] + devices {
-                if let s = try? Sysctls.read("net/ipv4/conf/\(d)/accept_source_route") { v["net.ipv4.conf.\(d).accept_source_route"] = s }
-            }
             return (v, (try? readFile("/proc/thread-self/net/tcp")) ?? "")
         }
         var sysctls = NodeSysctls(reading: values)
-        sysctls.readSourceRoute(values, devices: devices)
+        sysctls.readSourceRoute(snapshot.sysctls, devices: snapshot.links.map(\.name))   // the snapshot read them
         return NodeState(snapshot: snapshot, sysctls: sysctls, ports: parseProcNetTCP(tcp))
     }
 

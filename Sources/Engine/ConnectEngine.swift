@@ -607,14 +607,14 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         return [.cancelTimer, .failed(err)]
     }
 
-    /// Mirrors `tcp_v4_err()` in net/ipv4/tcp_ipv4.c: an ICMP error about our SYN (quoted seq in [snd_una, snd_nxt])
-    /// is a hard error in SYN_SENT, mapped by `icmp_err_convert`.
     /// The trace of a packet for this connection that arrived on another device than the bound one, or nil.
     func otherDevice(_ device: String?, now: Instant, what: String) -> Action? {
         guard let bound = boundDevice, let dev = device, dev != bound else { return nil }
         return trace(now, "tcp_v4_rcv", "\(what) arrived on \(dev), socket bound to \(bound): no socket (inet_sk_bound_dev_eq), not ours")
     }
 
+    /// Mirrors `tcp_v4_err()` in net/ipv4/tcp_ipv4.c: an ICMP error about our SYN (quoted seq in [snd_una, snd_nxt])
+    /// is a hard error in SYN_SENT, mapped by `icmp_err_convert`.
     mutating func icmpError(_ v: IPv4PacketView, now: Instant, device: String? = nil) -> [Action] {
         guard let msg = try? ICMPv4Message.parse(v.payload), let q = msg.quote, q.header.proto == 6,
               let ports = q.tcpPorts, let seq = q.tcpSeq else { return [] }

@@ -17,9 +17,10 @@ extension RoutingSnapshot {
         let routes = try socket.routes.list()
         let rules = try socket.rules.list()
         var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh", "net.ipv4.fib_multipath_hash_seed"]
-        // Per-device IPv4 conf (and `all`): output lookups read the first two, input lookups (`iif`) the rest.
+        // Per-device IPv4 conf (and `all`): output lookups read the first two, input lookups (`iif`) the next six, and
+        // the connect engine `accept_source_route` (whether a reply carrying a source route is taken in).
         let conf = ["ignore_routes_with_linkdown", "route_localnet", "forwarding", "rp_filter", "accept_local", "src_valid_mark",
-                    "send_redirects", "bc_forwarding"]
+                    "send_redirects", "bc_forwarding", "accept_source_route"]
         for d in ["all"] + links.map(\.name) { for c in conf { keys.append("net/ipv4/conf/\(d)/\(c)") } }
         let values: [String: String] = try namespace.run {
             var v: [String: String] = [:]

@@ -102,8 +102,9 @@ public struct RouteComparison: Sendable {
         RouteAnswer(source: r.source.description, dev: r.device, gateway: r.gateway?.description, table: r.table, error: nil)
     }
 
-    static func decide(_ e: RouteAnswer, _ candidates: [RouteAnswer], _ k: RouteAnswer, candidateErrors: [String] = []) -> Bool {
-        if let ke = k.error, e.error == nil, candidateErrors.contains(ke) { return true }
+    /// The kernel's answer is the engine's, or one of the candidates (an equal-cost leg, or the error one leg gives).
+    static func decide(_ e: RouteAnswer, _ candidates: [RouteAnswer], _ k: RouteAnswer) -> Bool {
+        if let ke = k.error, e.error == nil, candidates.contains(where: { $0.error == ke }) { return true }
         if e.error != nil || k.error != nil { return e.error == k.error }
         return candidates.contains { c in
             c.source == k.source && c.dev == k.dev && c.gateway == k.gateway && (c.table == nil || k.table == nil || c.table == k.table)
@@ -121,10 +122,12 @@ public struct RouteComparison: Sendable {
                            connect: Bool) throws -> RouteComparison {
         let names = Dictionary(resolver.snapshot.links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
         let index = Dictionary(resolver.snapshot.links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
+        /// 0 for none, -1 for a device the namespace does not have (the kernel answers ENODEV).
+        func ifindex(_ device: String?) -> Int32 { device.map { index[$0] ?? -1 } ?? 0 }
         func kernelGet(_ q: RouteQuery) -> RouteAnswer {
-            switch socket.routeGet(destination: q.destination, source: q.source, outputIndex: q.device.flatMap { index[$0] } ?? (q.device == nil ? 0 : -1),
-                                   inputIndex: q.inputDevice.flatMap { index[$0] } ?? (q.inputDevice == nil ? 0 : -1), mark: q.mark, tos: q.tos, uid: q.uid, proto: q.proto, sourcePort: q.sourcePort,
-                                   destinationPort: q.destinationPort) {
+            switch socket.routeGet(destination: q.destination, source: q.source, outputIndex: ifindex(q.device),
+                                   inputIndex: ifindex(q.inputDevice), mark: q.mark, tos: q.tos, uid: q.uid, proto: q.proto,
+                                   sourcePort: q.sourcePort, destinationPort: q.destinationPort) {
             case .success(let a):
                 return RouteAnswer(source: a.source?.description, dev: names[a.device], gateway: a.gateway?.description,
                                    table: a.table, error: nil)
@@ -159,11 +162,9 @@ public struct RouteComparison: Sendable {
             case .failure(let err): fast = RouteAnswer(error: name(err))
             }
             let trace = fast == e ? d.trace : d.trace + ["the untraced lookup (the engine's) answered otherwise: \(fast)"]
-            let errs = d.candidateErrors.map(name)
-            var all = c
-            if c.count > 1 || !errs.isEmpty { all += Set(errs).sorted().map { RouteAnswer(error: $0) } }
+            let all = c + Set(d.candidateErrors.map(name)).sorted().map { RouteAnswer(error: $0) }
             return RouteComparison(query: query, connect: false, engine: e, candidates: all, kernel: k,
-                                   agree: fast == e && decide(e, c, k, candidateErrors: errs), trace: trace)
+                                   agree: fast == e && decide(e, all, k), trace: trace)
         }
         // Kernel: a real non-blocking connect with the same options; getsockname gives the source and port, and the
         // egress is what RTM_GETROUTE says for that 4-tuple (connect's lookup #3).

@@ -34,6 +34,12 @@ public struct FibResolver: RouteResolver, Sendable {
     var mergedSlots: [Int] = []
     var mergedLengths: [Int] = []
     let loopbackIndex: Int32
+    /// `net->ipv4.fib_has_custom_local_routes`: a route added to the local table from user space (not by the kernel
+    /// for an address), which makes `fib_validate_source` look an input source up in full.
+    let hasCustomLocalRoutes: Bool
+    /// `fib_rules_require_fldissect`: a rule tests the protocol or ports and does not only apply to local output; an
+    /// input lookup then sees the packet's protocol and ports, otherwise they are 0.
+    let rulesRequireFlowDissect: Bool
 
     /// The equal-cost leg to answer when a lookup has several (by device and next hop): the kernel's multipath hash
     /// is unseen, so a driver that saw which leg the kernel took can ask the engine to take the same one. Nil: the
@@ -69,6 +75,8 @@ public struct FibResolver: RouteResolver, Sendable {
             sys["net.ipv4.conf.all.ignore_routes_with_linkdown"] == "1" || sys["net.ipv4.conf.\($0.name).ignore_routes_with_linkdown"] == "1"
         }.map(\.index))
         loopbackIndex = snapshot.links.first { $0.flags & 0x8 != 0 }?.index ?? 1    // IFF_LOOPBACK
+        hasCustomLocalRoutes = snapshot.routes.contains { $0.type == .local && $0.proto != 2 }
+        rulesRequireFlowDissect = customRules && rs.contains { r in r.iif != "lo" && (r.ipproto != nil || r.sport != nil || r.dport != nil) }
         let seed = sys["net.ipv4.fib_multipath_hash_seed"].flatMap { UInt32($0) } ?? 0
         let policy = sys["net.ipv4.fib_multipath_hash_policy"].flatMap { Int($0) } ?? 0
         multipathHash = seed != 0 && policy <= 1 && sys["net.ipv4.fib_multipath_use_neigh"] != "1" ? (seed, policy) : nil

@@ -29,15 +29,13 @@ extension FibResolver {
                          bcForwarding: value("all", "bc_forwarding", 0) != 0 && value(dev.name, "bc_forwarding", 0) != 0)
     }
 
-    /// A route added to the local table from user space (not by the kernel for an address):
-    /// `net->ipv4.fib_has_custom_local_routes`, which makes `fib_validate_source` look the source up in full.
-    var hasCustomLocalRoutes: Bool { snapshot.routes.contains { $0.type == .local && $0.proto != 2 } }
-
-    /// `fib_rules_require_fldissect`: a rule tests the protocol or ports and does not only apply to local output. Then
-    /// an input lookup sees the packet's protocol and ports (the flow dissector finds ports in TCP and UDP only);
-    /// otherwise they are 0.
-    var rulesRequireFlowDissect: Bool {
-        customRules && rules.contains { r in r.iif != "lo" && (r.ipproto != nil || r.sport != nil || r.dport != nil) }
+    /// The packet's protocol and ports as an input lookup's flow carries them (`fib4_rules_early_flow_dissect`): only
+    /// when a rule needs them, and ports only for TCP and UDP (the flow dissector finds none in other protocols).
+    /// `reversed` for `__fib_validate_source`'s lookup back to the source.
+    func dissected(_ flow: Flow, reversed: Bool = false) -> (proto: UInt8, sport: UInt16, dport: UInt16) {
+        guard rulesRequireFlowDissect else { return (0, 0, 0) }
+        guard flow.proto == 6 || flow.proto == 17 else { return (flow.proto, 0, 0) }
+        return reversed ? (flow.proto, flow.destinationPort, flow.sourcePort) : (flow.proto, flow.sourcePort, flow.destinationPort)
     }
 
     /// The answer for a packet from `flow.source` to `flow.destination` arriving on `inputDevice`, with its trace.
@@ -106,12 +104,10 @@ extension FibResolver {
         } else if saddr.isLoopback, !routeLocalnet(dev.index) {
             return fail(.invalidArgument, "martian source \(saddr) (loopback, route_localnet off): EINVAL")
         }
-        let dissect = rulesRequireFlowDissect
-        let ports = dissect && (flow.proto == 6 || flow.proto == 17)
+        let l4 = dissected(flow)
         let key = Key(daddr: daddr, saddr: saddr, oif: 0, iif: dev.index, mark: flow.mark, tos: flow.tos & 0xfc, scope: 0,
-                      proto: dissect ? flow.proto : 0, sport: ports ? flow.sourcePort : 0, dport: ports ? flow.destinationPort : 0,
-                      uid: 0)
-        trace.add("input from \(saddr) on \(dev.name): fib_lookup with iif \(dev.name), uid 0\(dissect ? "" : ", no protocol or ports (no rule needs them)")")
+                      proto: l4.proto, sport: l4.sport, dport: l4.dport, uid: 0)
+        trace.add("input from \(saddr) on \(dev.name): fib_lookup with iif \(dev.name), uid 0\(rulesRequireFlowDissect ? "" : ", no protocol or ports (no rule needs them)")")
         let res: FibResult
         switch fibLookup(key, trace: &trace) {
         case .failure(let e):
@@ -192,11 +188,9 @@ extension FibResolver {
                 return .success(())
             }
         }
-        let dissect = rulesRequireFlowDissect
-        let ports = dissect && (flow.proto == 6 || flow.proto == 17)
+        let l4 = dissected(flow, reversed: true)
         let k = Key(daddr: src, saddr: dst, oif: 0, iif: oif != 0 ? oif : loopbackIndex, mark: conf.srcValidMark ? flow.mark : 0,
-                    tos: flow.tos & 0xfc, scope: 0, proto: dissect ? flow.proto : 0,
-                    sport: ports ? flow.destinationPort : 0, dport: ports ? flow.sourcePort : 0, uid: 0)
+                    tos: flow.tos & 0xfc, scope: 0, proto: l4.proto, sport: l4.sport, dport: l4.dport, uid: 0)
         var quiet = Tracer(false)
         guard case .success(let res) = fibLookup(k, trace: &quiet) else {
             if rpf != 0 { trace.add("fib_validate_source: no route back to \(src) (rp_filter \(rpf)): refused"); return .failure(.invalidArgument) }
