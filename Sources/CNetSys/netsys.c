@@ -26,10 +26,49 @@ int netsys_make_rshared(const char *path) {
 int netsys_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 int netsys_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
 
+#include <stdio.h>
+#include <string.h>
+static int write_all(int fd, const char *text) {
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0) { if (errno == EINTR) continue; return -1; }
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+int netsys_create_with_text(const char *dir, const char *name, const char *text) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -1;
+    int fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        int rc = write_all(fd, text);
+        if (rc == 0) rc = linkat(AT_FDCWD, proc, dfd, name, AT_SYMLINK_FOLLOW);
+        int e = errno;
+        close(fd);
+        close(dfd);
+        errno = e;
+        return rc;
+    }
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) { int e = errno; close(dfd); errno = e; return -1; }
+    fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) { int e = errno; close(dfd); errno = e; return -1; }
+    int rc = write_all(fd, text);
+    int e = errno;
+    close(fd);
+    if (rc != 0) unlinkat(dfd, name, 0);
+    close(dfd);
+    errno = e;
+    return rc;
+}
+
 int netsys_umount_detach(const char *path) { return umount2(path, MNT_DETACH); }
 
 int netsys_exec_in_netns(const char *nspath, char *const argv[]) {
-    int fd = open(nspath, O_RDONLY | O_CLOEXEC);
+    int fd = open(nspath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return -1;
     if (setns(fd, CLONE_NEWNET) != 0) { int e = errno; close(fd); errno = e; return -1; }
     close(fd);

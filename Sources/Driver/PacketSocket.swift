@@ -31,7 +31,9 @@ public final class PacketSocket: @unchecked Sendable {
     public init(in namespace: NetworkNamespace, filter: BPFProgram, receiveBuffer: Int32 = 4 << 20) throws {
         self.namespace = namespace
         // Protocol 0 at socket(): nothing is queued until bind() names ETH_P_ALL, after the filter is in place.
-        fd = try namespace.run { () throws(DriverError) -> Int32 in
+        // Configured through a local first and stored last: the fd has one owner at every moment (this init until
+        // it is stored, deinit afterwards), so a failure closes it exactly once.
+        let fd = try namespace.run { () throws(DriverError) -> Int32 in
             try sys("socket(AF_PACKET, SOCK_RAW) in \(namespace.name)") {
                 socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             }
@@ -53,6 +55,7 @@ public final class PacketSocket: @unchecked Sendable {
             close(fd)
             throw error
         }
+        self.fd = fd
     }
 
     deinit { close(fd) }

@@ -10,38 +10,73 @@ public struct UpSummary: Sendable {
     public var seconds: Double
 }
 
+/// What `down` did.
+public struct DownReport: Sendable {
+    /// Namespaces deleted.
+    public var deleted: [String] = []
+    /// Namespaces (or files) under the lab's names that were left alone, each with why.
+    public var leftAlone: [(name: String, why: String)] = []
+    /// Processes that were running inside the lab's namespaces and were ended.
+    public var processesEnded = 0
+    /// Set when the journal was unreadable and the namespaces were found by netlab's mark instead.
+    public var journalProblem: String?
+    /// Whether the lab had a journal (or a damaged one): false means it was not up.
+    public var wasUp = false
+}
+
 /// Brings labs up and down. Each step goes through the netlink layer; nothing shells out.
+///
+/// Ownership: every namespace `up` makes carries netlab's mark (`lo`'s alias, set before the namespace is pinned)
+/// and has its identity recorded in the journal; rollback and `down` delete a namespace only when its identity (or,
+/// if it was never recorded, its mark) proves this lab made it. A lab's operations hold its `LabLock`.
 public enum LabController {
     /// Called with a phase name, the number of objects done in it and the total.
     public typealias Progress = (_ phase: String, _ done: Int, _ total: Int) -> Void
+    /// Called once when another process holds the lab's lock and this one waits for it.
+    public typealias Waiting = (LabLock.Holder) -> Void
 
-    /// `netlab up`: journal, namespaces, links, addresses, sysctls, routes, rules. Any failure rolls back everything
-    /// made so far and throws the kernel's error at the file position of the object it refused.
+    /// `netlab up`: journal, namespaces, links, addresses, sysctls, routes, rules. Any failure rolls back exactly what
+    /// this call made and throws the kernel's error at the file position of the object it refused.
     @discardableResult
-    public static func up(_ topology: Topology, progress: Progress? = nil) throws -> UpSummary {
+    public static func up(_ topology: Topology, progress: Progress? = nil, waiting: Waiting? = nil) throws -> UpSummary {
         let start = Date()
+        let lab = topology.lab
+        guard LabNames.isLab(lab) else { throw LabError.journal(.badLabName(lab)) }
         let plan = LabPlan(topology)
-        if let j = try? Journal.read(lab: topology.lab) { throw LabError.alreadyUp(lab: topology.lab, journal: j) }
-        for ns in plan.namespaces where NetworkNamespace(named: ns.name).exists {
-            throw LabError.namespaceTaken(lab: topology.lab, namespace: ns.name)
+        for ns in plan.namespaces where !(NetworkNamespace.isValidName(ns.name) && LabNames.namespace(ns.name, belongsTo: lab)) {
+            throw LabError.system("namespace name \"\(ns.name)\" is not one of lab \(lab)'s (node names: \(LabNames.nodeRule))")
         }
-        var journal = Journal(lab: topology.lab, file: absolute(topology.file), source: topology.source, state: .applying,
+        let lock = try LabLock.acquire(lab: lab, command: "up", waiting: waiting)
+        defer { lock.release() }
+        var journal = Journal(lab: lab, file: absolute(topology.file), source: topology.source, state: .applying,
                               phase: "namespaces", pid: getpid(), started: start, namespaces: plan.namespaces.map(\.name))
-        try journal.write()
+        try DirectoryLock.with {
+            do {
+                if let j = try Journal.read(lab: lab) { throw LabError.alreadyUp(lab: lab, journal: j) }
+            } catch let e as JournalError { throw LabError.journal(e) }
+            if let other = Journal.labs().first(where: { $0 != lab && LabNames.mayClash($0, lab) }) {
+                throw LabError.nameClash(lab: lab, other: other)
+            }
+            for ns in plan.namespaces where NetworkNamespace(named: ns.name).exists {
+                throw LabError.namespaceTaken(lab: lab, namespace: ns.name)
+            }
+            try journal.write(source: true)
+        }
+        var builder = Builder(plan: plan, progress: progress, mark: journal.mark)
         do {
-            var builder = Builder(plan: plan, progress: progress)
-            try builder.build { phase in
+            try builder.build { phase, made in
                 journal.phase = phase
+                journal.made = made
                 try journal.write()
             }
-            builder.close()
             journal.state = .up
             journal.phase = "done"
+            journal.made = builder.made
             try journal.write()
         } catch {
-            progress?("rollback", 0, plan.namespaces.count)
-            for ns in plan.namespaces { try? NetworkNamespace.delete(named: ns.name) }
-            Journal.remove(lab: topology.lab)
+            progress?("rollback", 0, builder.made.count)
+            for m in builder.made { _ = try? NetworkNamespace.delete(named: m.name, expecting: m.identity) }
+            Journal.remove(lab: lab)
             throw error
         }
         let c = plan.counts
@@ -49,23 +84,86 @@ public enum LabController {
                          namespaces: plan.namespaces.count, seconds: Date().timeIntervalSince(start))
     }
 
-    /// `netlab down LAB`: delete every namespace the journal names, then the journal. Idempotent.
-    /// Returns the namespaces that existed and were deleted.
+    /// `netlab down LAB`: end the processes inside the lab's namespaces, delete the namespaces this lab made (proved
+    /// by identity or mark; anything else under its names is left alone and reported), then the journal. Idempotent.
+    /// With an unreadable journal, the lab's namespaces are found by their mark. SIGINT/SIGTERM stop it between
+    /// namespaces (`LabError.interrupted`), keeping the journal so a second `down` finishes.
     @discardableResult
-    public static func down(lab: String) throws -> [String] {
-        guard var journal = try Journal.read(lab: lab) else { return [] }
-        journal.state = .tearingDown
-        try? journal.write()
-        var deleted: [String] = []
-        for name in journal.namespaces {
-            let ns = NetworkNamespace(named: name)
-            if ns.exists {
-                try NetworkNamespace.delete(named: name)
-                deleted.append(name)
+    public static func down(lab: String, waiting: Waiting? = nil) throws -> DownReport {
+        guard LabNames.isLab(lab) else { throw LabError.journal(.badLabName(lab)) }
+        let lock = try LabLock.acquire(lab: lab, command: "down", waiting: waiting)
+        defer { lock.release() }
+        var report = DownReport()
+        var doomed: [(name: String, identity: NetworkNamespace.Identity)] = []
+        let journal: Journal?
+        do { journal = try Journal.read(lab: lab) } catch {
+            guard case .corrupt(_, let path, let why) = error else { throw LabError.journal(error) }
+            journal = nil
+            report.journalProblem = "\(path) is unreadable (\(why)); found the lab's namespaces by netlab's mark instead"
+        }
+        if var j = journal {
+            report.wasUp = true
+            j.state = .tearingDown
+            try? j.write()
+            let made = Dictionary(j.made.map { ($0.name, $0.identity) }, uniquingKeysWith: { a, _ in a })
+            for name in j.namespaces {
+                let ns = NetworkNamespace(named: name)
+                guard let id = ns.identity else {
+                    if ns.placeholderText == j.mark {
+                        // Created by this `up`, which was killed before mounting the namespace on it.
+                        if try NetworkNamespace.delete(named: name) { report.deleted.append(name) }
+                    } else if ns.exists { report.leftAlone.append((name, placeholderNote(name))) }
+                    continue
+                }
+                if let m = made[name] {
+                    if m == id { doomed.append((name, id)) } else {
+                        report.leftAlone.append((name, "not the namespace this lab made (it was deleted and made again by someone else)"))
+                    }
+                } else if hasMark(ns, exactly: j.mark) {
+                    doomed.append((name, id))   // made, not yet recorded when `up` was killed
+                } else {
+                    report.leftAlone.append((name, "exists but lab \(lab) never made it (no netlab mark of this `up`)"))
+                }
+            }
+        } else if report.journalProblem != nil {
+            report.wasUp = true
+            for name in NetworkNamespace.list() where LabNames.namespace(name, belongsTo: lab) {
+                let ns = NetworkNamespace(named: name)
+                guard let id = ns.identity else {
+                    if ns.placeholderText?.hasPrefix(Journal.markPrefix(lab: lab)) == true {
+                        if try NetworkNamespace.delete(named: name) { report.deleted.append(name) }
+                    } else { report.leftAlone.append((name, placeholderNote(name))) }
+                    continue
+                }
+                if hasMark(ns, prefix: Journal.markPrefix(lab: lab)) { doomed.append((name, id)) } else {
+                    report.leftAlone.append((name, "has no netlab mark of lab \(lab)"))
+                }
+            }
+        } else {
+            Journal.remove(lab: lab)   // stale temp files only
+            return report
+        }
+        report.processesEnded = ProcessReaper.end(in: Set(doomed.map(\.identity)))
+        for d in doomed {
+            if let s = Interrupts.signal { throw LabError.interrupted(signal: s) }
+            if try NetworkNamespace.delete(named: d.name, expecting: d.identity) { report.deleted.append(d.name) } else {
+                report.leftAlone.append((d.name, "replaced while `down` ran"))
             }
         }
         Journal.remove(lab: lab)
-        return deleted
+        return report
+    }
+
+    static func placeholderNote(_ name: String) -> String {
+        "\(NetworkNamespace.directory)/\(name) is not a namespace (an empty file an interrupted `ip netns add` or `netlab up` left); netlab cannot tell who made it: `rm \(NetworkNamespace.directory)/\(name)` if nobody is creating it"
+    }
+
+    /// Whether the namespace's `lo` carries netlab's mark: exactly `mark`, or any mark starting with `prefix`.
+    static func hasMark(_ ns: NetworkNamespace, exactly mark: String? = nil, prefix: String? = nil) -> Bool {
+        guard let alias = try? ns.run({ try NetlinkSocket().links.alias(index: 1) }) ?? nil else { return false }
+        if let mark { return alias == mark }
+        if let prefix { return alias.hasPrefix(prefix) }
+        return false
     }
 
     static func absolute(_ path: String) -> String {
@@ -73,17 +171,54 @@ public enum LabController {
     }
 }
 
-/// One `up` in progress: the namespaces' fds and sockets, and each namespace's ifindex by name.
+/// Ends the processes running inside given namespaces (as `down` must: a process keeps its namespace alive after
+/// the name is gone). Found through `/proc/PID/ns/net`, whose identity is the namespace's; ended by pid, SIGTERM
+/// first, SIGKILL after a second.
+enum ProcessReaper {
+    static func pids(in namespaces: Set<NetworkNamespace.Identity>) -> [Int32] {
+        guard !namespaces.isEmpty, let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        let me = getpid()
+        var out: [Int32] = []
+        for e in entries {
+            guard let pid = Int32(e), pid != me else { continue }
+            var st = stat()
+            guard stat("/proc/\(e)/ns/net", &st) == 0 else { continue }
+            if namespaces.contains(.init(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))) { out.append(pid) }
+        }
+        return out
+    }
+
+    /// Returns how many processes were ended.
+    static func end(in namespaces: Set<NetworkNamespace.Identity>) -> Int {
+        let found = pids(in: namespaces)
+        guard !found.isEmpty else { return 0 }
+        for p in found { kill(p, SIGTERM) }
+        for signal in [SIGKILL, 0] {
+            let deadline = Date().addingTimeInterval(1)
+            while Date() < deadline, !pids(in: namespaces).isEmpty { usleep(10_000) }
+            if signal != 0 { for p in pids(in: namespaces) { kill(p, signal) } }
+        }
+        return found.count
+    }
+}
+
+/// One `up` in progress: the namespaces it made (with their identities), a bounded set of open namespace handles,
+/// and each namespace's ifindex by name.
 struct Builder {
     let plan: LabPlan
     let progress: LabController.Progress?
-    var fds: [String: FileDescriptor] = [:]
-    var sockets: [String: NetlinkSocket] = [:]
+    /// The alias every namespace's `lo` gets before the namespace is pinned: the proof it is this `up`'s.
+    let mark: String
+    /// Namespaces made so far, in the order they were made: all rollback and `down` may delete.
+    var made: [Journal.Made] = []
+    let handles: NamespaceHandles
     var index: [String: [String: Int32]] = [:]
 
-    init(plan: LabPlan, progress: LabController.Progress?) {
+    init(plan: LabPlan, progress: LabController.Progress?, mark: String) {
         self.plan = plan
         self.progress = progress
+        self.mark = mark
+        handles = NamespaceHandles()
     }
 
     var file: String { plan.topology.file }
@@ -93,51 +228,72 @@ struct Builder {
         return LabError.rejected(file: file, location: at, object: object, error: e, hint: hint)
     }
 
-    mutating func close() {
-        for fd in fds.values { try? fd.close() }
-        fds = [:]
-        sockets = [:]
-    }
+    func close() { handles.closeAll() }
 
     func ns(_ node: Node) -> String { plan.topology.namespace(of: node.name) }
+    func socket(_ ns: String) throws -> NetlinkSocket { try handles.get(ns).socket }
+    func fd(_ ns: String) throws -> Int32 { try handles.get(ns).fd.rawValue }
 
     /// Stop between steps when SIGINT/SIGTERM arrived (see `Interrupts.trap`); the caller rolls back.
     static func checkInterrupt() throws {
         if let s = Interrupts.signal { throw LabError.interrupted(signal: s) }
     }
 
-    mutating func build(phase report: (String) throws -> Void) throws {
+    /// Build the lab; `report` is called at the start of each phase after the first with the namespaces made.
+    mutating func build(phase report: (_ phase: String, _ made: [Journal.Made]) throws -> Void) throws {
         defer { close() }
-        func phase(_ p: String) throws {
+        func phase(_ p: String, _ made: [Journal.Made]) throws {
             try Builder.checkInterrupt()
-            try report(p)
+            try report(p, made)
         }
         let topo = plan.topology
-        // Namespaces, on a few dedicated threads in parallel. Each thread, while inside the new namespace, opens its
-        // netlink socket, brings lo up and writes the node-wide sysctls; conf/default is set before any interface
-        // exists, so the interfaces made next inherit it, as the kernel does for every new device.
+        // Namespaces, on a few dedicated threads in parallel. Each thread, while inside the new namespace and before
+        // pinning it, opens its netlink socket, marks lo (netlab's ownership mark) and brings it up; then writes the
+        // node-wide sysctls; conf/default is set before any interface exists, so the interfaces made next inherit it,
+        // as the kernel does for every new device. The first handles are kept open for the next phases, the rest are
+        // closed at once so descriptors do not grow with the lab.
         let count = plan.namespaces.count
-        let results = UncheckedResults<(FileDescriptor, NetlinkSocket)>(count)
+        let results = UncheckedResults<(NetworkNamespace.Identity, FileDescriptor?, NetlinkSocket?)>(count)
         let planned = plan.namespaces
         let early: [[Sysctl]] = planned.map { ns in ns.node.flatMap { topo.node($0) }.map(LabPlan.earlySysctls) ?? [] }
-        let made = Counter()
+        let finished = Counter()
+        let keep = handles.capacity
+        let mark = self.mark
         // Two threads: more only contend for rtnl (measured with scripts/bench-up).
         DedicatedThread.forEach(count, threads: 2) { i in
+            if Interrupts.signal != nil { return }
             let ns = planned[i]
             results.set(i, Result {
-                let n = try NetworkNamespace.createHere(named: ns.name)
-                let fd = try n.open()
-                let s = try NetlinkSocket()
-                try s.links.set(index: 1, name: "lo", up: true)
-                for sysctl in early[i] { try Sysctls.write(sysctl.key, sysctl.value) }
-                return (fd, s)
+                var s: NetlinkSocket?
+                let n = try NetworkNamespace.createHere(named: ns.name, mark: mark) { () throws(NetlinkError) in
+                    let sock = try NetlinkSocket()
+                    try sock.links.set(index: 1, name: "lo", up: true, alias: mark)
+                    s = sock
+                }
+                guard let id = n.identity else {
+                    throw NetlinkError(operation: "ip netns add \(ns.name)", errno: .noSuchFileOrDirectory,
+                                       kernelMessage: "the namespace vanished as it was made")
+                }
+                do {
+                    for sysctl in early[i] { try Sysctls.write(sysctl.key, sysctl.value) }
+                    if i < keep { return (id, try n.open(), s) }
+                    return (id, nil, nil)
+                } catch {
+                    // Made and pinned: record it, so rollback deletes it.
+                    throw Pending(identity: id, error: error)
+                }
             })
-            progress?("namespaces", made.increment(), count)
+            progress?("namespaces", finished.increment(), count)
         }
         var firstError: (Int, Error)?
         for i in 0..<count {
             switch results.get(i) {
-            case .success(let (fd, s)): fds[planned[i].name] = fd; sockets[planned[i].name] = s
+            case .success(let (id, fd, s)):
+                self.made.append(Journal.Made(name: planned[i].name, identity: id))
+                if let fd, let s { handles.insert(planned[i].name, fd: fd, socket: s) }
+            case .failure(let e as Pending):
+                self.made.append(Journal.Made(name: planned[i].name, identity: e.identity))
+                if firstError == nil { firstError = (i, e.error) }
             case .failure(let e): if firstError == nil { firstError = (i, e) }
             case nil: break
             }
@@ -148,24 +304,25 @@ struct Builder {
             throw rejected(at, "namespace \(planned[i].name)", error)
         }
         // Links: veth pairs created with each end in its namespace, bridges, standalone devices.
-        try phase("links")
+        try phase("links", self.made)
         for (k, v) in plan.veths.enumerated() {
             do {
-                try sockets[v.namespace]!.links.addVeth(name: v.name, namespace: fds[v.namespace]!.rawValue,
-                                                        peer: v.peerName, peerNamespace: fds[v.peerNamespace]!.rawValue,
+                let a = try fd(v.namespace), b = try fd(v.peerNamespace)
+                try socket(v.namespace).links.addVeth(name: v.name, namespace: a,
+                                                        peer: v.peerName, peerNamespace: b,
                                                         mtu: v.mtu)
             } catch { throw rejected(v.location, v.label, error) }
             progress?("links", k + 1, plan.veths.count)
             try Builder.checkInterrupt()
         }
         for b in plan.bridges {
-            do { try sockets[b.namespace]!.links.add(name: b.name, kind: "bridge") } catch {
+            do { try socket(b.namespace).links.add(name: b.name, kind: "bridge") } catch {
                 throw rejected(b.location, "LAN segment bridge", error)
             }
         }
         for d in plan.devices {
-            do { try sockets[d.namespace]!.links.add(name: d.name, kind: d.kind.rawValue) } catch {
-                let missing = error.errno == .notSupported
+            do { try socket(d.namespace).links.add(name: d.name, kind: d.kind.rawValue) } catch {
+                let missing = (error as? NetlinkError)?.errno == .notSupported
                 throw rejected(d.location, "interface \(d.name) of type \(d.kind.rawValue)", error,
                                hint: missing ? "this kernel has no \"\(d.kind.rawValue)\" driver; use a veth link (`links:`) instead" : nil)
             }
@@ -173,17 +330,18 @@ struct Builder {
         progress?("link index", 0, plan.namespaces.count)
         var down: [String: [LinkInfo]] = [:]   // devices created down (veth peers, bridges, standalone devices)
         for ns in plan.namespaces {
-            let links = try sockets[ns.name]!.links.list()
+            try Builder.checkInterrupt()
+            let links = try socket(ns.name).links.list()
             index[ns.name] = Dictionary(links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
             down[ns.name] = links.filter { !$0.isUp }
         }
         for b in plan.bridges {
-            let s = sockets[b.namespace]!, idx = index[b.namespace]!
+            let s = try socket(b.namespace), idx = index[b.namespace]!
             for p in b.ports { try s.links.set(index: idx[p]!, name: p, master: idx[b.name]!) }
         }
         for node in topo.nodes {
             for i in node.interfaces where i.mtu != nil {
-                do { try sockets[ns(node)]!.links.set(index: index[ns(node)]![i.name]!, name: i.name, mtu: i.mtu) } catch {
+                do { try socket(ns(node)).links.set(index: index[ns(node)]![i.name]!, name: i.name, mtu: i.mtu) } catch {
                     throw rejected(i.location, "mtu \(i.mtu!) of \(node.name):\(i.name)", error)
                 }
             }
@@ -191,15 +349,16 @@ struct Builder {
         // Everything up, lo included (a fresh namespace's lo is down).
         progress?("link up", 0, plan.namespaces.count)
         for ns in plan.namespaces {
-            let s = sockets[ns.name]!
+            try Builder.checkInterrupt()
+            let s = try socket(ns.name)
             for l in down[ns.name] ?? [] { try s.links.set(index: l.index, name: l.name, up: true) }
         }
         // Addresses, in declared order per interface.
-        try phase("addresses")
+        try phase("addresses", self.made)
         let totalAddresses = plan.counts.addresses
         var done = 0
         for node in topo.nodes {
-            let s = sockets[ns(node)]!, idx = index[ns(node)]!
+            let s = try socket(ns(node)), idx = index[ns(node)]!
             for i in node.interfaces {
                 for a in i.addresses {
                     do {
@@ -208,11 +367,12 @@ struct Builder {
                     } catch { throw rejected(a.location, "address \(a.text) on \(node.name):\(i.name)", error) }
                     done += 1
                     progress?("addresses", done, totalAddresses)
+                    try Builder.checkInterrupt()
                 }
             }
         }
         // Sysctls, on the namespace's own thread.
-        try phase("sysctls")
+        try phase("sysctls", self.made)
         for (k, node) in topo.nodes.enumerated() {
             let sysctls = LabPlan.lateSysctls(of: node)
             if sysctls.isEmpty { continue }
@@ -226,12 +386,13 @@ struct Builder {
                 }
             }
             progress?("sysctls", k + 1, topo.nodes.count)
+            try Builder.checkInterrupt()
         }
         // Routes, then rules.
-        try phase("routes")
+        try phase("routes", self.made)
         done = 0
         for node in topo.nodes {
-            let s = sockets[ns(node)]!, idx = index[ns(node)]!
+            let s = try socket(ns(node)), idx = index[ns(node)]!
             for r in node.routes {
                 do { try s.routes.add(KernelForm.route(r, index: idx), text: r.text) } catch {
                     throw rejected(r.location, "route \"\(r.text)\"", error)
@@ -241,16 +402,17 @@ struct Builder {
                 try Builder.checkInterrupt()
             }
         }
-        try phase("rules")
+        try phase("rules", self.made)
         done = 0
         for node in topo.nodes {
-            let s = sockets[ns(node)]!
+            let s = try socket(ns(node))
             for r in node.rules {
                 do { try s.rules.add(KernelForm.rule(r), text: r.text) } catch {
                     throw rejected(r.location, "rule \"\(r.text)\"", error)
                 }
                 done += 1
                 progress?("rules", done, plan.counts.rules)
+                try Builder.checkInterrupt()
             }
         }
         // Interfaces declared `up: false` go down last, once their addresses and routes are in: the kernel then
@@ -258,7 +420,7 @@ struct Builder {
         var peers: [(namespace: String, index: Int32)] = []
         for node in topo.nodes {
             for i in node.interfaces where !i.up {
-                do { try sockets[ns(node)]!.links.set(index: index[ns(node)]![i.name]!, name: i.name, up: false) } catch {
+                do { try socket(ns(node)).links.set(index: index[ns(node)]![i.name]!, name: i.name, up: false) } catch {
                     throw rejected(i.location, "setting \(node.name):\(i.name) down", error)
                 }
                 for l in topo.links where !l.isSegment && l.ends.contains(where: { $0.node == node.name && $0.interface == i.name }) {
@@ -278,9 +440,10 @@ struct Builder {
         guard !peers.isEmpty else { return }
         let deadline = ContinuousClock.now + .seconds(2)
         while ContinuousClock.now < deadline {
+            try Builder.checkInterrupt()
             var settled = true
             for p in peers {
-                guard let s = sockets[p.namespace] else { continue }
+                let s = try socket(p.namespace)
                 let running = try s.links.list().first { $0.index == p.index }.map { $0.flags & 0x40 != 0 } ?? false   // IFF_RUNNING
                 // Local-table routes are never marked (fib_sync_down_dev skips them).
                 let unmarked = try s.routes.list().contains { r in
@@ -338,6 +501,66 @@ public enum KernelForm {
         default: break
         }
         return k
+    }
+}
+
+/// A namespace that was made and pinned, then failed a later step of its creation (an early sysctl).
+struct Pending: Error {
+    var identity: NetworkNamespace.Identity
+    var error: Error
+}
+
+/// Open handles (an fd for IFLA_NET_NS_FD and a netlink socket) on a lab's namespaces, at most `capacity` at once:
+/// the least recently used are closed to open others, so a lab of 10,000 nodes needs no more descriptors than one
+/// of 100. The capacity follows the process's descriptor limit (whose soft value is first raised to the hard one).
+final class NamespaceHandles {
+    let capacity: Int
+    private var open: [String: (fd: FileDescriptor, socket: NetlinkSocket, used: Int)] = [:]
+    private var clock = 0
+
+    init() {
+        var lim = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        if lim.rlim_cur < lim.rlim_max {
+            var raised = lim
+            raised.rlim_cur = lim.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { lim = raised }
+        }
+        let soft = lim.rlim_cur == rlim_t.max ? 65536 : Int(min(lim.rlim_cur, 1 << 20))
+        // Two descriptors per handle; keep half the limit for everything else (captures, listeners, libraries).
+        capacity = max(4, min(1024, soft / 4))
+    }
+
+    func get(_ name: String) throws -> (fd: FileDescriptor, socket: NetlinkSocket) {
+        clock += 1
+        if var h = open[name] {
+            h.used = clock
+            open[name] = h
+            return (h.fd, h.socket)
+        }
+        let ns = NetworkNamespace(named: name)
+        let fd = try ns.open()
+        let socket: NetlinkSocket
+        do { socket = try NetlinkSocket(in: ns) } catch {
+            try? fd.close()
+            throw error
+        }
+        insert(name, fd: fd, socket: socket)
+        return (fd, socket)
+    }
+
+    func insert(_ name: String, fd: FileDescriptor, socket: NetlinkSocket) {
+        clock += 1
+        while open.count >= capacity, let victim = open.min(by: { $0.value.used < $1.value.used }) {
+            try? victim.value.fd.close()
+            open[victim.key] = nil
+        }
+        open[name] = (fd, socket, clock)
+    }
+
+    func closeAll() {
+        for h in open.values { try? h.fd.close() }
+        open = [:]
     }
 }
 

@@ -8,6 +8,13 @@ public enum LabError: Error, CustomStringConvertible {
     case alreadyUp(lab: String, journal: Journal)
     case namespaceTaken(lab: String, namespace: String)
     case notUp(lab: String)
+    /// Another process holds the lab's lock and the caller chose not to wait.
+    case busy(lab: String, holder: LabLock.Holder)
+    /// A lab whose namespace names could clash with this one's (`x` and `x-y`: node `y-z` of one and `z` of the other
+    /// are both `x-y-z`) is up.
+    case nameClash(lab: String, other: String)
+    /// The journal cannot be used.
+    case journal(JournalError)
     case system(String)
     /// SIGINT or SIGTERM arrived; what was made has been removed.
     case interrupted(signal: Int32)
@@ -24,7 +31,13 @@ public enum LabError: Error, CustomStringConvertible {
         case .namespaceTaken(let lab, let ns):
             return "namespace \(ns) already exists but lab \(lab) has no journal: netlab did not make it and will not touch it; delete it (`ip netns del \(ns)`) or rename the lab"
         case .notUp(let lab):
-            return "lab \(lab) is not up (no journal at \(Journal.path(lab: lab)))"
+            return "lab \(lab) is not up (no journal at \(Journal.directory)/\(lab).json)"
+        case .busy(let lab, let holder):
+            return "lab \(lab) is busy: \(holder) holds its lock (/run/netlab/\(lab).lock)"
+        case .nameClash(let lab, let other):
+            return "lab \(other) is up, and its namespaces and lab \(lab)'s could share names (\(other)-<node> and \(lab)-<node>); take \(other) down first or rename one of them so neither name followed by '-' starts the other"
+        case .journal(let e):
+            return e.description
         case .system(let s):
             return s
         case .interrupted(let sig):

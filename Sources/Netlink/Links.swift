@@ -43,8 +43,9 @@ public struct Links {
         try socket.call("ip link add \(name) type \(kind)") { rtnl_link_add($0, link, NLM_F_CREATE | NLM_F_EXCL) }
     }
 
-    /// `ip link set dev IFINDEX [up] [mtu N] [master M]`.
-    public func set(index: Int32, name: String, up: Bool? = nil, mtu: Int? = nil, master: Int32? = nil) throws(NetlinkError) {
+    /// `ip link set dev IFINDEX [up] [mtu N] [master M] [alias TEXT]`.
+    public func set(index: Int32, name: String, up: Bool? = nil, mtu: Int? = nil, master: Int32? = nil,
+                    alias: String? = nil) throws(NetlinkError) {
         let m = NetlinkMessage(type: attr(RTM_NEWLINK), flags: NLM_F_REQUEST | NLM_F_ACK)
         var ifi = ifinfomsg()
         ifi.ifi_family = UInt8(AF_UNSPEC)
@@ -56,11 +57,22 @@ public struct Links {
         m.append(ifi)
         if let mtu { m.put(attr(IFLA_MTU), u32: UInt32(mtu)) }
         if let master { m.put(attr(IFLA_MASTER), u32: UInt32(bitPattern: master)) }
+        if let alias { m.put(attr(IFLA_IFALIAS), string: alias) }
         var words = ["ip link set dev \(name)"]
         if let up { words.append(up ? "up" : "down") }
         if let mtu { words.append("mtu \(mtu)") }
         if let master { words.append("master \(master)") }
+        if let alias { words.append("alias \(alias)") }
         try socket.send(m, words.joined(separator: " "))
+    }
+
+    /// `ip -j link show dev IFINDEX | jq .[0].ifalias`: a device's alias (IFLA_IFALIAS), nil when it has none.
+    public func alias(index: Int32) throws(NetlinkError) -> String? {
+        var link: OpaquePointer?
+        try socket.call("ip link show dev \(index)") { rtnl_link_get_kernel($0, index, nil, &link) }
+        defer { if let link { rtnl_link_put(link) } }
+        guard let link, let a = rtnl_link_get_ifalias(link) else { return nil }
+        return String(cString: a)
     }
 
     /// `ip -j link show`: every device of the namespace.

@@ -25,7 +25,60 @@ public struct NetworkNamespace: Sendable, Hashable {
         return names.sorted()
     }
 
-    public var exists: Bool { access(path, F_OK) == 0 }
+    /// Whether `name` can name a pinned namespace: one path component under /run/netns (1-255 bytes, no `/`, no NUL,
+    /// not `.` or `..`). Every name that reaches a path goes through this, whoever gave it (a file, a journal, a flag).
+    public static func isValidName(_ name: String) -> Bool {
+        let u = name.utf8
+        return !u.isEmpty && u.count <= 255 && name != "." && name != ".." && !u.contains(0x2F) && !u.contains(0)
+    }
+
+    /// Throws unless `isValidName(name)`.
+    public static func validate(_ name: String) throws(NetlinkError) {
+        guard isValidName(name) else {
+            throw NetlinkError(operation: "namespace name \"\(name.debugDescription.dropFirst().dropLast())\"", errno: .invalidArgument,
+                               kernelMessage: "not a namespace name: use one file name under \(directory) (no '/', not '.' or '..')")
+        }
+    }
+
+    public var exists: Bool {
+        guard Self.isValidName(name) else { return false }
+        var st = stat()
+        return fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0
+    }
+
+    /// Which namespace this is, as the kernel names it: the nsfs device and inode behind the pinned file (what
+    /// `stat /run/netns/NAME` and `readlink /proc/PID/ns/net` show). Nil when nothing is pinned under the name, or
+    /// when the file is not a namespace (a placeholder left by a crash between creating the file and mounting).
+    public var identity: Identity? {
+        guard Self.isValidName(name) else { return nil }
+        var st = stat()
+        guard fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
+        var root = stat()
+        // A pinned namespace is a bind mount from nsfs, so its device differs from the directory's (tmpfs).
+        guard stat(Self.directory, &root) == 0, st.st_dev != root.st_dev else { return nil }
+        return Identity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    /// The text of the file pinned under the name when it is not a namespace (an unmounted placeholder): what
+    /// `createHere(mark:)` wrote into it; nil when it is a namespace, missing, not a small regular file, or a symlink.
+    public var placeholderText: String? {
+        guard Self.isValidName(name), identity == nil else { return nil }
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0, st.st_size <= 512 else { return nil }
+        var buf = [UInt8](repeating: 0, count: Int(st.st_size))
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        return n == buf.count ? String(decoding: buf, as: UTF8.self) : nil
+    }
+
+    /// The nsfs device and inode of a network namespace: equal for every file that refers to the same namespace.
+    public struct Identity: Sendable, Hashable, Codable {
+        public var device: UInt64
+        public var inode: UInt64
+        public init(device: UInt64, inode: UInt64) { self.device = device; self.inode = inode }
+    }
 
     /// `ip netns add NAME`: make /run/netns a shared mount, create the file exclusively, then on a dedicated thread
     /// unshare a new network namespace and bind-mount it there. On failure nothing is left behind.
@@ -36,21 +89,35 @@ public struct NetworkNamespace: Sendable, Hashable {
 
     /// Create the namespace from the calling thread, which is left inside it: for dedicated threads only (see
     /// `DedicatedThread`), so the caller can open sockets or write sysctls there before the thread ends.
-    public static func createHere(named name: String) throws(NetlinkError) -> NetworkNamespace {
+    /// `prepare` runs inside the new namespace before it is pinned (netlab marks its namespaces there, so that a
+    /// namespace found under the name always carries the mark); if it throws, nothing is pinned.
+    ///
+    /// `mark`, when given, is written into the file before the namespace is mounted over it: a file found unmounted
+    /// under the name (the creator was killed in between) then says who made it (`placeholderText`).
+    public static func createHere(named name: String, mark: String? = nil,
+                                  prepare: (() throws(NetlinkError) -> Void)? = nil) throws(NetlinkError) -> NetworkNamespace {
+        try validate(name)
         let ns = NetworkNamespace(named: name)
         let op = "ip netns add \(name)"
         try prepareDirectory()
-        let fd = Glibc.open(ns.path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
-        if fd < 0 {
+        // The placeholder the namespace is mounted on: created exclusively (EEXIST when the name is taken), with the
+        // mark inside from its first instant, so a creator killed at any point leaves either nothing or a file that
+        // says it is netlab's.
+        if netsys_create_with_text(directory, name, mark ?? "") != 0 {
             let e = Errno(rawValue: Glibc.errno)
             throw NetlinkError(operation: op, errno: e,
                                kernelMessage: e == .fileExists ? "namespace \(name) already exists" : nil)
         }
-        close(fd)
         if netsys_unshare_net() != 0 {
             let e = Errno(rawValue: Glibc.errno)
             unlink(ns.path)
             throw NetlinkError(operation: op + " (unshare)", errno: e)
+        }
+        if let prepare {
+            do { try prepare() } catch {
+                unlink(ns.path)
+                throw error
+            }
         }
         if netsys_bind_mount("/proc/thread-self/ns/net", ns.path) != 0 {
             let e = Errno(rawValue: Glibc.errno)
@@ -79,23 +146,32 @@ public struct NetworkNamespace: Sendable, Hashable {
 
     /// `ip netns del NAME`: detach the bind mount and remove the file. The kernel frees the namespace, and every
     /// device, address, route and rule in it, once nothing else holds it. Deleting a missing namespace is not an error.
-    public static func delete(named name: String) throws(NetlinkError) {
-        let path = "\(directory)/\(name)"
+    ///
+    /// With `expecting`, only the namespace with that identity is deleted: if the name now pins another namespace
+    /// (or a file that is not one), nothing is touched and `false` is returned.
+    @discardableResult
+    public static func delete(named name: String, expecting: Identity? = nil) throws(NetlinkError) -> Bool {
+        try validate(name)
+        let ns = NetworkNamespace(named: name)
+        if let expecting, ns.identity != expecting { return false }
+        let path = ns.path
         if netsys_umount_detach(path) != 0 {
             let e = Errno(rawValue: Glibc.errno)
-            if e == .noSuchFileOrDirectory { return }
+            if e == .noSuchFileOrDirectory { return true }
             // EINVAL: not a mount point (a crash between creating the file and mounting it): just remove the file.
             if e != .invalidArgument { throw NetlinkError(operation: "ip netns del \(name) (umount)", errno: e) }
         }
         if unlink(path) != 0 && Glibc.errno != ENOENT {
             throw NetlinkError(operation: "ip netns del \(name) (unlink)", errno: Errno(rawValue: Glibc.errno))
         }
+        return true
     }
 
     /// An fd on the namespace, for IFLA_NET_NS_FD and setns. The caller closes it.
     public func open() throws(NetlinkError) -> FileDescriptor {
+        try Self.validate(name)
         let p = path
-        let fd = try syscall("open \(p)") { Glibc.open(p, O_RDONLY | O_CLOEXEC) }
+        let fd = try syscall("open \(p)") { Glibc.open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
         return FileDescriptor(rawValue: fd)
     }
 

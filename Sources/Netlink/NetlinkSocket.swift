@@ -13,12 +13,17 @@ public final class NetlinkSocket: @unchecked Sendable {
     /// Opens a socket in the calling thread's namespace. Use `NetlinkSocket(in:)` for a named namespace.
     public init() throws(NetlinkError) {
         guard let s = nl_socket_alloc() else { throw NetlinkError(operation: "nl_socket_alloc", errno: .noMemory) }
-        sock = s
+        // One owner of the libnl socket at every moment: freed here if connecting fails (before `sock` is set, so this
+        // object is never fully initialised and its deinit never runs), by deinit afterwards. Setting `sock` first
+        // and then throwing made Swift run deinit too: a double nl_socket_free (SIGABRT in nl_cb_put) at the fd limit.
         let rc = nl_connect(s, NETLINK_ROUTE)
         if rc < 0 {
+            let e = Glibc.errno
+            let failure = NetlinkError(operation: "nl_connect NETLINK_ROUTE", errno: e != 0 ? Errno(rawValue: e) : nil, libnlCode: rc)
             nl_socket_free(s)
-            throw NetlinkError(operation: "nl_connect NETLINK_ROUTE", libnlCode: rc)
+            throw failure
         }
+        sock = s
         _ = nl_socket_set_buffer_size(s, 1 << 20, 1 << 20)
         // Read each reply in one recvmsg into a 64 KiB buffer instead of peeking at its size first.
         _ = nl_socket_set_msg_buf_size(s, 65536)

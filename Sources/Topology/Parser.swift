@@ -29,6 +29,35 @@ extension Topology {
 
 /// Names that become file names under /run/netns and parts of interface names: lower-case letters, digits and `-`,
 /// starting with a letter.
+/// The names that become file names under /run/netns and /run/netlab (labs, nodes), checked wherever they enter:
+/// a topology file, a journal, a command-line argument.
+public enum LabNames {
+    public static let labLimit = 20
+    public static let nodeLimit = 30
+    public static let labRule = "1-20 characters from a-z, 0-9 and '-', starting with a letter, not ending with '-'"
+    public static let nodeRule = "1-30 characters from a-z, 0-9 and '-', starting with a letter, not ending with '-'"
+
+    public static func isLab(_ s: String) -> Bool { isSafeName(s) && s.count <= labLimit }
+    public static func isNode(_ s: String) -> Bool { isSafeName(s) && s.count <= nodeLimit }
+
+    /// Whether `namespace` is one netlab names for lab `lab`: `<lab>-<node>` or a LAN segment's `<lab>_lan<N>`.
+    public static func namespace(_ namespace: String, belongsTo lab: String) -> Bool {
+        guard isLab(lab) else { return false }
+        if namespace.hasPrefix(lab + "-") { return isNode(String(namespace.dropFirst(lab.count + 1))) }
+        if namespace.hasPrefix(lab + "_lan") {
+            let n = namespace.dropFirst(lab.count + 4)
+            return !n.isEmpty && n.count <= 6 && n.allSatisfy { $0.isASCII && $0.isNumber }
+        }
+        return false
+    }
+
+    /// Two labs whose namespaces could share a name (`x` with node `y-z` and `x-y` with node `z` both give `x-y-z`):
+    /// one lab's name followed by `-` starts the other's. Such labs are never up at the same time.
+    public static func mayClash(_ a: String, _ b: String) -> Bool {
+        a == b || a.hasPrefix(b + "-") || b.hasPrefix(a + "-")
+    }
+}
+
 func isSafeName(_ s: String) -> Bool {
     guard let first = s.unicodeScalars.first, ("a"..."z").contains(first) else { return false }
     return s.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" } && !s.hasSuffix("-")
@@ -82,7 +111,7 @@ struct TopologyParser {
             switch key {
             case "lab":
                 guard let name = reader.scalar(value, "lab") else { break }
-                if !isSafeName(name) || name.count > 20 {
+                if !LabNames.isLab(name) {
                     reader.error(reader.textLocation(value),
                                  "lab name \"\(name)\" is unsafe as a file name under /run/netns",
                                  hint: "use 1-20 characters from a-z, 0-9 and '-', starting with a letter (namespaces are named <lab>-<node>)",
@@ -174,7 +203,7 @@ struct TopologyParser {
         if entries.isEmpty { reader.error(reader.location(node), "`nodes:` is empty", hint: "declare at least one node") }
         var nodes: [Node] = []
         for (name, at, value) in entries {
-            if !isSafeName(name) || name.count > 30 {
+            if !LabNames.isNode(name) {
                 reader.error(at, "node name \"\(name)\" is unsafe as a file name under /run/netns",
                              hint: "use 1-30 characters from a-z, 0-9 and '-', starting with a letter", length: name.count)
             }

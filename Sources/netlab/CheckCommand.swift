@@ -28,6 +28,9 @@ struct CheckCommand: ParsableCommand {
         }
         try Terminal.requireRoot("check")
         Interrupts.trap()
+        // The lab is this run's until it ends: no `up`, `down` or other `check` of it interleaves.
+        let lock = try LabLock.acquire(lab: topology.lab, command: "check", waiting: Terminal.waiting(topology.lab))
+        defer { lock.release() }
         var broughtUp = false
         if let j = try Journal.read(lab: topology.lab), j.state == .up {
             if j.source != topology.source {

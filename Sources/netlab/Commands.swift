@@ -23,7 +23,7 @@ struct Up: ParsableCommand {
             Terminal.progress(p, done, total)
         }
         do {
-            let s = try LabController.up(topology, progress: progress)
+            let s = try LabController.up(topology, progress: progress, waiting: Terminal.waiting(topology.lab))
             if !phase.isEmpty { spent.append((phase, Date().timeIntervalSince(phaseStart))) }
             if timings {
                 for (p, t) in spent {
@@ -38,6 +38,8 @@ struct Up: ParsableCommand {
             Terminal.error(e.description)
             if case .alreadyUp = e { throw ExitStatus.failed }
             if case .namespaceTaken = e { throw ExitStatus.failed }
+            if case .nameClash = e { throw ExitStatus.failed }
+            if case .journal = e { throw ExitStatus.failed }
             Terminal.note("nothing was left behind: every namespace made by this `up` was removed")
             if case .interrupted(let sig) = e { throw ExitCode(128 + sig) }
             throw ExitStatus.failed
@@ -57,13 +59,29 @@ struct Down: ParsableCommand {
 
     func run() throws {
         try Terminal.requireRoot("down")
+        Interrupts.trap()   // Ctrl-C stops between namespaces; the journal stays, so `down` again finishes
         let labs: [String]
         if all { labs = Journal.labs() } else { labs = [try labName(target!)] }
+        for lab in labs where !LabNames.isLab(lab) {
+            Terminal.error("\"\(lab)\" is not a lab name (\(LabNames.labRule))")
+            throw ExitStatus.badInput
+        }
         var failed = false
         for lab in labs {
             do {
-                let deleted = try LabController.down(lab: lab)
-                print(deleted.isEmpty ? "\(lab): nothing to remove" : "\(lab) down: removed \(deleted.count) namespaces")
+                let r = try LabController.down(lab: lab, waiting: Terminal.waiting(lab))
+                if let p = r.journalProblem { Terminal.note("\(lab): \(p)") }
+                if !r.wasUp {
+                    print("\(lab): nothing to remove")
+                } else {
+                    var line = "\(lab) down: removed \(r.deleted.count) namespace\(r.deleted.count == 1 ? "" : "s")"
+                    if r.processesEnded > 0 { line += ", ended \(r.processesEnded) process\(r.processesEnded == 1 ? "" : "es") running inside" }
+                    print(line)
+                }
+                for l in r.leftAlone { Terminal.note("  left \(l.name) alone: \(l.why)") }
+            } catch LabError.interrupted(let sig) {
+                Terminal.error("\(lab): interrupted; run `netlab down \(lab)` again to finish")
+                throw ExitCode(128 + sig)
             } catch {
                 Terminal.error("\(lab): \(error)")
                 failed = true
@@ -97,12 +115,20 @@ struct Status: ParsableCommand {
         try Terminal.requireRoot("status")
         let labs = lab.map { [$0] } ?? Journal.labs()
         var statuses: [LabStatus] = []
+        if let lab, !LabNames.isLab(lab) {
+            Terminal.error("\"\(lab)\" is not a lab name (\(LabNames.labRule))")
+            throw ExitStatus.badInput
+        }
+        var failed = false
         for l in labs {
-            do { statuses.append(try LabController.status(lab: l)) } catch let e as LabError {
-                Terminal.error(e.description)
-                throw ExitStatus.failed
+            // One lab's unreadable journal does not hide the others.
+            do { statuses.append(try LabController.status(lab: l)) } catch {
+                Terminal.error("\(l): \(error)")
+                failed = true
             }
         }
+
+        if lab != nil && statuses.isEmpty { throw ExitStatus.failed }
         if json {
             try Terminal.printJSON(lab == nil ? AnyEncodable(statuses) : AnyEncodable(statuses.first!), dates: .iso8601)
         } else {
@@ -120,6 +146,7 @@ struct Status: ParsableCommand {
             }
         }
         if statuses.contains(where: { !$0.drift.isEmpty || $0.state != "up" }) { throw ExitStatus.failed }
+        if failed { throw ExitStatus.failed }
     }
 }
 
@@ -142,6 +169,8 @@ struct Exec: ParsableCommand {
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
         guard !argv.isEmpty else { throw ValidationError("give a command after --, e.g. netlab exec \(lab) \(node) -- ip addr") }
+        guard LabNames.isLab(lab) else { throw ValidationError("\"\(lab)\" is not a lab name (\(LabNames.labRule))") }
+        guard LabNames.isNode(node) else { throw ValidationError("\"\(node)\" is not a node name (\(LabNames.nodeRule))") }
         let ns = NetworkNamespace(named: "\(lab)-\(node)")
         guard ns.exists else {
             Terminal.error("no namespace \(ns.name): is lab \(lab) up, and does it have node \(node)? (`netlab status \(lab)`)")

@@ -47,6 +47,14 @@ struct NodeTarget: ParsableArguments {
         if positional.count != (lab != nil ? 2 : 1) {
             throw ValidationError(lab != nil ? "give NODE and \(operand)" : "give \(operand)")
         }
+        // Names become paths under /run/netns: checked here, before anything opens them.
+        if let lab, !LabNames.isLab(lab) { throw ValidationError("--lab: \"\(lab)\" is not a lab name (\(LabNames.labRule))") }
+        if lab != nil, !LabNames.isNode(positional[0]) {
+            throw ValidationError("\"\(positional[0])\" is not a node name (\(LabNames.nodeRule))")
+        }
+        if let netns, !NetworkNamespace.isValidName(netns) {
+            throw ValidationError("--netns: \"\(netns)\" is not a namespace name: give a name under /run/netns (no '/', not '.' or '..')")
+        }
     }
 
     /// The namespace named: `<lab>-<node>`, or the one given with --netns.
@@ -95,6 +103,11 @@ enum Terminal {
     static func endProgress() {
         guard isTTY else { return }
         FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!)
+    }
+
+    /// What a command says once when another netlab holds the lab's lock and it waits.
+    static func waiting(_ lab: String) -> LabController.Waiting {
+        { holder in note("lab \(lab) is busy: \(holder) holds its lock; waiting for it (Ctrl-C to give up)") }
     }
 
     /// Root is needed for namespaces and netlink changes.

@@ -88,9 +88,13 @@ final class LabFixture {
     let directory: String
 
     /// Copy `text` under a unique lab name into a temporary file.
-    init(text: String, base: String) throws {
-        let short = String(base.prefix(8))
-        name = "it\(Int.random(in: 1000...9999))-\(short)"
+    convenience init(text: String, base: String) throws {
+        try self.init(text: text, base: base, name: "it\(Int.random(in: 1000...9999))-\(String(base.prefix(8)))")
+    }
+
+    /// The lab under exactly `name` (which must start with `it<digits>-`, the tests' prefix).
+    init(text: String, base: String, name: String) throws {
+        self.name = name
         directory = NSTemporaryDirectory() + "netlab-\(name)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var lines = text.components(separatedBy: "\n")
@@ -115,8 +119,15 @@ final class LabFixture {
 
     deinit {
         for ns in namespaces() { _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns]) }
-        try? FileManager.default.removeItem(atPath: journal)
+        for f in LabFixture.files(ofLab: name) { try? FileManager.default.removeItem(atPath: f) }
         try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// The files netlab keeps for a lab in /run/netlab: journal, topology copy, lock, temp files.
+    static func files(ofLab lab: String) -> [String] {
+        let all = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netlab")) ?? []
+        return all.filter { f in ["json", "topo", "lock"].contains { ext in f == "\(lab).\(ext)" || f.hasPrefix("\(lab).\(ext).tmp.") } }
+            .map { "/run/netlab/\($0)" }
     }
 }
 
@@ -138,6 +149,9 @@ final class PrefixFixture {
 
     deinit {
         for ns in namespaces() { _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns]) }
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: "/run/netlab")) ?? [] where f.hasPrefix(prefix) {
+            try? FileManager.default.removeItem(atPath: "/run/netlab/\(f)")
+        }
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -18,6 +18,10 @@ int netsys_gettid(void);
 int netsys_bind_mount(const char *source, const char *target);
 /// mount --make-rshared PATH; with EINVAL (not a mount point) bind-mount PATH on itself first, as iproute2 does.
 int netsys_make_rshared(const char *path);
+/// Create DIR/NAME holding TEXT, exclusively and atomically: the file appears with its content or not at all
+/// (an O_TMPFILE in DIR, written, then linked under NAME; EEXIST when NAME exists). Where the file system has no
+/// O_TMPFILE, falls back to open(O_EXCL) and write. Returns 0, or -1 with errno.
+int netsys_create_with_text(const char *dir, const char *name, const char *text);
 /// umount2(PATH, MNT_DETACH).
 int netsys_umount_detach(const char *path);
 /// Enter the namespace pinned at `nspath`, give the child a private /sys for it (as `ip netns exec` does, best
