@@ -65,7 +65,7 @@ let package = Package(
         // Checks declared in a topology, run on the wire against the kernel, and the reports CI reads.
         .target(name: "Checks", dependencies: ["Topology", "Lab", "Driver", "Netlink", "Engine"]),
         // Plan → apply → teardown with a state journal.
-        .target(name: "Lab", dependencies: ["Topology", "Netlink"]),
+        .target(name: "Lab", dependencies: ["Topology", "Netlink", "CNftables"]),
         // The library scripted experiments import.
         .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine", "Resolver", "Oracle", "Driver", "Checks"]),
         // Engine micro-benchmarks (scripts/bench), with baselines measured in the same run.

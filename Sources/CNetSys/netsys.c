@@ -84,8 +84,10 @@ int netsys_exec_in_netns(const char *nspath, char *const argv[]) {
 #include <pthread.h>
 #include <signal.h>
 static volatile sig_atomic_t interrupted_by = 0;
-static void record_signal(int sig) { interrupted_by = sig; }
+static volatile sig_atomic_t interrupt_count = 0;
+static void record_signal(int sig) { interrupted_by = sig; interrupt_count++; }
 int netsys_interrupted(void) { return interrupted_by; }
+int netsys_interrupt_count(void) { return interrupt_count; }
 void netsys_trap_interrupts(void) {
     struct sigaction sa;
     sa.sa_handler = record_signal;

@@ -22,6 +22,10 @@ public struct DownReport: Sendable {
     public var journalProblem: String?
     /// Whether the lab had a journal (or a damaged one): false means it was not up.
     public var wasUp = false
+    /// The netlab that was killed while it held the lab, if one was.
+    public var orphanedBy: LabLock.Holder?
+    /// Namespaces holding a `netlab_guard` table that such a killed `check` or `connect` left (deleted with them).
+    public var guardTables: [String] = []
 }
 
 /// Brings labs up and down. Each step goes through the netlink layer; nothing shells out.
@@ -91,6 +95,8 @@ public enum LabController {
     @discardableResult
     public static func down(lab: String, waiting: Waiting? = nil) throws -> DownReport {
         guard LabNames.isLab(lab) else { throw LabError.journal(.badLabName(lab)) }
+        // A `down` that cleans up after Ctrl-C (check, selftest) must finish: only a signal after this one stops it.
+        let mark = Interrupts.count
         let lock = try LabLock.acquire(lab: lab, command: "down", waiting: waiting)
         defer { lock.release() }
         var report = DownReport()
@@ -143,9 +149,16 @@ public enum LabController {
             Journal.remove(lab: lab)   // stale temp files only
             return report
         }
+        // A `check` or `connect` killed while it held the lab leaves its guard table in the nodes it connected from.
+        if let o = lock.orphanedBy {
+            report.orphanedBy = o
+            if o.command != "up" && o.command != "down" {
+                report.guardTables = doomed.map(\.name).filter { ((try? nftTables(in: NetworkNamespace(named: $0))) ?? []).contains("netlab_guard") }
+            }
+        }
         report.processesEnded = ProcessReaper.end(in: Set(doomed.map(\.identity)))
         for d in doomed {
-            if let s = Interrupts.signal { throw LabError.interrupted(signal: s) }
+            if let s = Interrupts.since(mark) { throw LabError.interrupted(signal: s) }
             if try NetworkNamespace.delete(named: d.name, expecting: d.identity) { report.deleted.append(d.name) } else {
                 report.leftAlone.append((d.name, "replaced while `down` ran"))
             }

@@ -25,7 +25,10 @@ public final class LabLock: @unchecked Sendable {
     nonisolated(unsafe) private static var held: [String: Held] = [:]
     private static let mutex = NSLock()
 
-    private init(lab: String) { self.lab = lab }
+    /// Set when the previous holder died holding the lock (killed: a clean release empties the file): what it was.
+    public let orphanedBy: Holder?
+
+    private init(lab: String, orphanedBy: Holder? = nil) { self.lab = lab; self.orphanedBy = orphanedBy }
 
     static func path(lab: String) throws(JournalError) -> String {
         guard LabNames.isLab(lab) else { throw .badLabName(lab) }
@@ -48,6 +51,7 @@ public final class LabLock: @unchecked Sendable {
         mutex.unlock()
         try Journal.makeDirectory()
         var told = false
+        let mark = Interrupts.count
         while true {
             let fd = open(p, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw JournalError.io(path: p, String(cString: strerror(errno))) }
@@ -55,13 +59,14 @@ public final class LabLock: @unchecked Sendable {
                 var mine = stat(), now = stat()
                 // The file may have been removed (by the holder we waited for) between open and flock.
                 if fstat(fd, &mine) == 0, lstat(p, &now) == 0, mine.st_ino == now.st_ino, mine.st_dev == now.st_dev {
+                    let previous = readHolder(fd)
                     let text = "\(getpid()) \(command)\n"
                     _ = ftruncate(fd, 0)
                     _ = text.withCString { pwrite(fd, $0, strlen($0), 0) }
                     mutex.lock()
                     held[lab] = Held(fd: fd, count: 1)
                     mutex.unlock()
-                    return LabLock(lab: lab)
+                    return LabLock(lab: lab, orphanedBy: previous.pid == nil ? nil : previous)
                 }
                 close(fd)
                 continue
@@ -72,7 +77,7 @@ public final class LabLock: @unchecked Sendable {
             guard e == EWOULDBLOCK else { throw JournalError.io(path: p, String(cString: strerror(e))) }
             guard wait else { throw LabError.busy(lab: lab, holder: holder) }
             if !told { waiting?(holder); told = true }
-            if let s = Interrupts.signal { throw LabError.interrupted(signal: s) }
+            if let s = Interrupts.since(mark) { throw LabError.interrupted(signal: s) }
             usleep(20_000)
         }
     }
@@ -106,6 +111,7 @@ public final class LabLock: @unchecked Sendable {
         if h.count > 0 { Self.held[lab] = h; return }
         Self.held[lab] = nil
         if let p = try? Self.path(lab: lab), let j = try? Journal.path(lab: lab), access(j, F_OK) != 0 { unlink(p) }
+        _ = ftruncate(h.fd, 0)   // empty: released cleanly (a holder killed leaves its line, see `orphanedBy`)
         close(h.fd)
     }
 

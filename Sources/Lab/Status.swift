@@ -1,3 +1,4 @@
+import CNftables
 import Foundation
 import Netlink
 import Topology
@@ -54,6 +55,11 @@ extension LabController {
                 continue
             }
             st.drift += try drift(node: node, in: ns, topology: topology)
+            // What a killed `check` leaves: its guard table (removed with the namespace by `down`).
+            if let tables = try? nftTables(in: ns), tables.contains("netlab_guard") {
+                st.drift.append(.init(node: node.name, kind: "nftables table", change: "extra",
+                                      object: "ip netlab_guard (left by a `check` or `connect` that was killed; `netlab down` removes it with the namespace)"))
+            }
         }
         return st
     }
@@ -63,19 +69,25 @@ extension LabController {
         let links = try socket.links.list()
         let nameOf = Dictionary(links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
         let index = Dictionary(links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
+        let byName = Dictionary(links.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var out: [LabStatus.Drift] = []
+        // Multisets by text: linear in the objects (a firstIndex + remove(at:) per object was quadratic: 60 s for
+        // 16,000 routes).
         func compare(_ kind: String, expected: [String], live: [String]) {
-            var remaining = live
+            var remaining = Dictionary(live.map { ($0, 1) }, uniquingKeysWith: +)
             for e in expected {
-                if let i = remaining.firstIndex(of: e) { remaining.remove(at: i) } else {
+                if let n = remaining[e], n > 0 { remaining[e] = n - 1 } else {
                     out.append(.init(node: node.name, kind: kind, change: "missing", object: e))
                 }
             }
-            for l in remaining { out.append(.init(node: node.name, kind: kind, change: "extra", object: l)) }
+            for l in live where (remaining[l] ?? 0) > 0 {
+                remaining[l]! -= 1
+                out.append(.init(node: node.name, kind: kind, change: "extra", object: l))
+            }
         }
         // Link state: `up: false` interfaces down, every other declared one up.
         for i in node.interfaces {
-            guard let live = links.first(where: { $0.name == i.name }) else {
+            guard let live = byName[i.name] else {
                 out.append(.init(node: node.name, kind: "link", change: "missing", object: i.name))
                 continue
             }
@@ -93,45 +105,71 @@ extension LabController {
         // Routes the kernel did not make itself (proto kernel: connected and local routes).
         let name: (UInt32) -> String = { topology.tableName($0) }
         // A nexthop written without `dev` matches whatever device the kernel resolved for it.
-        var liveRoutes = try socket.routes.list().filter { $0.proto != 2 }
+        let liveRoutes = try socket.routes.list().filter { $0.proto != 2 }
         // A route whose every nexthop leaves by an `up: false` interface was flushed when it went down.
         let downDevices = Set(node.interfaces.filter { !$0.up }.map(\.name))
         func device(_ h: Nexthop) -> String? {
             h.dev ?? h.gateway.flatMap { g in node.addresses.first { $0.address.prefix.contains(g) }?.interface }
         }
+        // Live routes grouped by their text with every nexthop's device left out; a wanted route is matched among
+        // its group only (with the devices the file names), so matching stays linear.
+        func deviceless(_ r: RouteInfo) -> String {
+            var l = r
+            for k in l.nexthops.indices { l.nexthops[k].index = 0 }
+            return describe(l, names: nameOf, table: name)
+        }
+        var groups: [String: [Int]] = [:]
+        for (k, l) in liveRoutes.enumerated() { groups[deviceless(l), default: []].append(k) }
+        var used = Set<Int>()
         for r in node.routes where !(r.nexthops.isEmpty == false && r.nexthops.allSatisfy({ device($0).map(downDevices.contains) ?? false })) {
             let want = KernelForm.route(r, index: index)
             let wanted = describe(want, names: nameOf, table: name)
-            let match = liveRoutes.firstIndex { live in
-                var l = live
+            let match = groups[deviceless(want)]?.first { k in
+                guard !used.contains(k) else { return false }
+                var l = liveRoutes[k]
                 if l.nexthops.count == want.nexthops.count {
-                    for k in l.nexthops.indices where want.nexthops[k].index == 0 { l.nexthops[k].index = 0 }
+                    for j in l.nexthops.indices where want.nexthops[j].index == 0 { l.nexthops[j].index = 0 }
                 }
                 return describe(l, names: nameOf, table: name) == wanted
             }
-            if let m = match { liveRoutes.remove(at: m) } else {
+            if let m = match { used.insert(m) } else {
                 out.append(.init(node: node.name, kind: "route", change: "missing", object: wanted))
             }
         }
-        for l in liveRoutes {
+        for (k, l) in liveRoutes.enumerated() where !used.contains(k) {
             out.append(.init(node: node.name, kind: "route", change: "extra", object: describe(l, names: nameOf, table: name)))
         }
-        // Rules other than the three the kernel starts with.
+        // Rules other than the three the kernel starts with, grouped by their text without the priority.
         let liveRules = try socket.rules.list().filter { !isDefaultRule($0) }
-        var unmatched = liveRules
+        func unprioritised(_ r: RuleInfo) -> String { var l = r; l.priority = nil; return describe(l, table: name) }
+        var ruleGroups: [String: [Int]] = [:]
+        for (k, l) in liveRules.enumerated() { ruleGroups[unprioritised(l), default: []].append(k) }
+        var usedRules = Set<Int>()
         for r in node.rules {
             let want = KernelForm.rule(r)
-            let match = unmatched.firstIndex { live in
-                var l = live
-                if want.priority == nil { l.priority = nil }
-                return describe(l, table: name) == describe(want, table: name)
+            let match = ruleGroups[unprioritised(want)]?.first { k in
+                !usedRules.contains(k) && (want.priority == nil || liveRules[k].priority == want.priority)
             }
-            if let m = match { unmatched.remove(at: m) } else {
+            if let m = match { usedRules.insert(m) } else {
                 out.append(.init(node: node.name, kind: "rule", change: "missing", object: describe(want, table: name)))
             }
         }
-        for l in unmatched { out.append(.init(node: node.name, kind: "rule", change: "extra", object: describe(l, table: name))) }
+        for (k, l) in liveRules.enumerated() where !usedRules.contains(k) {
+            out.append(.init(node: node.name, kind: "rule", change: "extra", object: describe(l, table: name)))
+        }
         return out
+    }
+
+    /// `ip netns exec NS nft list tables`, through libnftables: the names of the namespace's nftables tables.
+    static func nftTables(in ns: NetworkNamespace) throws -> [String] {
+        try ns.run {
+            guard let ctx = nft_ctx_new(0) else { return [] }
+            defer { nft_ctx_free(ctx) }
+            nft_ctx_buffer_output(ctx)
+            nft_ctx_buffer_error(ctx)
+            guard nft_run_cmd_from_buffer(ctx, "list tables") == 0, let out = nft_ctx_get_output_buffer(ctx) else { return [] }
+            return String(cString: out).split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) }
+        }
     }
 
     static func isDefaultRule(_ r: RuleInfo) -> Bool {

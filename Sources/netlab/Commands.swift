@@ -78,6 +78,10 @@ struct Down: ParsableCommand {
                     if r.processesEnded > 0 { line += ", ended \(r.processesEnded) process\(r.processesEnded == 1 ? "" : "es") running inside" }
                     print(line)
                 }
+                if let o = r.orphanedBy { Terminal.note("  \(o) was killed while it held the lab") }
+                if !r.guardTables.isEmpty {
+                    Terminal.note("  removed with their namespaces: the netlab_guard table it left in \(r.guardTables.joined(separator: ", "))")
+                }
                 for l in r.leftAlone { Terminal.note("  left \(l.name) alone: \(l.why)") }
             } catch LabError.interrupted(let sig) {
                 Terminal.error("\(lab): interrupted; run `netlab down \(lab)` again to finish")

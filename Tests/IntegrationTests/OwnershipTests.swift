@@ -201,6 +201,31 @@ struct Ownership {
         #expect(LabFixture.files(ofLab: f.name).isEmpty && LabFixture.files(ofLab: g.name).isEmpty)
     }
 
+    /// `kill -9` of `check` leaves its guard table in the node: `status` reports it, `down` removes it with the
+    /// namespace and says so, naming the killed check.
+    @Test func killedCheckLeavesAGuardThatStatusAndDownReport() throws {
+        let f = try LabFixture(text: try dualhome(checks: """
+          - name: a long silent drop
+            from: client
+            connect: 192.0.2.121:80
+        """), base: "kguard")
+        let p = try startNetlab(["check", f.file])
+        waitFor(20) { pidsInside(f) == 0 && nftTables("\(f.name)-client").contains("netlab_guard") || !p.isRunning }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        try #require(nftTables("\(f.name)-client").contains("netlab_guard"), "the kill must land while the guard is in place")
+        let status = try netlab("status", f.name)
+        #expect(status.status == 1 && status.stdout.contains("netlab_guard"), "\(status.stdout)")
+        let down = try netlab("down", f.name)
+        #expect(down.status == 0, "\(down.stderr)")
+        #expect(down.stderr.contains("netlab check (pid \(p.processIdentifier)) was killed") && down.stderr.contains("netlab_guard"), "\(down.stderr)")
+        #expect(f.namespaces().isEmpty)
+    }
+
+    func nftTables(_ ns: String) -> String {
+        (try? run("/usr/bin/env", ["ip", "netns", "exec", ns, "nft", "list", "tables"]).stdout) ?? ""
+    }
+
     /// `down` ends the processes running inside the lab (by pid, found through /proc/PID/ns/net) and says how many.
     @Test func downEndsProcessesInsideTheLab() throws {
         let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/dualhome.topo").path)

@@ -35,6 +35,8 @@ int netsys_accept4(int fd, int flags);
 
 /// Set to the signal number when SIGINT or SIGTERM arrives after netsys_trap_interrupts(); 0 otherwise.
 int netsys_interrupted(void);
+/// How many SIGINT/SIGTERM arrived since netsys_trap_interrupts().
+int netsys_interrupt_count(void);
 /// Catch SIGINT and SIGTERM by recording them (so long work can roll back and exit cleanly).
 void netsys_trap_interrupts(void);
 #endif
