@@ -540,8 +540,9 @@ final class NamespaceHandles {
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { lim = raised }
         }
         let soft = lim.rlim_cur == rlim_t.max ? 65536 : Int(min(lim.rlim_cur, 1 << 20))
-        // Two descriptors per handle; keep half the limit for everything else (captures, listeners, libraries).
-        capacity = max(4, min(1024, soft / 4))
+        // Two descriptors per handle; keep a quarter of the limit (at least 128) for everything else (the creating
+        // threads, captures, listeners, libraries). With 1024 descriptors that is 384 handles; with 20000, 7500.
+        capacity = max(4, (soft - max(128, soft / 4)) / 2)
     }
 
     func get(_ name: String) throws -> (fd: FileDescriptor, socket: NetlinkSocket) {
