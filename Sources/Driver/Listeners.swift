@@ -37,8 +37,9 @@ public final class Listeners: @unchecked Sendable {
                 endpoints.append(Endpoint(namespace: ns.name, port: port))
             }
         } catch {
-            for fd in listenFDs { close(fd) }
-            close(wake[0]); close(wake[1])
+            // Closed once: deinit runs after a throw from a fully initialised class, and `stop()` closes only what
+            // is still recorded.
+            stop()
             throw error
         }
         if !listenFDs.isEmpty { start() }
