@@ -299,8 +299,9 @@ struct Builder {
             progress?("namespaces", finished.increment(), count)
         }
         var firstError: (Int, Error)?
+        defer { results.removeAll() }   // the handles now live in `handles` only, so its bound holds
         for i in 0..<count {
-            switch results.get(i) {
+            switch results.take(i) {
             case .success(let (id, fd, s)):
                 self.made.append(Journal.Made(name: planned[i].name, identity: id))
                 if let fd, let s { handles.insert(planned[i].name, fd: fd, socket: s) }
@@ -553,11 +554,16 @@ final class NamespaceHandles {
             return (h.fd, h.socket)
         }
         let ns = NetworkNamespace(named: name)
-        let fd = try ns.open()
+        let fd: FileDescriptor
         let socket: NetlinkSocket
-        do { socket = try NetlinkSocket(in: ns) } catch {
-            try? fd.close()
-            throw error
+        do {
+            fd = try ns.open()
+            do { socket = try NetlinkSocket(in: ns) } catch {
+                try? fd.close()
+                throw error
+            }
+        } catch let e as NetlinkError where e.errno == .tooManyOpenFiles {
+            throw LabError.system("cannot open namespace \(name): too many open files with \(open.count) namespaces open (the descriptor limit is too low for netlab's own needs; raise it with `ulimit -n`)")
         }
         insert(name, fd: fd, socket: socket)
         return (fd, socket)
@@ -585,6 +591,9 @@ final class UncheckedResults<T>: @unchecked Sendable {
     init(_ n: Int) { slots = Array(repeating: nil, count: n) }
     func set(_ i: Int, _ r: Result<T, Error>) { lock.lock(); slots[i] = r; lock.unlock() }
     func get(_ i: Int) -> Result<T, Error>? { lock.lock(); defer { lock.unlock() }; return slots[i] }
+    /// The result, leaving the slot empty (so what it held is released with its last other owner).
+    func take(_ i: Int) -> Result<T, Error>? { lock.lock(); defer { lock.unlock() }; let r = slots[i]; slots[i] = nil; return r }
+    func removeAll() { lock.lock(); slots = slots.map { _ in nil }; lock.unlock() }
 }
 
 final class Counter: @unchecked Sendable {
