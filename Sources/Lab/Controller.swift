@@ -369,7 +369,8 @@ struct Builder {
         }
         // Addresses, in declared order per interface.
         try phase("addresses", self.made)
-        let totalAddresses = plan.counts.addresses
+        let counts = plan.counts   // computed once: it walks every node
+        let totalAddresses = counts.addresses
         var done = 0
         for node in topo.nodes {
             let s = try socket(ns(node)), idx = index[ns(node)]!
@@ -412,7 +413,7 @@ struct Builder {
                     throw rejected(r.location, "route \"\(r.text)\"", error)
                 }
                 done += 1
-                progress?("routes", done, plan.counts.routes)
+                progress?("routes", done, counts.routes)
                 try Builder.checkInterrupt()
             }
         }
@@ -425,7 +426,7 @@ struct Builder {
                     throw rejected(r.location, "rule \"\(r.text)\"", error)
                 }
                 done += 1
-                progress?("rules", done, plan.counts.rules)
+                progress?("rules", done, counts.rules)
                 try Builder.checkInterrupt()
             }
         }

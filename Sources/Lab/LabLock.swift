@@ -92,6 +92,16 @@ public final class LabLock: @unchecked Sendable {
         return Holder(pid: pid, command: String(command.unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7f }.map(Character.init)))
     }
 
+    /// Who holds the lab's lock now, or held it when killed: the lock file's line (empty after a clean release).
+    public static func lastHolder(lab: String) -> Holder? {
+        guard let p = try? path(lab: lab) else { return nil }
+        let fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let h = readHolder(fd)
+        return h.pid == nil ? nil : h
+    }
+
     /// Whether this process holds the lab's lock.
     public static func isHeld(lab: String) -> Bool {
         mutex.lock(); defer { mutex.unlock() }
