@@ -109,6 +109,9 @@ public enum LabController {
         }
         if var j = journal {
             report.wasUp = true
+            if j.isLegacy {
+                report.journalProblem = "the journal was written by an earlier netlab, which recorded names only: deleting the namespaces it names"
+            }
             j.state = .tearingDown
             try? j.write()
             let made = Dictionary(j.made.map { ($0.name, $0.identity) }, uniquingKeysWith: { a, _ in a })
@@ -125,6 +128,8 @@ public enum LabController {
                     if m == id { doomed.append((name, id)) } else {
                         report.leftAlone.append((name, "not the namespace this lab made (it was deleted and made again by someone else)"))
                     }
+                } else if j.isLegacy {
+                    doomed.append((name, id))   // an earlier netlab's journal: it recorded names only (see report note)
                 } else if hasMark(ns, exactly: j.mark) {
                     doomed.append((name, id))   // made, not yet recorded when `up` was killed
                 } else {

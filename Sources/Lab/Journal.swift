@@ -47,7 +47,39 @@ public struct Journal: Codable, Sendable {
     /// The topology text the lab came up with (kept in `<lab>.topo`, not in the header).
     public var source: String = ""
 
-    enum CodingKeys: String, CodingKey { case version, lab, file, state, phase, pid, started, namespaces, token, made }
+    enum CodingKeys: String, CodingKey { case version, lab, file, state, phase, pid, started, namespaces, token, made, source }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        lab = try c.decode(String.self, forKey: .lab)
+        file = try c.decode(String.self, forKey: .file)
+        state = try c.decode(State.self, forKey: .state)
+        phase = try c.decode(String.self, forKey: .phase)
+        pid = try c.decode(Int32.self, forKey: .pid)
+        started = try c.decode(Date.self, forKey: .started)
+        namespaces = try c.decode([String].self, forKey: .namespaces)
+        if version == 1 {
+            // Written by netlab before identities and marks (its topology text was inside): nothing proves ownership.
+            token = ""
+            made = []
+            source = try c.decodeIfPresent(String.self, forKey: .source) ?? ""
+        } else {
+            token = try c.decode(String.self, forKey: .token)
+            made = try c.decode([Made].self, forKey: .made)
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(version, forKey: .version); try c.encode(lab, forKey: .lab); try c.encode(file, forKey: .file)
+        try c.encode(state, forKey: .state); try c.encode(phase, forKey: .phase); try c.encode(pid, forKey: .pid)
+        try c.encode(started, forKey: .started); try c.encode(namespaces, forKey: .namespaces)
+        try c.encode(token, forKey: .token); try c.encode(made, forKey: .made)
+    }
+
+    /// A journal of netlab before version 2, which recorded names only.
+    public var isLegacy: Bool { version == 1 }
 
     public init(lab: String, file: String, source: String, state: State, phase: String, pid: Int32, started: Date,
                 namespaces: [String]) {
@@ -112,8 +144,10 @@ public struct Journal: Codable, Sendable {
         if let m = j.made.first(where: { !j.namespaces.contains($0.name) }) {
             throw .corrupt(lab: lab, path: p, why: "namespace \(m.name) is recorded as made but was not planned")
         }
-        guard j.token.count >= 16, j.token.allSatisfy(\.isHexDigit) else { throw .corrupt(lab: lab, path: p, why: "bad token") }
-        if case .read(let s) = AtomicFile.read(try sourcePath(lab: lab)) { j.source = String(decoding: s, as: UTF8.self) }
+        guard j.isLegacy || (j.version == 2 && j.token.count >= 16 && j.token.allSatisfy(\.isHexDigit)) else {
+            throw .corrupt(lab: lab, path: p, why: "bad version or token")
+        }
+        if !j.isLegacy, case .read(let s) = AtomicFile.read(try sourcePath(lab: lab)) { j.source = String(decoding: s, as: UTF8.self) }
         return j
     }
 
