@@ -6,7 +6,7 @@ public enum ConnectText {
         var out = s.errno.map { "\(s.result) (\($0))" } ?? s.result
         if let src = s.source { out += "  \(src):\(s.sport ?? 0)" }
         if let d = s.dev { out += "  dev \(d)" }
-        if let n = s.nexthop { out += " via \(n)" }
+        if let n = s.via { out += " via \(n)" }
         if let h = s.handshake_ms { out += "  handshake \(String(format2(h))) ms" }
         return out
     }

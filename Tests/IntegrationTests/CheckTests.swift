@@ -11,7 +11,7 @@ struct CheckCommandTests {
     init() throws { try #require(Root.isRoot, "integration tests need root") }
 
     struct Report: Decodable {
-        struct Side: Decodable { var source: String?; var dev: String?; var nexthop: String?; var result: String; var errno: String?; var path: [String] }
+        struct Side: Decodable { var source: String?; var dev: String?; var via: String?; var result: String; var errno: String?; var path: [String] }
         struct Result: Decodable { var name: String; var passed: Bool; var failures: [String]; var engine: Side?; var kernel: Side?; var pcap: String?; var notes: [String] }
         var results: [Result]
         var passed: Int
@@ -43,7 +43,7 @@ struct CheckCommandTests {
             // Equal-cost legs: when the kernel's hash chose another leg than the engine's first, the engine ran again
             // on the kernel's leg (a note), and what is reported is that run: the same leg.
             if c.notes.contains(where: { $0.contains("equal-cost leg") }) {
-                #expect(e.dev == k.dev && e.nexthop == k.nexthop, "\(c.name): \(c.notes)")
+                #expect(e.dev == k.dev && e.via == k.via, "\(c.name): \(c.notes)")
             }
             let pcap = try #require(c.pcap)
             let head = try Data(contentsOf: URL(fileURLWithPath: pcap)).prefix(4)
