@@ -21,14 +21,29 @@ struct CheckCommand: ParsableCommand {
     /// Every report's destination, checked before the file is read or anything is built.
     struct Outputs { var junit, json, markdown, html: OutputTarget?; var pcapDir: String? }
 
+    /// `check --json PATH` was the option's form before `--json` printed and `--json-file` wrote: `--json -` still
+    /// works (the same thing), `--json FILE.json` says what to write instead (exit 2).
+    static func acceptingOldJSONPath(_ args: [String]) throws -> [String] {
+        guard args.first == "check", let i = args.firstIndex(of: "--json"), i + 1 < args.count else { return args }
+        var a = args
+        if a[i + 1] == "-" { a.remove(at: i + 1) } else if a[i + 1].hasSuffix(".json") {
+            Terminal.error("--json takes no path: it prints the JSON on standard output; --json-file \(a[i + 1]) writes it to a file")
+            throw ExitStatus.badInput
+        }
+        return a
+    }
+
+    func validate() throws {
+        try Terminal.oneStandardOutput([("--junit", junit), output.named, ("--markdown", markdown), ("--html", html)])
+        if pcapDir == "-" { throw ValidationError("--pcap-dir takes a directory (one pcapng per check), not -") }
+    }
+
     func prepareOutputs() throws -> Outputs {
         let o = Outputs(junit: try junit.map { try Terminal.output($0, option: "--junit") },
                         json: try output.prepare(),
                         markdown: try markdown.map { try Terminal.output($0, option: "--markdown") },
                         html: try html.map { try Terminal.output($0, option: "--html") },
                         pcapDir: try pcapDir.map { try Terminal.outputDirectory($0, option: "--pcap-dir") })
-        try Terminal.oneStandardOutput([("--junit", o.junit), (output.json ? "--json" : "--json-file", o.json),
-                                        ("--markdown", o.markdown), ("--html", o.html)])
         if ([o.junit, o.json, o.markdown, o.html] as [OutputTarget?]).contains(.standardOutput) { Terminal.textToStandardError = true }
         return o
     }

@@ -42,6 +42,7 @@ struct Connect: ParsableCommand {
 
     func validate() throws {
         try target.validate(positional, operands: ["DEST:PORT"])
+        try Terminal.oneStandardOutput([output.named, ("--pcap", pcap)])
         if endpoint(positional.last!, needPort: true) == nil { throw ValidationError("DEST:PORT must look like 192.0.2.80:80") }
         if let b = bind, endpoint(b, needPort: false) == nil { throw ValidationError("--bind must be ADDR or ADDR:PORT") }
         if lsrr != nil && ssrr != nil { throw ValidationError("give --lsrr or --ssrr, not both") }
@@ -66,7 +67,6 @@ struct Connect: ParsableCommand {
     func run() throws {
         let out = try output.prepare()
         let capture = try pcap.map { try Terminal.output($0, option: "--pcap") }
-        try Terminal.oneStandardOutput([("--json", out), ("--pcap", capture)])
         // A capture on standard output (`| tshark -r -`) leaves the text to standard error.
         if capture == .standardOutput { Terminal.textToStandardError = true }
         try Terminal.requireRoot("connect")

@@ -26,7 +26,7 @@ struct Netlab: ParsableCommand {
             Foundation.exit(2)
         }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(try CheckCommand.acceptingOldJSONPath(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             let code = exitCode(for: error)
@@ -136,9 +136,15 @@ struct JSONOutput: ParsableArguments {
     @Flag(help: "Print JSON on standard output instead of text.") var json = false
     @Option(help: ArgumentHelp("Also write the JSON to this file (- for standard output).", valueName: "path")) var jsonFile: String?
 
+    func validate() throws {
+        if json, jsonFile != nil { throw ValidationError("give --json or --json-file PATH, not both") }
+    }
+
+    /// The option's name and value as `oneStandardOutput` takes them.
+    var named: (String, String?) { json ? ("--json", "-") : ("--json-file", jsonFile) }
+
     /// Where the JSON goes, checked before any work (exit 2 with the problem in plain words).
     func prepare() throws -> OutputTarget? {
-        if json, jsonFile != nil { throw ValidationError("give --json or --json-file PATH, not both") }
         if json { return .standardOutput }
         return try jsonFile.map { try Terminal.output($0, option: "--json-file") }
     }
@@ -202,9 +208,9 @@ enum Terminal {
         }
     }
 
-    /// At most one output may be standard output.
-    static func oneStandardOutput(_ targets: [(String, OutputTarget?)]) throws {
-        let std = targets.filter { $0.1 == .standardOutput }.map(\.0)
+    /// At most one output option may be `-` (a usage error, from a command's `validate`).
+    static func oneStandardOutput(_ options: [(String, String?)]) throws {
+        let std = options.filter { $0.1 == "-" }.map(\.0)
         if std.count > 1 { throw ValidationError("\(std.joined(separator: " and ")) both name standard output (-): give one of them a file") }
     }
 
