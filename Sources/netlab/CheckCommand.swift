@@ -72,7 +72,7 @@ struct CheckCommand: ParsableCommand {
             do {
                 let s = try LabController.up(topology) { p, d, t in Terminal.progress("up: \(p)", d, t) }
                 Terminal.endProgress()
-                Terminal.note(String(format: "%@ up: %d nodes, %d links in %.2f s", topology.lab, s.nodes, s.links, s.seconds))
+                Terminal.note("\(topology.lab) up: \(count(s.nodes, "node")), \(count(s.links, "link")) in \(String(format: "%.2f", s.seconds)) s")
                 broughtUp = true
             } catch let e as LabError {
                 Terminal.endProgress()

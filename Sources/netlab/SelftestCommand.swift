@@ -174,8 +174,7 @@ struct SelftestConnect: ParsableCommand {
                      + gen.text(onlyCheck: i)).write(toFile: path, atomically: true, encoding: .utf8)
                 failures.append("\(topology.lab) \(r.name): \(r.failures.joined(separator: "; ")) → \(path)")
             }
-            Terminal.note(String(format: "lab %d/%d %@: %d/%d connects agree (%.1f s)", k + 1, labs, topology.lab,
-                                 run.passed, run.results.count, run.seconds))
+            Terminal.note("lab \(k + 1)/\(labs) \(topology.lab): \(run.passed)/\(count(run.results.count, "connect")) agree (\(String(format: "%.1f", run.seconds)) s)")
         }
         let seconds = Date().timeIntervalSince(started)
         if json {

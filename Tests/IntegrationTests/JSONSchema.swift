@@ -101,6 +101,12 @@ struct JSONSchema {
         return names
     }
 
+    /// Problems of `text` against docs/schemas/NAME.schema.json (a schema that cannot be read is one).
+    static func problems(_ name: String, _ text: String) -> [String] {
+        guard let s = try? JSONSchema(named: name) else { return ["no schema \(name)"] }
+        return s.problems(json: text)
+    }
+
     static let all = ["validate", "up", "down", "status", "check", "connect", "route", "selftest-route", "selftest-connect"]
 }
 
