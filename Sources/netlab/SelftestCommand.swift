@@ -99,12 +99,12 @@ struct SelftestRoute: ParsableCommand {
     }
 
     func writeRepro(_ t: Topology, node: String, _ c: RouteComparison) throws {
-        try FileManager.default.createDirectory(atPath: reproDir, withIntermediateDirectories: true)
+        _ = try Terminal.outputDirectory(reproDir, option: "--repro-dir")
         let base = "\(reproDir)/\(t.lab)-\(node)-\(c.query.destination)-\(abs(c.query.words.hashValue) % 100000)"
-        try t.source.write(toFile: base + ".topo", atomically: true, encoding: .utf8)
+        try Terminal.write(t.source, to: .file(base + ".topo"))
         var r = c.report(withTrace: true)
         r.query = "node \(node): \(r.query)"
-        try Reports.jsonText(r).write(toFile: base + ".json", atomically: true, encoding: .utf8)
+        try Terminal.write(try Reports.jsonText(r) + "\n", to: .file(base + ".json"))
     }
 }
 
@@ -144,8 +144,8 @@ struct SelftestConnect: ParsableCommand {
             let file = "random-connect-\(seed &+ UInt64(k)).topo"
             let topology = try Topology.parse(gen.text, file: file)
             if let dir = writeLabs {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                try gen.text.write(toFile: "\(dir)/\(file)", atomically: true, encoding: .utf8)
+                _ = try Terminal.outputDirectory(dir, option: "--write-labs")
+                try Terminal.write(gen.text, to: .file("\(dir)/\(file)"))
             }
             try takeDownLeftover(topology.lab, file: topology.file)
             try LabController.up(topology)
@@ -167,11 +167,11 @@ struct SelftestConnect: ParsableCommand {
                     agreements += 1
                     continue
                 }
-                try FileManager.default.createDirectory(atPath: reproDir, withIntermediateDirectories: true)
+                _ = try Terminal.outputDirectory(reproDir, option: "--repro-dir")
                 let path = "\(reproDir)/\(topology.lab)-c\(i).topo"
                 let why = r.failures.map { "# " + $0 }.joined(separator: "\n")
-                try ("# netlab selftest connect --seed \(seed &+ UInt64(k)) --labs 1 --nodes \(nodes) --checks \(checks): engine and kernel disagreed\n\(why)\n"
-                     + gen.text(onlyCheck: i)).write(toFile: path, atomically: true, encoding: .utf8)
+                try Terminal.write("# netlab selftest connect --seed \(seed &+ UInt64(k)) --labs 1 --nodes \(nodes) --checks \(checks): engine and kernel disagreed\n\(why)\n"
+                     + gen.text(onlyCheck: i), to: .file(path))
                 failures.append("\(topology.lab) \(r.name): \(r.failures.joined(separator: "; ")) → \(path)")
             }
             Terminal.note("lab \(k + 1)/\(labs) \(topology.lab): \(run.passed)/\(count(run.results.count, "connect")) agree (\(String(format: "%.1f", run.seconds)) s)")
