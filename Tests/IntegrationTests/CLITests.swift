@@ -18,7 +18,7 @@ struct CLIUsageTests {
         let dir = NSTemporaryDirectory() + "pc-validate-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        FileManager.default.createFile(atPath: dir + "/latin1.topo", contents: Data([0x6C, 0x61, 0x62, 0x3A, 0x20, 0xE9, 0x0A]))
+        _ = FileManager.default.createFile(atPath: dir + "/latin1.topo", contents: Data([0x6C, 0x61, 0x62, 0x3A, 0x20, 0xE9, 0x0A]))
         #expect(mkfifo(dir + "/fifo.topo", 0o600) == 0)
         let cases: [(String, String)] = [(dir + "/nonexist.topo", "\(dir)/nonexist.topo: error: no such file"),
                                          (".", ".: error: is a directory"),

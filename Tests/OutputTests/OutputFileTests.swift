@@ -126,7 +126,7 @@ struct InputFileTests {
 
     @Test func nonUTF8NamesTheByteLineAndColumn() throws {
         let s = try Scratch()
-        FileManager.default.createFile(atPath: s.file("bad.topo"), contents: Data("lab: x\nnodes:\n  h\u{e9}".utf8.prefix(17) + [0xE9, 0x0A]))
+        _ = FileManager.default.createFile(atPath: s.file("bad.topo"), contents: Data("lab: x\nnodes:\n  h\u{e9}".utf8.prefix(17) + [0xE9, 0x0A]))
         let e = try #require(throws: FileProblem.self) { try InputFile.readText(s.file("bad.topo")) }
         #expect(e.problem == "not UTF-8 text: byte 0xe9 at line 3, column 4" && e.place == s.file("bad.topo") + ":3:4", "\(e)")
         #expect(InputFile.decodeUTF8(Array("h\u{e9}\n\u{1F600}x".utf8)) == .success("h\u{e9}\n\u{1F600}x"))
