@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "Driver", dependencies: ["NetCore", "Wire", "Engine", "Resolver", "Netlink", "Files", "CNftables", "CNetSys",
                                                .product(name: "SystemPackage", package: "swift-system")]),
         // Checks declared in a topology, run on the wire against the kernel, and the reports CI reads.
-        .target(name: "Checks", dependencies: ["Topology", "Lab", "Driver", "Files", "Netlink", "Engine"]),
+        .target(name: "Checks", dependencies: ["NetCore", "Topology", "Lab", "Driver", "Files", "Netlink", "Engine"]),
         // Plan → apply → teardown with a state journal.
         .target(name: "Lab", dependencies: ["Topology", "Netlink", "CNftables"]),
         // The library scripted experiments import.

@@ -1,4 +1,5 @@
 import Driver
+import NetCore
 
 /// How a connect comparison reads on a terminal.
 public enum ConnectText {

@@ -86,7 +86,7 @@ struct Connect: ParsableCommand {
             let devices = try NetlinkSocket(in: node.namespace).links.list().map(\.name)
             guard devices.contains(dev) else {
                 Terminal.error("node \(node.node) has no device \(visible(dev)); its devices: \(devices.joined(separator: ", "))")
-                if let near = closest(dev, in: devices) { Terminal.hint("did you mean \(near)?") }
+                if let near = nearest(dev, in: devices) { Terminal.hint("did you mean \(near)?") }
                 throw ExitStatus.badInput
             }
         }

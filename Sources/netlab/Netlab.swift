@@ -91,7 +91,7 @@ struct NodeTarget: ParsableArguments {
         guard topology.node(node) != nil else {
             let nodes = topology.nodes.map(\.name)
             Terminal.error("lab \(labName) has no node \(visible(node)); its nodes: \(nodes.joined(separator: ", "))")
-            if let near = closest(node, in: nodes) { Terminal.hint("did you mean \(near)?") }
+            if let near = nearest(node, in: nodes) { Terminal.hint("did you mean \(near)?") }
             throw ExitStatus.badInput
         }
         let ns = NetworkNamespace(named: topology.namespace(of: node))
@@ -109,25 +109,6 @@ struct ResolvedNode {
     var topology: Topology?
     var node: String
     var namespace: NetworkNamespace
-}
-
-/// The name in `names` nearest to `word` (edit distance at most 2, or a prefix), for "did you mean".
-func closest(_ word: String, in names: [String]) -> String? {
-    func distance(_ a: [Character], _ b: [Character]) -> Int {
-        var row = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var prev = row[0]
-            row[0] = i
-            for j in stride(from: 1, through: b.count, by: 1) {
-                let cur = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
-                prev = cur
-            }
-        }
-        return a.isEmpty ? b.count : row[b.count]
-    }
-    let scored = names.map { ($0, distance(Array(word), Array($0))) }.filter { $0.1 <= 2 || $0.0.hasPrefix(word) }
-    return scored.min { $0.1 < $1.1 }?.0
 }
 
 /// Every command's JSON: `--json` prints it on standard output instead of text; `--json-file PATH` writes it to PATH
@@ -291,13 +272,13 @@ enum Terminal {
     static func notUpNote(_ lab: String) {
         let up = Journal.labs()
         note("   no lab \(lab) is up; " + (up.isEmpty ? "no lab is up" : "labs that are up: \(up.joined(separator: ", "))"))
-        if let near = closest(lab, in: up) { hint("did you mean \(near)?") }
+        if let near = nearest(lab, in: up) { hint("did you mean \(near)?") }
     }
 
     /// "no lab X is up", the labs that are, and the nearest name.
     static func notUp(_ lab: String) {
         let up = Journal.labs()
         error("no lab \(visible(lab)) is up" + (up.isEmpty ? "; no lab is up" : "; labs that are up: \(up.joined(separator: ", "))"))
-        if let near = closest(lab, in: up) { hint("did you mean \(near)?") } else if up.isEmpty { hint("`netlab up FILE` brings a lab up") }
+        if let near = nearest(lab, in: up) { hint("did you mean \(near)?") } else if up.isEmpty { hint("`netlab up FILE` brings a lab up") }
     }
 }

@@ -31,6 +31,15 @@ struct CLIUsageTests {
         }
     }
 
+    /// A topology file's control characters reach the terminal escaped: `validate` is run on files from anywhere.
+    @Test func validateEscapesTheFilesControlCharacters() throws {
+        let file = NSTemporaryDirectory() + "pc-esc-\(getpid()).topo"
+        try "lab: pc-esc\nnodes:\n  a: {interfaces: {eth0: {addresses: [\"10.0.0.1/24\u{1B}[2J\"]}}}\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let r = try netlab("validate", file)
+        #expect(r.status == 2 && !r.stderr.contains("\u{1B}") && r.stderr.contains("\\x1B[2J"), "\(r.stderr)")
+    }
+
     /// "1 link", not "1 links"; help says a default once.
     @Test func countsAreSingularForOne() throws {
         let file = NSTemporaryDirectory() + "pc-one-\(getpid()).topo"

@@ -7,7 +7,9 @@ public func visible(_ s: String) -> String {
     return o
 }
 
-func appendVisible(_ u: Unicode.Scalar, to o: inout String, keepNewlines: Bool) {
+/// One scalar of `visible`, appended to `o`; `keepNewlines` keeps line breaks and tabs (multi-line text: XML, a
+/// report body).
+public func appendVisible(_ u: Unicode.Scalar, to o: inout String, keepNewlines: Bool) {
     switch u.value {
     case 0x0A where keepNewlines: o.append("\n")
     case 0x09: o += keepNewlines ? "\t" : "\\t"
