@@ -1,9 +1,10 @@
 /// Text from a topology file (a check's name, a payload) made safe to print: control characters (C0, DEL, C1) and
 /// the bidirectional overrides that reorder what a reader sees become visible escapes (`\x1B`, `\n`, `\u{202E}`),
 /// so a name cannot move a terminal's cursor, colour it, break a Markdown table or make JUnit XML invalid.
-public func visible(_ s: String) -> String {
+/// `keepNewlines`: line breaks and tabs stay (a multi-line message).
+public func visible(_ s: String, keepNewlines: Bool = false) -> String {
     var o = ""
-    for u in s.unicodeScalars { appendVisible(u, to: &o, keepNewlines: false) }
+    for u in s.unicodeScalars { appendVisible(u, to: &o, keepNewlines: keepNewlines) }
     return o
 }
 

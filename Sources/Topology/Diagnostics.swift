@@ -47,7 +47,7 @@ public struct TopologyError: Error, Sendable, CustomStringConvertible {
             let red = color ? "\u{1B}[1;31m" : "", bold = color ? "\u{1B}[1m" : "", reset = color ? "\u{1B}[0m" : ""
             // A hostile file's control characters are shown escaped, never sent to the terminal (the caret may then
             // sit a few columns early on that line).
-            out.append("\(bold)\(visible(file)):\(d.location.line):\(d.location.column):\(reset) \(red)error:\(reset) \(visible(d.message))")
+            out.append("\(bold)\(visible(file)):\(d.location.line):\(d.location.column):\(reset) \(red)error:\(reset) \(visible(d.message, keepNewlines: true))")
             if d.location.line >= 1, d.location.line <= lines.count {
                 let text = visible(String(lines[d.location.line - 1]).replacingTabs())
                 let number = String(d.location.line)
@@ -57,7 +57,7 @@ public struct TopologyError: Error, Sendable, CustomStringConvertible {
                 let width = min(d.length, max(1, text.count - col + 1))
                 out.append(" \(pad) | " + String(repeating: " ", count: col - 1) + "^" + String(repeating: "~", count: width - 1))
             }
-            if let h = d.hint { out.append("   hint: \(visible(h))") }
+            if let h = d.hint { out.append("   hint: \(visible(h, keepNewlines: true))") }
         }
         let n = diagnostics.count
         out.append("\(n) error\(n == 1 ? "" : "s") in \(visible(file))")
