@@ -59,15 +59,18 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The files a user names: topology files read with plain errors, and the one writer of reports and captures
+        // (`-` is standard output; never through a symbolic link: a temporary file renamed over the target).
+        .target(name: "Files", dependencies: ["Netlink", .product(name: "SystemPackage", package: "swift-system")]),
         // The engine on the wire: raw and packet sockets in namespaces, the guard, captures, listeners, kernel runs.
-        .target(name: "Driver", dependencies: ["NetCore", "Wire", "Engine", "Resolver", "Netlink", "CNftables", "CNetSys",
+        .target(name: "Driver", dependencies: ["NetCore", "Wire", "Engine", "Resolver", "Netlink", "Files", "CNftables", "CNetSys",
                                                .product(name: "SystemPackage", package: "swift-system")]),
         // Checks declared in a topology, run on the wire against the kernel, and the reports CI reads.
-        .target(name: "Checks", dependencies: ["Topology", "Lab", "Driver", "Netlink", "Engine"]),
+        .target(name: "Checks", dependencies: ["NetCore", "Topology", "Lab", "Driver", "Files", "Netlink", "Engine"]),
         // Plan → apply → teardown with a state journal.
         .target(name: "Lab", dependencies: ["Topology", "Netlink", "CNftables"]),
         // The library scripted experiments import.
-        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Lab", "Wire", "Engine", "Resolver", "Oracle", "Driver", "Checks"]),
+        .target(name: "NetLab", dependencies: ["Topology", "Netlink", "Files", "Lab", "Wire", "Engine", "Resolver", "Oracle", "Driver", "Checks"]),
         // Engine micro-benchmarks (scripts/bench), with baselines measured in the same run.
         .executableTarget(name: "netlab-bench", dependencies: ["Engine", "Wire", "Resolver", "Netlink", "NetCore",
                                                             .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Bench"),
@@ -81,6 +84,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "Lab"]),
+        // Without root: the file reader and the one writer (symlinks, directories, FIFOs, non-UTF-8), and what
+        // reports make of hostile text (control characters in check names).
+        .testTarget(name: "OutputTests", dependencies: ["Files", "Checks", "Topology"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Wire"]),
         // Root tests: real namespaces, checked through iproute2's `ip -j` (an independent reader). They run in CI.

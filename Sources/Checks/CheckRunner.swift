@@ -1,5 +1,6 @@
 import Driver
 import Engine
+import Files
 import Foundation
 import Netlink
 import Topology
@@ -74,13 +75,10 @@ public enum CheckRunner {
         var r = CheckResult(name: check.name, from: check.from, connect: "\(check.destination):\(check.port)", line: check.location.line,
                             passed: false, failures: [], expected: expectedFields(check), engine: nil, kernel: nil,
                             differences: [], notes: [], pcap: nil, seconds: 0)
-        var pcap: String?
-        if let dir = pcapDirectory {
-            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            pcap = "\(dir)/\(String(format: "%02d", index + 1))-\(slug(check.name)).pcapng"
-        }
+        // The directory was made before any work (`OutputDirectory.prepare`); each file goes through the one writer.
+        let pcap = pcapDirectory.map { "\($0)/\(String(format: "%02d", index + 1))-\(slug(check.name)).pcapng" }
         do {
-            let c = try ConnectRun.run(check.spec, scope: session.scope(from: check.from), kernel: check.compareWithKernel, pcap: pcap,
+            let c = try ConnectRun.run(check.spec, scope: session.scope(from: check.from), kernel: check.compareWithKernel, pcap: pcap.map(OutputTarget.file),
                                      cache: session.cache)
             r.engine = c.engine
             r.kernel = c.kernel
@@ -103,7 +101,7 @@ public enum CheckRunner {
         if let v = c.expect.dev { e["dev"] = v }
         if let v = c.expect.via { e["via"] = v.description }
         if let v = c.expect.path { e["path"] = v.joined(separator: " → ") }
-        if let v = c.expect.replyPath { e["reply-path"] = v.joined(separator: " → ") }
+        if let v = c.expect.replyPath { e["reply_path"] = v.joined(separator: " → ") }
         if let p = c.payload { e["echo"] = p }
         return e
     }
@@ -117,7 +115,7 @@ public enum CheckRunner {
         }
         if let want = c.expect.source, s.source != want.description { f.append("source: expected \(want), engine \(s.source ?? "-")") }
         if let want = c.expect.dev, s.dev != want { f.append("dev: expected \(want), engine \(s.dev ?? "-")") }
-        if let want = c.expect.via, s.nexthop != want.description { f.append("via: expected \(want), engine \(s.nexthop ?? "-")") }
+        if let want = c.expect.via, s.via != want.description { f.append("via: expected \(want), engine \(s.via ?? "-")") }
         if let want = c.expect.path, s.path != want {
             f.append("path: expected \(want.joined(separator: " → ")), engine \(s.path.isEmpty ? "-" : s.path.joined(separator: " → "))")
         }

@@ -1,4 +1,5 @@
 import Driver
+import NetCore
 
 /// How a connect comparison reads on a terminal.
 public enum ConnectText {
@@ -6,7 +7,7 @@ public enum ConnectText {
         var out = s.errno.map { "\(s.result) (\($0))" } ?? s.result
         if let src = s.source { out += "  \(src):\(s.sport ?? 0)" }
         if let d = s.dev { out += "  dev \(d)" }
-        if let n = s.nexthop { out += " via \(n)" }
+        if let n = s.via { out += " via \(n)" }
         if let h = s.handshake_ms { out += "  handshake \(String(format2(h))) ms" }
         return out
     }
@@ -17,7 +18,7 @@ public enum ConnectText {
             out.append("\(label) \(line(s))")
             if !s.path.isEmpty { out.append("    path:  " + s.path.joined(separator: " → ") + "   (" + s.hops.joined(separator: " ") + ")") }
             if !s.reply_path.isEmpty { out.append("    reply: " + s.reply_path.joined(separator: " → ") + (s.reply.map { "   (\($0))" } ?? "")) }
-            if let e = s.echoed { out.append("    echoed: \"\(e)\"") }
+            if let e = s.echoed { out.append("    echoed: \"\(visible(e))\"") }   // bytes from the wire
         }
         side("engine:", c.engine)
         if let k = c.kernel { side("kernel:", k) }

@@ -106,15 +106,17 @@ public struct TopologyGraph {
     }
 }
 
+/// Text for XML and HTML: markup characters as entities, control characters as visible escapes (`visible`; XML 1.0
+/// cannot carry them at all), line breaks and tabs kept.
 func escapeXML(_ s: String) -> String {
     var o = ""
-    for c in s {
-        switch c {
+    for u in s.unicodeScalars {
+        switch u {
         case "&": o += "&amp;"
         case "<": o += "&lt;"
         case ">": o += "&gt;"
         case "\"": o += "&quot;"
-        default: o.append(c)
+        default: appendVisible(u, to: &o, keepNewlines: true)
         }
     }
     return o

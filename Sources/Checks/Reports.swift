@@ -19,7 +19,7 @@ public enum Reports {
         var parts = [s.errno.map { "\(s.result) (\($0))" } ?? s.result]
         if let src = s.source { parts.append("source \(src)") }
         if let d = s.dev { parts.append("dev \(d)") }
-        if let n = s.nexthop { parts.append("via \(n)") }
+        if let n = s.via { parts.append("via \(n)") }
         if !s.path.isEmpty { parts.append("path " + s.path.joined(separator: " → ")) }
         if !s.reply_path.isEmpty { parts.append("reply " + s.reply_path.joined(separator: " → ")) }
         return parts.joined(separator: ", ")
@@ -31,9 +31,9 @@ public enum Reports {
                  "<testsuites name=\"netlab\" tests=\"\(run.results.count)\" failures=\"\(run.failed)\" time=\"\(String(format: "%.3f", run.seconds))\">",
                  "  <testsuite name=\"\(escapeXML(run.lab))\" tests=\"\(run.results.count)\" failures=\"\(run.failed)\" errors=\"0\" time=\"\(String(format: "%.3f", run.seconds))\" timestamp=\"\(ISO8601DateFormatter().string(from: run.started))\">"]
         for r in run.results {
-            x.append("    <testcase classname=\"netlab.\(escapeXML(run.lab))\" name=\"\(escapeXML(r.name))\" file=\"\(escapeXML(run.file))\" line=\"\(r.line)\" time=\"\(String(format: "%.3f", r.seconds))\">")
+            x.append("    <testcase classname=\"netlab.\(escapeXML(run.lab))\" name=\"\(escapeXML(visible(r.name)))\" file=\"\(escapeXML(run.file))\" line=\"\(r.line)\" time=\"\(String(format: "%.3f", r.seconds))\">")
             if !r.passed {
-                var body = ["check: \(r.name) (from \(r.from) to \(r.connect), \(run.file):\(r.line))"]
+                var body = ["check: \(visible(r.name)) (from \(r.from) to \(r.connect), \(run.file):\(r.line))"]
                 body += r.failures.map { "failed: \($0)" }
                 body.append("expected: " + r.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
                 body.append("engine: " + sideLine(r.engine))
@@ -49,7 +49,8 @@ public enum Reports {
         return x.joined(separator: "\n") + "\n"
     }
 
-    static func md(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
+    /// One Markdown table cell or list item: control characters visible, `|` escaped.
+    static func md(_ s: String) -> String { visible(s).replacingOccurrences(of: "|", with: "\\|") }
 
     /// A Markdown summary (what `$GITHUB_STEP_SUMMARY` shows).
     public static func markdown(_ run: CheckRun) -> String {
@@ -63,7 +64,7 @@ public enum Reports {
             let outcome: String = e.map { s in s.errno.map { "\(s.result) (\($0))" } ?? s.result } ?? "-"
             let path: String = md(e?.path.joined(separator: " → ") ?? "")
             let cells: [String] = [r.passed ? "✅" : "❌", md(r.name), r.from, r.connect, outcome, e?.source ?? "", e?.dev ?? "",
-                                   e?.nexthop ?? "", path, k]
+                                   e?.via ?? "", path, k]
             m.append("| " + cells.joined(separator: " | ") + " |")
         }
         let failed = run.results.filter { !$0.passed }
@@ -91,13 +92,13 @@ public enum Reports {
                  "<p class=\"legend\"><span style=\"color:#1f77b4\">━ SYN path</span><span style=\"color:#d62728\">╍ reply path</span></p>",
                  "<table><tr><th></th><th>check</th><th>from</th><th>connect</th><th>engine</th><th>kernel</th></tr>"]
         for (i, r) in run.results.enumerated() {
-            h.append("<tr><td class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘")</td><td><a href=\"#c\(i)\">\(escapeXML(r.name))</a></td><td>\(escapeXML(r.from))</td><td>\(r.connect)</td><td>\(escapeXML(sideLine(r.engine)))</td><td>\(escapeXML(r.kernel == nil ? "skipped" : (r.differences.isEmpty ? "agrees" : "differs")))</td></tr>")
+            h.append("<tr><td class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘")</td><td><a href=\"#c\(i)\">\(escapeXML(visible(r.name)))</a></td><td>\(escapeXML(r.from))</td><td>\(r.connect)</td><td>\(escapeXML(sideLine(r.engine)))</td><td>\(escapeXML(r.kernel == nil ? "skipped" : (r.differences.isEmpty ? "agrees" : "differs")))</td></tr>")
         }
         h.append("</table>")
         for (i, r) in run.results.enumerated() {
-            h.append("<section id=\"c\(i)\"><h2 class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘") \(escapeXML(r.name))</h2>")
+            h.append("<section id=\"c\(i)\"><h2 class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘") \(escapeXML(visible(r.name)))</h2>")
             h.append("<p>from <b>\(escapeXML(r.from))</b> to \(r.connect) (line \(r.line))</p>")
-            h.append(g.svg(syn: r.engine?.path ?? [], reply: r.engine?.reply_path ?? [], title: r.name))
+            h.append(g.svg(syn: r.engine?.path ?? [], reply: r.engine?.reply_path ?? [], title: visible(r.name)))
             if !r.failures.isEmpty { h.append("<ul>" + r.failures.map { "<li class=\"fail\">\(escapeXML($0))</li>" }.joined() + "</ul>") }
             h.append("<pre>expected: \(escapeXML(r.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))\nengine:   \(escapeXML(sideLine(r.engine)))\nkernel:   \(escapeXML(sideLine(r.kernel)))\(r.notes.isEmpty ? "" : "\n" + escapeXML(r.notes.joined(separator: "\n")))</pre>")
             if let t = r.engine?.trace, !t.isEmpty {

@@ -1,4 +1,5 @@
 import Engine
+import Files
 import Foundation
 import CNetSys
 import Glibc
@@ -21,7 +22,8 @@ public struct SideReport: Codable, Sendable, Equatable {
     public var source: String?
     public var sport: UInt16?
     public var dev: String?
-    public var nexthop: String?
+    /// The next hop the SYN was sent to (`via` as in the topology file).
+    public var via: String?
     public var path: [String]
     public var reply_path: [String]
     /// established, refused, timeout, unreachable, or error.
@@ -56,7 +58,8 @@ public func resultName(_ e: Errno?) -> String { ConnectResult(errnoName: e.map {
 /// the scope, and compared field by field.
 public enum ConnectRun {
     /// `cache` keeps guards and captures open across runs (see `ConnectCache`); without it they live for this run only.
-    public static func run(_ spec: ConnectSpec, scope: ConnectScope, kernel: Bool, pcap: String? = nil,
+    /// `pcap` receives both connects' frames (checked beforehand with `OutputTarget.prepare`).
+    public static func run(_ spec: ConnectSpec, scope: ConnectScope, kernel: Bool, pcap: OutputTarget? = nil,
                            seed: UInt64? = nil, cache: ConnectCache? = nil) throws -> ConnectComparison {
         let ns = scope.sourceNamespace
         let timing = ProcessInfo.processInfo.environment["NETLAB_TIMING"] != nil
@@ -122,7 +125,7 @@ public enum ConnectRun {
             c = compare(engine: e, kernel: k)
             c.notes = first.map { $0 + "; the engine ran again on that leg" } + c.notes
         }
-        if let pcap { try Data(file.bytes).write(to: URL(fileURLWithPath: pcap)) }
+        if let pcap { try pcap.write(file.bytes) }
         if let wire = engineWireNextHop, let decided = e.nextHop, wire != decided, e.observed?.device != "lo" {
             c.differences.append("engine decided next hop \(decided) but its SYN went to \(wire)")
             c.agree = false
@@ -150,7 +153,7 @@ public enum ConnectRun {
 
     static func side(_ o: ConnectOutcome) -> SideReport {
         let obs = o.observed
-        return SideReport(source: o.source.map(\.description), sport: o.sourcePort, dev: o.device, nexthop: o.nextHop?.description,
+        return SideReport(source: o.source.map(\.description), sport: o.sourcePort, dev: o.device, via: o.nextHop?.description,
                           path: obs?.path ?? [], reply_path: obs?.replyPath ?? [], result: resultName(o.errno),
                           errno: o.errno.map { name($0) }, syn: obs?.syn, reply: obs?.reply,
                           handshake_ms: o.handshakeNanoseconds.map { Double($0) / 1e6 },
@@ -175,7 +178,7 @@ public enum ConnectRun {
         diff("errno", es.errno, ks.errno)
         if es.source != nil, ks.source != nil, ks.source != "0.0.0.0" { diff("source", es.source, ks.source) }
         var otherLeg = false
-        if es.source != ks.source || es.dev != ks.dev || es.nexthop != ks.nexthop, let kd = ks.dev, let kn = ks.nexthop,
+        if es.source != ks.source || es.dev != ks.dev || es.via != ks.via, let kd = ks.dev, let kn = ks.via,
            e.alternatives.contains(where: { $0.device == kd && $0.nextHop.description == kn && $0.source.description == ks.source }) {
             otherLeg = true
             diffs.removeAll { $0.hasPrefix("source:") }
@@ -183,7 +186,7 @@ public enum ConnectRun {
         }
         if !otherLeg, ks.syn != nil || es.syn != nil {
             diff("dev", es.dev, ks.dev)
-            diff("nexthop", es.nexthop, ks.nexthop)
+            diff("via", es.via, ks.via)
         }
         if !otherLeg {
             if es.path != ks.path { diffs.append("path: engine \(es.path), kernel \(ks.path)") }
@@ -193,11 +196,11 @@ public enum ConnectRun {
             diff("syn options", a.options, b.options)
             diff("syn mss", a.mss, b.mss)
             diff("syn window", a.window, b.window)
-            diff("syn wscale", a.windowScale, b.windowScale)
+            diff("syn window_scale", a.windowScale, b.windowScale)
             diff("syn ttl", a.ttl, b.ttl)
             diff("syn df", a.df, b.df)
             diff("syn tos", a.tos, b.tos)
-            diff("syn ip options", a.ipOptions, b.ipOptions)
+            diff("syn ip_options", a.ipOptions, b.ipOptions)
             diff("syn flags", a.flags, b.flags)
         } else if (es.syn == nil) != (ks.syn == nil) {
             diffs.append("syn: \(es.syn == nil ? "engine sent none" : "kernel sent none")")

@@ -24,6 +24,11 @@ public struct SynSummary: Sendable, Codable, Equatable {
     public var tos: Int
     public var ipOptions: [String]
     public var flags: String
+
+    /// snake_case in JSON, as every key netlab writes.
+    enum CodingKeys: String, CodingKey {
+        case options, mss, window, windowScale = "window_scale", ttl, df, tos, ipOptions = "ip_options", flags
+    }
 }
 
 /// What the capture shows of one connect: the SYN's hops and the reply's hops, in time order.

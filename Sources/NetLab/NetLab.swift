@@ -9,3 +9,4 @@
 @_exported import Oracle
 @_exported import Driver
 @_exported import Checks
+@_exported import Files

@@ -69,25 +69,44 @@ public struct RouteComparison: Sendable {
     public var agree: Bool
     public var trace: [String]
 
+    /// What `netlab route --json` prints, in the topology file's words: `via` for the next hop, tables by the
+    /// file's names (`isp2`; `main`, `local` and `default` built in; a number the file does not name).
     public struct Report: Codable {
         public var query: String
-        public var engine: RouteAnswer
-        public var kernel: RouteAnswer
-        public var candidates: [RouteAnswer]
+        public var engine: Answer
+        public var kernel: Answer
+        public var candidates: [Answer]
         public var agree: Bool
         public var trace: [String]?
-    }
-    public func report(withTrace: Bool) -> Report {
-        Report(query: (connect ? "connect " : "") + query.words, engine: engine, kernel: kernel,
-               candidates: candidates.count > 1 ? candidates : [], agree: agree, trace: withTrace ? trace : nil)
+
+        public struct Answer: Codable, Equatable {
+            public var source: String?
+            public var dev: String?
+            public var via: String?
+            public var table: String?
+            /// The errno name, or nil.
+            public var error: String?
+        }
     }
 
-    public func text(withTrace: Bool) -> String {
+    /// A table id's name: the file's, a built-in one, or the number.
+    public typealias TableNames = (UInt32) -> String
+    public static func builtinTableNames(_ id: UInt32) -> String { RoutingTable.builtinName(id) ?? String(id) }
+
+    public func report(withTrace: Bool, tableNames: TableNames = builtinTableNames) -> Report {
+        func a(_ r: RouteAnswer) -> Report.Answer {
+            .init(source: r.source, dev: r.dev, via: r.gateway, table: r.table.map(tableNames), error: r.error)
+        }
+        return Report(query: (connect ? "connect " : "") + query.words, engine: a(engine), kernel: a(kernel),
+                      candidates: candidates.count > 1 ? candidates.map(a) : [], agree: agree, trace: withTrace ? trace : nil)
+    }
+
+    public func text(withTrace: Bool, tableNames: TableNames = builtinTableNames) -> String {
         func line(_ a: RouteAnswer) -> String {
             if let e = a.error { return e }
             var s = "src \(a.source ?? "?") dev \(a.dev ?? "?")"
             if let g = a.gateway { s += " via \(g)" }
-            if let t = a.table { s += " table \(RoutingTable.builtinName(t) ?? String(t))" }
+            if let t = a.table { s += " table \(tableNames(t))" }
             return s
         }
         var out = ["\(connect ? "connect " : "route get ")\(query.words)",

@@ -45,9 +45,11 @@ public struct TopologyError: Error, Sendable, CustomStringConvertible {
         var out: [String] = []
         for d in diagnostics {
             let red = color ? "\u{1B}[1;31m" : "", bold = color ? "\u{1B}[1m" : "", reset = color ? "\u{1B}[0m" : ""
-            out.append("\(bold)\(file):\(d.location.line):\(d.location.column):\(reset) \(red)error:\(reset) \(d.message)")
+            // A hostile file's control characters are shown escaped, never sent to the terminal (the caret may then
+            // sit a few columns early on that line).
+            out.append("\(bold)\(visible(file)):\(d.location.line):\(d.location.column):\(reset) \(red)error:\(reset) \(visible(d.message, keepNewlines: true))")
             if d.location.line >= 1, d.location.line <= lines.count {
-                let text = String(lines[d.location.line - 1])
+                let text = visible(String(lines[d.location.line - 1]).replacingTabs())
                 let number = String(d.location.line)
                 out.append(" \(number) | \(text)")
                 let pad = String(repeating: " ", count: number.count)
@@ -55,14 +57,19 @@ public struct TopologyError: Error, Sendable, CustomStringConvertible {
                 let width = min(d.length, max(1, text.count - col + 1))
                 out.append(" \(pad) | " + String(repeating: " ", count: col - 1) + "^" + String(repeating: "~", count: width - 1))
             }
-            if let h = d.hint { out.append("   hint: \(h)") }
+            if let h = d.hint { out.append("   hint: \(visible(h, keepNewlines: true))") }
         }
         let n = diagnostics.count
-        out.append("\(n) error\(n == 1 ? "" : "s") in \(file)")
+        out.append("\(n) error\(n == 1 ? "" : "s") in \(visible(file))")
         return out.joined(separator: "\n")
     }
 
     public var description: String { rendered() }
+}
+
+extension String {
+    /// Tabs as single spaces (YAML forbids them in indentation; in a value they would otherwise print escaped).
+    func replacingTabs() -> String { String(map { $0 == "\t" ? " " : $0 }) }
 }
 
 /// The nearest candidate by edit distance, when near enough to be a likely typo.

@@ -8,7 +8,10 @@ extension Topology {
             source = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw TopologyError(file: path, source: "", diagnostics: [
-                Diagnostic(.unknown, "cannot read the topology file: \(error.localizedDescription)"),
+                // Foundation's words ("The operation could not be completed", error domains) say nothing useful;
+                // the CLI reads files with InputFile, which says what is wrong.
+                Diagnostic(.unknown, "cannot read the topology file (missing, not a regular file, unreadable or not UTF-8)",
+                           hint: "`netlab validate \(path)` says which"),
             ])
         }
         return try parse(source, file: path)

@@ -8,21 +8,52 @@ struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Run a topology's checks on the wire (engine and kernel), print a summary and write reports.",
-        discussion: "Exit status: 0 every check passed, 1 a check failed, 2 bad input.")
+        discussion: "Exit status: 0 every check passed, 1 a check failed, 2 bad input (the file, an option, a report path; nothing is built), 130/143 interrupted. Every report option takes - for standard output (one of them at a time); the per-check lines then go to standard error.")
     @Argument(help: "The topology file (.topo) with `checks:`.") var file: String
     @Flag(help: "Leave the lab up afterwards (it is taken down otherwise, if this run brought it up).") var keep = false
-    @Option(help: "Write JUnit XML here.") var junit: String?
-    @Option(help: "Write the full results (traces included) as JSON here.") var json: String?
-    @Option(help: "Write a Markdown summary here (also appended to $GITHUB_STEP_SUMMARY when set).") var markdown: String?
-    @Option(help: "Write a self-contained HTML page (topology and paths as SVG) here.") var html: String?
-    @Option(help: "Write one pcapng per check into this directory.") var pcapDir: String?
+    @Option(help: ArgumentHelp("Write JUnit XML to this file (- for standard output).", valueName: "path")) var junit: String?
+    @OptionGroup var output: JSONOutput
+    @Option(help: ArgumentHelp("Write a Markdown summary to this file (also appended to $GITHUB_STEP_SUMMARY when set).", valueName: "path")) var markdown: String?
+    @Option(help: ArgumentHelp("Write a self-contained HTML page (topology and paths as SVG) to this file.", valueName: "path")) var html: String?
+    @Option(help: ArgumentHelp("Write one pcapng per check into this directory (made if missing).", valueName: "dir")) var pcapDir: String?
     @Option(help: "Run only the checks whose name contains this text.") var only: String?
 
+    /// Every report's destination, checked before the file is read or anything is built.
+    struct Outputs { var junit, json, markdown, html: OutputTarget?; var pcapDir: String? }
+
+    /// `check --json PATH` was the option's form before `--json` printed and `--json-file` wrote: `--json -` still
+    /// works (the same thing), `--json FILE.json` says what to write instead (exit 2).
+    static func acceptingOldJSONPath(_ args: [String]) throws -> [String] {
+        guard args.first == "check", let i = args.firstIndex(of: "--json"), i + 1 < args.count else { return args }
+        var a = args
+        if a[i + 1] == "-" { a.remove(at: i + 1) } else if a[i + 1].hasSuffix(".json") {
+            Terminal.error("--json takes no path: it prints the JSON on standard output; --json-file \(a[i + 1]) writes it to a file")
+            throw ExitStatus.badInput
+        }
+        return a
+    }
+
+    func validate() throws {
+        try Terminal.oneStandardOutput([("--junit", junit), output.named, ("--markdown", markdown), ("--html", html)])
+        if pcapDir == "-" { throw ValidationError("--pcap-dir takes a directory (one pcapng per check), not -") }
+    }
+
+    func prepareOutputs() throws -> Outputs {
+        let o = Outputs(junit: try junit.map { try Terminal.output($0, option: "--junit") },
+                        json: try output.prepare(),
+                        markdown: try markdown.map { try Terminal.output($0, option: "--markdown") },
+                        html: try html.map { try Terminal.output($0, option: "--html") },
+                        pcapDir: try pcapDir.map { try Terminal.outputDirectory($0, option: "--pcap-dir") })
+        if ([o.junit, o.json, o.markdown, o.html] as [OutputTarget?]).contains(.standardOutput) { Terminal.textToStandardError = true }
+        return o
+    }
+
     func run() throws {
+        let outputs = try prepareOutputs()
         let topology = try Terminal.load(file)
         let checks = topology.checks.filter { c in only.map { c.name.contains($0) } ?? true }
         if checks.isEmpty {
-            Terminal.error("\(file): \(topology.checks.isEmpty ? "no `checks:` to run" : "no check name contains \"\(only!)\"")")
+            Terminal.error("\(file): \(topology.checks.isEmpty ? "no `checks:` to run" : "no check name contains \"\(visible(only!))\"")")
             Terminal.note("   hint: declare checks under `checks:` (docs/topology.md#checks)")
             throw ExitStatus.badInput
         }
@@ -41,7 +72,7 @@ struct CheckCommand: ParsableCommand {
             do {
                 let s = try LabController.up(topology) { p, d, t in Terminal.progress("up: \(p)", d, t) }
                 Terminal.endProgress()
-                Terminal.note(String(format: "%@ up: %d nodes, %d links in %.2f s", topology.lab, s.nodes, s.links, s.seconds))
+                Terminal.note("\(topology.lab) up: \(count(s.nodes, "node")), \(count(s.links, "link")) in \(String(format: "%.2f", s.seconds)) s")
                 broughtUp = true
             } catch let e as LabError {
                 Terminal.endProgress()
@@ -57,36 +88,35 @@ struct CheckCommand: ParsableCommand {
             } else if keep { Terminal.note("\(topology.lab) left up (--keep); `netlab down \(topology.lab)` removes it") }
         }
         let session = try LabSession(topology: topology)
-        let width = checks.map(\.name.count).max() ?? 10
-        let run = CheckRunner.run(topology, session: session, pcapDirectory: pcapDir, only: checks, progress: { i, n, c, r in
-            guard let r else { Terminal.progress("[\(i + 1)/\(n)] \(c.name)", i, n); return }
+        let width = checks.map { visible($0.name).count }.max() ?? 10
+        let run = CheckRunner.run(topology, session: session, pcapDirectory: outputs.pcapDir, only: checks, progress: { i, n, c, r in
+            guard let r else { Terminal.progress("[\(i + 1)/\(n)] \(visible(c.name))", i, n); return }
             Terminal.endProgress()
-            let name = c.name.padding(toLength: width, withPad: " ", startingAt: 0)
+            let name = visible(c.name).padding(toLength: width, withPad: " ", startingAt: 0)
             let e = r.engine.map { s in s.errno.map { "\(s.result) (\($0))" } ?? s.result } ?? "not run"
             let k = r.kernel == nil ? (c.compareWithKernel ? "" : "kernel skipped") : (r.differences.isEmpty ? "kernel agrees" : "kernel DIFFERS")
-            print(String(format: "%@ [%2d/%d] %@  %@  %@  %.1f s", r.passed ? "✔" : "✘", i + 1, n, name, e, k, r.seconds))
-            for f in r.failures { print("      \(f)") }
+            Terminal.say(String(format: "%@ [%2d/%d] %@  %@  %@  %.1f s", r.passed ? "✔" : "✘", i + 1, n, name, e, k, r.seconds))
+            for f in r.failures { Terminal.say("      \(visible(f))") }
         }, interrupted: { Interrupts.signal != nil })
         session.close()
-        print("\(run.passed)/\(run.results.count) checks passed (\(topology.lab), \(String(format: "%.1f", run.seconds)) s)")
-        try write(run, topology: topology)
+        Terminal.say("\(run.passed)/\(count(run.results.count, "check")) passed (\(topology.lab), \(String(format: "%.1f", run.seconds)) s)")
+        try write(run, topology: topology, to: outputs)
         if let sig = Interrupts.signal { Terminal.error("interrupted"); throw ExitCode(128 + sig) }
         if run.failed > 0 { throw ExitStatus.failed }
     }
 
-    func write(_ run: CheckRun, topology: Topology) throws {
-        func save(_ text: String, _ path: String?) throws {
-            guard let path else { return }
-            let dir = (path as NSString).deletingLastPathComponent
-            if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-            Terminal.note("wrote \(path)")
+    /// Every report asked for, through the one writer (checked before the run by `prepareOutputs`).
+    func write(_ run: CheckRun, topology: Topology, to o: Outputs) throws {
+        func save(_ text: @autoclosure () throws -> String, _ target: OutputTarget?) throws {
+            guard let target else { return }
+            try Terminal.write(try text(), to: target)
+            if case .file(let p) = target { Terminal.note("wrote \(p)") }
         }
-        try save(Reports.junit(run), junit)
-        try save(try Reports.json(run), json)
+        try save(Reports.junit(run), o.junit)
+        try save(try Reports.json(run) + "\n", o.json)
         let md = Reports.markdown(run)
-        try save(md, markdown)
-        try save(Reports.html(run, topology: topology), html)
+        try save(md, o.markdown)
+        try save(Reports.html(run, topology: topology), o.html)
         if let summary = ProcessInfo.processInfo.environment["GITHUB_STEP_SUMMARY"], !summary.isEmpty,
            let h = FileHandle(forWritingAtPath: summary) {
             h.seekToEndOfFile()

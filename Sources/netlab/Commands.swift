@@ -7,8 +7,13 @@ struct Up: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Build a lab from a topology file.")
     @Argument(help: "The topology file (.topo).") var file: String
     @Flag(help: "Print how long each phase took.") var timings = false
+    @OptionGroup var output: JSONOutput
+
+    /// `netlab up --json`.
+    struct Report: Encodable { var lab: String; var nodes, links, addresses, routes, rules: Int; var seconds: Double }
 
     func run() throws {
+        let out = try output.prepare()
         let topology = try Terminal.load(file)
         try Terminal.requireRoot("up")
         Interrupts.trap()   // Ctrl-C part-way rolls back instead of leaving half a lab
@@ -31,8 +36,12 @@ struct Up: ParsableCommand {
                 }
             }
             Terminal.endProgress()
-            print(String(format: "%@ up: %d nodes, %d links, %d addresses, %d routes, %d rules in %.2f s",
-                         topology.lab, s.nodes, s.links, s.addresses, s.routes, s.rules, s.seconds))
+            if out != .standardOutput {
+                print("\(topology.lab) up: \(count(s.nodes, "node")), \(count(s.links, "link")), \(count(s.addresses, "address", "addresses")), "
+                      + "\(count(s.routes, "route")), \(count(s.rules, "rule")) in \(String(format: "%.2f", s.seconds)) s")
+            }
+            try emitJSON(Report(lab: topology.lab, nodes: s.nodes, links: s.links, addresses: s.addresses, routes: s.routes,
+                                rules: s.rules, seconds: s.seconds), to: out)
         } catch let e as LabError {
             Terminal.endProgress()
             Terminal.error(e.description)
@@ -52,12 +61,17 @@ struct Down: ParsableCommand {
         abstract: "Remove everything a lab's `up` made (from its journal; idempotent).")
     @Argument(help: "A topology file or a lab name.") var target: String?
     @Flag(help: "Take down every lab that has a journal.") var all = false
+    @OptionGroup var output: JSONOutput
+
+    /// `netlab down --json`: one entry per lab, the namespaces removed (none: the lab was not up).
+    struct Report: Encodable { var lab: String; var removed: [String] }
 
     func validate() throws {
         if all == (target != nil) { throw ValidationError("give a topology file or lab name, or --all") }
     }
 
     func run() throws {
+        let out = try output.prepare()
         try Terminal.requireRoot("down")
         Interrupts.trap()   // Ctrl-C stops between namespaces; the journal stays, so `down` again finishes
         let labs: [String]
@@ -67,22 +81,27 @@ struct Down: ParsableCommand {
             throw ExitStatus.badInput
         }
         var failed = false
+        var reports: [Report] = []
         for lab in labs {
             do {
+                // Idempotent: a lab that is not up is exit 0; the labs that are up are listed, in case of a typo.
                 let r = try LabController.down(lab: lab, waiting: Terminal.waiting(lab))
+                reports.append(Report(lab: lab, removed: r.deleted))
                 if let p = r.journalProblem { Terminal.note("\(lab): \(p)") }
-                if !r.wasUp {
-                    print("\(lab): nothing to remove")
-                } else {
-                    var line = "\(lab) down: removed \(r.deleted.count) namespace\(r.deleted.count == 1 ? "" : "s")"
-                    if r.processesEnded > 0 { line += ", ended \(r.processesEnded) process\(r.processesEnded == 1 ? "" : "es") running inside" }
-                    print(line)
-                }
                 if let o = r.orphanedBy { Terminal.note("  \(o) was killed while it held the lab") }
                 if !r.guardTables.isEmpty {
                     Terminal.note("  removed with their namespaces: the netlab_guard table it left in \(r.guardTables.joined(separator: ", "))")
                 }
                 for l in r.leftAlone { Terminal.note("  left \(l.name) alone: \(l.why)") }
+                if out == .standardOutput { continue }
+                if !r.wasUp {
+                    Terminal.say("\(lab): nothing to remove")
+                    if !all { Terminal.notUpNote(lab) }
+                } else {
+                    var line = "\(lab) down: removed \(count(r.deleted.count, "namespace"))"
+                    if r.processesEnded > 0 { line += ", ended \(count(r.processesEnded, "process", "processes")) running inside" }
+                    Terminal.say(line)
+                }
             } catch LabError.interrupted(let sig) {
                 Terminal.error("\(lab): interrupted; run `netlab down \(lab)` again to finish")
                 throw ExitCode(128 + sig)
@@ -91,40 +110,54 @@ struct Down: ParsableCommand {
                 failed = true
             }
         }
+        try emitJSON(reports, to: out)
         if failed { throw ExitStatus.failed }
     }
+}
 
-    /// A lab name, or the `lab:` of a topology file (read loosely, so a file that no longer validates still works).
-    func labName(_ target: String) throws -> String {
-        guard target.hasSuffix(".topo") || target.contains("/") else { return target }
-        if let t = try? Topology.load(path: target) { return t.lab }
-        guard let text = try? String(contentsOfFile: target, encoding: .utf8) else {
-            Terminal.error("cannot read \(target)")
+/// A lab named by its name or by a topology file (`down FILE`, `status FILE`): a path (with `/` or ending in
+/// `.topo`) is read for its `lab:` (loosely, so a file that no longer validates still works); a name is checked.
+func labName(_ target: String) throws -> String {
+    guard target.hasSuffix(".topo") || target.contains("/") else {
+        guard LabNames.isLab(target) else {
+            Terminal.error("\"\(visible(target))\" is neither a lab name nor a topology file")
+            Terminal.hint("a lab name has 1-20 characters from a-z, 0-9 and '-'; a topology file ends in .topo or has a '/'")
             throw ExitStatus.badInput
         }
-        for line in text.split(separator: "\n") where line.hasPrefix("lab:") {
-            return line.dropFirst(4).split(separator: "#").first!.trimmingCharacters(in: .whitespaces)
-        }
-        Terminal.error("\(target): no `lab:` line")
+        return target
+    }
+    let text: String
+    do { text = try InputFile.readText(target) } catch {
+        Terminal.fileProblem(error)
         throw ExitStatus.badInput
     }
+    if let t = try? Topology.parse(text, file: target) { return t.lab }
+    for line in text.split(separator: "\n") where line.hasPrefix("lab:") {
+        let name = line.dropFirst(4).split(separator: "#").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if LabNames.isLab(name) { return name }
+        Terminal.error("\(target): \"\(visible(name))\" is not a lab name")
+        throw ExitStatus.badInput
+    }
+    Terminal.error("\(target): no `lab:` line")
+    throw ExitStatus.badInput
 }
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Labs that are up, their nodes, and drift from the file.")
-    @Argument(help: "A lab name (default: every lab that is up).") var lab: String?
-    @Flag(help: "Print JSON.") var json = false
+    @Argument(help: "A lab name or its topology file, as for `down` (default: every lab that is up).") var lab: String?
+    @OptionGroup var output: JSONOutput
 
     func run() throws {
+        let out = try output.prepare()
         try Terminal.requireRoot("status")
-        let labs = lab.map { [$0] } ?? Journal.labs()
+        let labs = try lab.map { [try labName($0)] } ?? Journal.labs()   // a name is checked there
         var statuses: [LabStatus] = []
-        if let lab, !LabNames.isLab(lab) {
-            Terminal.error("\"\(lab)\" is not a lab name (\(LabNames.labRule))")
-            throw ExitStatus.badInput
-        }
         var failed = false
         for l in labs {
+            if lab != nil, !((try? Journal.path(lab: l)).map { FileManager.default.fileExists(atPath: $0) } ?? false) {
+                Terminal.notUp(l)
+                throw ExitStatus.badInput
+            }
             // One lab's unreadable journal does not hide the others.
             do { statuses.append(try LabController.status(lab: l)) } catch {
                 Terminal.error("\(l): \(error)")
@@ -133,9 +166,8 @@ struct Status: ParsableCommand {
         }
 
         if lab != nil && statuses.isEmpty { throw ExitStatus.failed }
-        if json {
-            try Terminal.printJSON(lab == nil ? AnyEncodable(statuses) : AnyEncodable(statuses.first!), dates: .iso8601)
-        } else {
+        try emitJSON(lab == nil ? AnyEncodable(statuses) : AnyEncodable(statuses.first!), to: out, dates: .iso8601)
+        if out != .standardOutput {
             if statuses.isEmpty { print("no labs are up") }
             for s in statuses {
                 print("\(s.lab): \(s.state)\(s.state == "up" ? "" : " (at \(s.phase))")  \(s.file)")
@@ -162,48 +194,75 @@ struct AnyEncodable: Encodable {
 
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a command inside a node of a lab (setns, then exec).",
-        usage: "netlab exec LAB NODE -- CMD [ARGS...]")
+        abstract: "Run a command inside a node of a lab (setns, then exec); with no command, your shell.",
+        usage: "netlab exec LAB NODE [-- CMD [ARGS...]]",
+        discussion: "Exit status: the command's; 2 an unknown lab or node; 127 the command could not be run.")
     @Argument(help: "The lab.") var lab: String
     @Argument(help: "The node.") var node: String
-    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after --.") var command: [String] = []
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after -- (default: $SHELL, else /bin/sh).") var command: [String] = []
 
     func run() throws {
         try Terminal.requireRoot("exec")
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
-        guard !argv.isEmpty else { throw ValidationError("give a command after --, e.g. netlab exec \(lab) \(node) -- ip addr") }
-        guard LabNames.isLab(lab) else { throw ValidationError("\"\(lab)\" is not a lab name (\(LabNames.labRule))") }
-        guard LabNames.isNode(node) else { throw ValidationError("\"\(node)\" is not a node name (\(LabNames.nodeRule))") }
-        let ns = NetworkNamespace(named: "\(lab)-\(node)")
-        guard ns.exists else {
-            Terminal.error("no namespace \(ns.name): is lab \(lab) up, and does it have node \(node)? (`netlab status \(lab)`)")
-            throw ExitStatus.failed
+        let target = try NodeTarget.parse([]).resolve([lab, node])
+        if argv.isEmpty {
+            // An interactive shell in the node, as `kathara connect` or `ip netns exec NS $SHELL` gives.
+            let shell = ProcessInfo.processInfo.environment["SHELL"].flatMap { $0.isEmpty ? nil : $0 } ?? "/bin/sh"
+            argv = [shell]
+            if Terminal.isTTY { Terminal.note("\(shell) in \(lab) \(node) (namespace \(target.namespace.name)); exit returns") }
         }
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        netsys_exec_in_netns(ns.path, &cargs)
-        Terminal.error("cannot run \(argv[0]) in \(ns.name): \(String(cString: strerror(errno)))")
+        netsys_exec_in_netns(target.namespace.path, &cargs)
+        Terminal.error("cannot run \(argv[0]) in \(target.namespace.name): \(String(cString: strerror(errno)))")
         throw ExitCode(127)
     }
 }
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check topology files without touching the system (no root needed).")
+        abstract: "Check topology files without touching the system (no root needed).",
+        discussion: "Exit status: 0 every file is valid, 2 one is not (or cannot be read). - reads standard input.")
     @Argument(help: "Topology files.") var files: [String]
+    @OptionGroup var output: JSONOutput
+
+    /// `netlab validate --json`: one entry per file.
+    struct Report: Encodable {
+        var file: String
+        var valid: Bool
+        var lab: String?
+        var nodes, links, addresses, routes, rules: Int?
+        var errors: [Problem]
+        struct Problem: Encodable { var line, column: Int; var message: String; var hint: String? }
+    }
 
     func run() throws {
+        let out = try output.prepare()
         var bad = false
+        var reports: [Report] = []
         for f in files {
             do {
-                let t = try Topology.load(path: f)
+                let t = try Topology.parse(try InputFile.readText(f), file: f == "-" ? "<stdin>" : f)
                 let p = LabPlan(t).counts
-                print("\(f): ok (lab \(t.lab): \(p.nodes) nodes, \(p.links) links, \(p.addresses) addresses, \(p.routes) routes, \(p.rules) rules)")
+                reports.append(Report(file: f, valid: true, lab: t.lab, nodes: p.nodes, links: p.links, addresses: p.addresses,
+                                      routes: p.routes, rules: p.rules, errors: []))
+                if out != .standardOutput {
+                    print("\(f): ok (lab \(t.lab): \(count(p.nodes, "node")), \(count(p.links, "link")), "
+                          + "\(count(p.addresses, "address", "addresses")), \(count(p.routes, "route")), \(count(p.rules, "rule")))")
+                }
             } catch let e as TopologyError {
-                FileHandle.standardError.write((e.rendered(color: Terminal.color) + "\n").data(using: .utf8)!)
+                reports.append(Report(file: f, valid: false, errors: e.diagnostics.map {
+                    .init(line: $0.location.line, column: $0.location.column, message: $0.message, hint: $0.hint)
+                }))
+                if out != .standardOutput { FileHandle.standardError.write((e.rendered(color: Terminal.color) + "\n").data(using: .utf8)!) }
+                bad = true
+            } catch let e as FileProblem {
+                reports.append(Report(file: f, valid: false, errors: [.init(line: e.line ?? 0, column: e.column ?? 0, message: e.problem, hint: e.hint)]))
+                if out != .standardOutput { Terminal.fileProblem(e) }
                 bad = true
             }
         }
+        try emitJSON(reports, to: out)
         if bad { throw ExitStatus.badInput }
     }
 }

@@ -6,9 +6,16 @@ import NetLab
 struct Connect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the connect engine from a node (raw sockets) and show source, device, next hop and the path; --kernel compares with a kernel connect.",
-        usage: "netlab connect (--lab LAB NODE | --netns NAME) DEST:PORT [--bind ADDR[:PORT]] [--dev IF] [--mark M] [--tos T] [--lsrr HOP,HOP...|--ssrr HOP,HOP...] [--payload TEXT] [--syn-retries N] [--kernel] [--pcap FILE] [--trace] [--json]")
+        usage: "netlab connect (LAB NODE | --netns NAME) DEST:PORT [--bind ADDR[:PORT]] [--dev IF] [--mark M] [--tos T] [--lsrr HOP,HOP...|--ssrr HOP,HOP...] [--payload TEXT] [--syn-retries N] [--kernel] [--pcap FILE|-] [--trace] [--json | --json-file PATH]",
+        discussion: """
+            Exit status (the engine's outcome; with --kernel, the outcome both agree on):
+              0 established, 3 refused (ECONNREFUSED), 4 timed out (ETIMEDOUT), 5 unreachable (ENETUNREACH,
+              EHOSTUNREACH), 6 another error (EACCES, EADDRINUSE, EINVAL, ...); 1 engine and kernel differ, or the
+              connect could not be run; 2 bad input (an unknown lab, node or --dev device, a bad option); 130/143
+              interrupted.
+            """)
     @OptionGroup var target: NodeTarget
-    @Argument(help: "NODE DEST:PORT with --lab, DEST:PORT with --netns.") var positional: [String]
+    @Argument(help: ArgumentHelp("LAB NODE DEST:PORT (DEST:PORT alone with --netns).", valueName: "lab node dest:port")) var positional: [String]
     @Option(help: "bind() first: ADDR or ADDR:PORT.") var bind: String?
     @Option(help: "SO_BINDTODEVICE.") var dev: String?
     @Option(help: "SO_MARK (decimal or 0x hex).") var mark: String?
@@ -18,12 +25,24 @@ struct Connect: ParsableCommand {
     @Option(help: "Send this once established; the listener echoes it.") var payload: String?
     @Option(help: "TCP_SYNCNT.") var synRetries: Int?
     @Flag(help: "Also connect through a kernel socket and compare field by field.") var kernel = false
-    @Option(help: "Write both connects' frames from every interface to this pcapng file.") var pcap: String?
+    @Option(help: "Write both connects' frames from every interface to this pcapng file (- for standard output).") var pcap: String?
     @Flag(help: "Show the engine's decision trace.") var trace = false
-    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var output: JSONOutput
+
+    /// The exit status for a connect's outcome (documented in docs/commands.md).
+    static func exitStatus(_ result: ConnectResult) -> Int32 {
+        switch result {
+        case .established: 0
+        case .refused: 3
+        case .timeout: 4
+        case .unreachable: 5
+        case .error: 6
+        }
+    }
 
     func validate() throws {
-        try target.validate(positional, operand: "DEST:PORT")
+        try target.validate(positional, operands: ["DEST:PORT"])
+        try Terminal.oneStandardOutput([output.named, ("--pcap", pcap)])
         if endpoint(positional.last!, needPort: true) == nil { throw ValidationError("DEST:PORT must look like 192.0.2.80:80") }
         if let b = bind, endpoint(b, needPort: false) == nil { throw ValidationError("--bind must be ADDR or ADDR:PORT") }
         if lsrr != nil && ssrr != nil { throw ValidationError("give --lsrr or --ssrr, not both") }
@@ -46,6 +65,10 @@ struct Connect: ParsableCommand {
     }
 
     func run() throws {
+        let out = try output.prepare()
+        let capture = try pcap.map { try Terminal.output($0, option: "--pcap") }
+        // A capture on standard output (`| tshark -r -`) leaves the text to standard error.
+        if capture == .standardOutput { Terminal.textToStandardError = true }
         try Terminal.requireRoot("connect")
         let (dest, port) = endpoint(positional.last!, needPort: true)!
         var spec = ConnectSpec(destination: dest, port: port!)
@@ -58,34 +81,31 @@ struct Connect: ParsableCommand {
         spec.payload = payload.map { Array($0.utf8) }
         spec.synRetries = synRetries
 
-        var session: LabSession?
-        let scope: ConnectScope
-        if let lab = target.lab {
-            guard let t = try LabSession.topology(ofLab: lab) else {
-                Terminal.error("lab \(lab) is not up (`netlab up FILE` first; `netlab status` lists labs)")
-                throw ExitStatus.failed
-            }
-            guard t.node(positional[0]) != nil else {
-                Terminal.error("lab \(lab) has no node \(positional[0]); its nodes: \(t.nodes.map(\.name).joined(separator: ", "))")
+        let node = try target.resolve(positional)
+        if let dev {
+            let devices = try NetlinkSocket(in: node.namespace).links.list().map(\.name)
+            guard devices.contains(dev) else {
+                Terminal.error("node \(node.node) has no device \(visible(dev)); its devices: \(devices.joined(separator: ", "))")
+                if let near = nearest(dev, in: devices) { Terminal.hint("did you mean \(near)?") }
                 throw ExitStatus.badInput
             }
+        }
+        var session: LabSession?
+        let scope: ConnectScope
+        if let t = node.topology {
             session = try LabSession(topology: t)
-            scope = session!.scope(from: positional[0])
+            scope = session!.scope(from: node.node)
         } else {
-            let ns = target.namespace(positional)
-            guard ns.exists else { Terminal.error("no namespace \(ns.name) (`ip netns list`)"); throw ExitStatus.failed }
-            scope = ConnectScope(sourceNode: ns.name, nodes: [(ns.name, ns)])
+            scope = ConnectScope(sourceNode: node.namespace.name, nodes: [(node.namespace.name, node.namespace)])
         }
-        let c = try ConnectRun.run(spec, scope: scope, kernel: kernel, pcap: pcap)
+        let c = try ConnectRun.run(spec, scope: scope, kernel: kernel, pcap: capture)
         session = nil
-        if json {
-            var copy = c
-            if !trace { copy.engine.trace = []; copy.kernel?.trace = [] }
-            try Terminal.printJSON(copy)
-        } else {
-            print(ConnectText.render(c, trace: trace))
-        }
-        if kernel && !c.agree { throw ExitStatus.failed }
-        if !kernel && !c.differences.isEmpty { throw ExitStatus.failed }
+        if out != .standardOutput { Terminal.say(ConnectText.render(c, trace: trace)) }
+        var copy = c
+        if !trace { copy.engine.trace = []; copy.kernel?.trace = [] }
+        try emitJSON(copy, to: out)
+        if !c.agree { throw ExitStatus.failed }
+        let status = Self.exitStatus(ConnectResult(errnoName: c.engine.errno))
+        if status != 0 { throw ExitCode(status) }
     }
 }

@@ -16,7 +16,13 @@ struct SelftestRoute: ParsableCommand {
     @Option(help: "Random topologies to build.") var topologies: Int = 10
     @Option(help: "Lookups per node (random sample); all combinations when omitted with --lab.") var lookups: Int?
     @Option(help: "Directory for reproductions (.topo plus the lookup).") var reproDir: String = "route-repros"
+    @Option(help: "Lab names: PREFIX-0, PREFIX-1, ... (default st<seed mod 1000>).") var prefix: String?
     @Flag(help: "Print one JSON summary.") var json = false
+
+    func validate() throws {
+        try validatePrefix(prefix)
+        if lab != nil, prefix != nil { throw ValidationError("--prefix names random labs; --lab tests a lab that is up: give one") }
+    }
 
     func run() throws {
         try Terminal.requireRoot("selftest route")
@@ -37,13 +43,12 @@ struct SelftestRoute: ParsableCommand {
             }
         }
         if let lab {
-            guard let j = try Journal.read(lab: lab) else { Terminal.error("lab \(lab) is not up"); throw ExitStatus.failed }
-            try test(try Topology.parse(j.source, file: j.file))
+            try test(try Terminal.labThatIsUp(lab))
         } else {
             for k in 0..<topologies {
-                let t = try Topology.parse(RandomTopology(seed: seed &+ UInt64(k), name: "st\(seed % 1000)-\(k)").text,
+                let t = try Topology.parse(RandomTopology(seed: seed &+ UInt64(k), name: "\(prefix ?? "st\(seed % 1000)")-\(k)").text,
                                            file: "random-\(seed)-\(k).topo")
-                try? LabController.down(lab: t.lab)
+                try takeDownLeftover(t.lab, file: t.file)
                 try LabController.up(t)
                 defer { try? LabController.down(lab: t.lab) }
                 // Some links down: the end goes down and its peer loses carrier (dead and linkdown nexthops).
@@ -58,7 +63,7 @@ struct SelftestRoute: ParsableCommand {
             }
         }
         Terminal.endProgress()
-        let line = "\(total.agreements)/\(total.lookups) lookups agree over \(namespaces) namespaces"
+        let line = "\(total.agreements)/\(count(total.lookups, "lookup")) agree over \(count(namespaces, "namespace"))"
         if json {
             struct Summary: Encodable { var lookups, agreements, namespaces, disagreements: Int; var outcomes: [String: Int] }
             try Terminal.printJSON(Summary(lookups: total.lookups, agreements: total.agreements, namespaces: namespaces,
@@ -94,12 +99,12 @@ struct SelftestRoute: ParsableCommand {
     }
 
     func writeRepro(_ t: Topology, node: String, _ c: RouteComparison) throws {
-        try FileManager.default.createDirectory(atPath: reproDir, withIntermediateDirectories: true)
+        _ = try Terminal.outputDirectory(reproDir, option: "--repro-dir")
         let base = "\(reproDir)/\(t.lab)-\(node)-\(c.query.destination)-\(abs(c.query.words.hashValue) % 100000)"
-        try t.source.write(toFile: base + ".topo", atomically: true, encoding: .utf8)
+        try Terminal.write(t.source, to: .file(base + ".topo"))
         var r = c.report(withTrace: true)
         r.query = "node \(node): \(r.query)"
-        try Reports.jsonText(r).write(toFile: base + ".json", atomically: true, encoding: .utf8)
+        try Terminal.write(try Reports.jsonText(r) + "\n", to: .file(base + ".json"))
     }
 }
 
@@ -114,15 +119,15 @@ struct SelftestConnect: ParsableCommand {
     @Option(help: "Nodes per lab.") var nodes: Int = 6
     @Option(help: "Random connects per lab.") var checks: Int = 12
     @Option(help: "Directory for reproductions (a .topo holding the lab and the one check).") var reproDir: String = "connect-repros"
-    @Option(help: "Lab names: PREFIX-0, PREFIX-1, ... (default sc<seed mod 1000>).") var namePrefix: String?
+    @Option(help: "Lab names: PREFIX-0, PREFIX-1, ... (default sc<seed mod 1000>).") var prefix: String?
+    /// The option's first name, still read.
+    @Option(help: .hidden) var namePrefix: String?
     @Option(help: "Also write each generated lab (with all its checks) into this directory.") var writeLabs: String?
     @Flag(help: "Print one JSON summary.") var json = false
 
     func validate() throws {
         guard (2...40).contains(nodes) else { throw ValidationError("--nodes must be 2...40") }
-        if let p = namePrefix, p.isEmpty || p.count > 10 || !p.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) {
-            throw ValidationError("--name-prefix: 1 to 10 letters, digits or '-' (namespaces are named LAB-NODE)")
-        }
+        try validatePrefix(prefix ?? namePrefix)
         guard labs >= 1, checks >= 1 else { throw ValidationError("--labs and --checks must be at least 1") }
     }
 
@@ -135,14 +140,14 @@ struct SelftestConnect: ParsableCommand {
         let started = Date()
         for k in 0..<labs {
             if Interrupts.signal != nil { break }
-            let gen = RandomConnectLab(seed: seed &+ UInt64(k), name: "\(namePrefix ?? "sc\(seed % 1000)")-\(k)", nodes: nodes, checks: checks)
+            let gen = RandomConnectLab(seed: seed &+ UInt64(k), name: "\(prefix ?? namePrefix ?? "sc\(seed % 1000)")-\(k)", nodes: nodes, checks: checks)
             let file = "random-connect-\(seed &+ UInt64(k)).topo"
             let topology = try Topology.parse(gen.text, file: file)
             if let dir = writeLabs {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                try gen.text.write(toFile: "\(dir)/\(file)", atomically: true, encoding: .utf8)
+                _ = try Terminal.outputDirectory(dir, option: "--write-labs")
+                try Terminal.write(gen.text, to: .file("\(dir)/\(file)"))
             }
-            _ = try? LabController.down(lab: topology.lab)
+            try takeDownLeftover(topology.lab, file: topology.file)
             try LabController.up(topology)
             defer { _ = try? LabController.down(lab: topology.lab) }
             namespaces += topology.nodes.count
@@ -162,15 +167,14 @@ struct SelftestConnect: ParsableCommand {
                     agreements += 1
                     continue
                 }
-                try FileManager.default.createDirectory(atPath: reproDir, withIntermediateDirectories: true)
+                _ = try Terminal.outputDirectory(reproDir, option: "--repro-dir")
                 let path = "\(reproDir)/\(topology.lab)-c\(i).topo"
                 let why = r.failures.map { "# " + $0 }.joined(separator: "\n")
-                try ("# netlab selftest connect --seed \(seed &+ UInt64(k)) --labs 1 --nodes \(nodes) --checks \(checks): engine and kernel disagreed\n\(why)\n"
-                     + gen.text(onlyCheck: i)).write(toFile: path, atomically: true, encoding: .utf8)
+                try Terminal.write("# netlab selftest connect --seed \(seed &+ UInt64(k)) --labs 1 --nodes \(nodes) --checks \(checks): engine and kernel disagreed\n\(why)\n"
+                     + gen.text(onlyCheck: i), to: .file(path))
                 failures.append("\(topology.lab) \(r.name): \(r.failures.joined(separator: "; ")) → \(path)")
             }
-            Terminal.note(String(format: "lab %d/%d %@: %d/%d connects agree (%.1f s)", k + 1, labs, topology.lab,
-                                 run.passed, run.results.count, run.seconds))
+            Terminal.note("lab \(k + 1)/\(labs) \(topology.lab): \(run.passed)/\(count(run.results.count, "connect")) agree (\(String(format: "%.1f", run.seconds)) s)")
         }
         let seconds = Date().timeIntervalSince(started)
         if json {
@@ -178,7 +182,7 @@ struct SelftestConnect: ParsableCommand {
             try Terminal.printJSON(Summary(connects: connects, agreements: agreements, labs: labsRun, namespaces: namespaces,
                                            seconds: Int(seconds)))
         } else {
-            print("\(agreements)/\(connects) connects agree over \(labsRun) labs (\(namespaces) namespaces) in \(String(format: "%.0f", seconds)) s")
+            print("\(agreements)/\(count(connects, "connect")) agree over \(count(labsRun, "lab")) (\(count(namespaces, "namespace"))) in \(String(format: "%.0f", seconds)) s")
             print("engine outcomes: " + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             for f in failures { print("  ✘ " + f) }
             if !failures.isEmpty { print("reproduce one with `netlab check FILE`") }
@@ -186,4 +190,28 @@ struct SelftestConnect: ParsableCommand {
         if let sig = Interrupts.signal { Terminal.error("interrupted"); throw ExitCode(128 + sig) }
         if !failures.isEmpty { throw ExitStatus.failed }
     }
+}
+
+/// `--prefix` of both selftests: lab names PREFIX-0, PREFIX-1, ... must be lab names (docs/topology.md).
+func validatePrefix(_ p: String?) throws {
+    guard let p else { return }
+    if !LabNames.isLab(p + "-0") || p.count > 16 {
+        throw ValidationError("--prefix: 1 to 16 characters from a-z, 0-9 and '-', starting with a letter (labs are named PREFIX-0, PREFIX-1, ...)")
+    }
+}
+
+/// A lab of a selftest's name that is up: one an earlier run of this selftest left (its journal names the same
+/// generated file) is taken down; anyone else's lab is left alone and the run stops (exit 1), naming --prefix.
+func takeDownLeftover(_ lab: String, file: String) throws {
+    guard let j = try? Journal.read(lab: lab) else {
+        // An unreadable journal: `down` finds this lab's namespaces by their mark, and touches nothing else.
+        if (try? Journal.path(lab: lab)).map({ FileManager.default.fileExists(atPath: $0) }) ?? false { _ = try? LabController.down(lab: lab) }
+        return
+    }
+    guard URL(fileURLWithPath: j.file).lastPathComponent == URL(fileURLWithPath: file).lastPathComponent else {
+        Terminal.error("lab \(lab) is up from \(j.file), not made by this selftest; it is left alone")
+        Terminal.hint("give another --prefix")
+        throw ExitStatus.failed
+    }
+    _ = try LabController.down(lab: lab)
 }

@@ -11,7 +11,7 @@ struct CheckCommandTests {
     init() throws { try #require(Root.isRoot, "integration tests need root") }
 
     struct Report: Decodable {
-        struct Side: Decodable { var source: String?; var dev: String?; var nexthop: String?; var result: String; var errno: String?; var path: [String] }
+        struct Side: Decodable { var source: String?; var dev: String?; var via: String?; var result: String; var errno: String?; var path: [String] }
         struct Result: Decodable { var name: String; var passed: Bool; var failures: [String]; var engine: Side?; var kernel: Side?; var pcap: String?; var notes: [String] }
         var results: [Result]
         var passed: Int
@@ -29,7 +29,7 @@ struct CheckCommandTests {
     func bundledLabPassesEveryCheckAndAgreesWithTheKernel(_ lab: String) throws {
         let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/\(lab)").path)
         let d = f.directory
-        let r = try netlab("check", f.file, "--json", "\(d)/r.json", "--junit", "\(d)/j.xml", "--markdown", "\(d)/r.md",
+        let r = try netlab("check", f.file, "--json-file", "\(d)/r.json", "--junit", "\(d)/j.xml", "--markdown", "\(d)/r.md",
                            "--html", "\(d)/r.html", "--pcap-dir", "\(d)/pcap")
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         let topology = try Topology.load(path: f.file)
@@ -43,7 +43,7 @@ struct CheckCommandTests {
             // Equal-cost legs: when the kernel's hash chose another leg than the engine's first, the engine ran again
             // on the kernel's leg (a note), and what is reported is that run: the same leg.
             if c.notes.contains(where: { $0.contains("equal-cost leg") }) {
-                #expect(e.dev == k.dev && e.nexthop == k.nexthop, "\(c.name): \(c.notes)")
+                #expect(e.dev == k.dev && e.via == k.via, "\(c.name): \(c.notes)")
             }
             let pcap = try #require(c.pcap)
             let head = try Data(contentsOf: URL(fileURLWithPath: pcap)).prefix(4)
@@ -94,7 +94,7 @@ struct CheckCommandTests {
         try #require(try netlab("up", f.file).status == 0)
         defer { _ = try? netlab("down", f.file) }
         let r = try netlab("connect", "--netns", "\(f.name)-client", "192.0.2.80:81", "--kernel", "--json")
-        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.status == 3, "refused, and both agree: \(r.stdout)\(r.stderr)")
         let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(j["agree"] as? Bool == true)
         let engine = try #require(j["engine"] as? [String: Any]), kernel = try #require(j["kernel"] as? [String: Any])
@@ -135,7 +135,7 @@ struct SelftestConnectTests {
         let (prefix, dir) = (f.prefix, f.directory)
         func leftovers() -> [String] { f.namespaces() }
         let r = try netlab("selftest", "connect", "--seed", "11", "--labs", "2", "--nodes", "5", "--checks", "8",
-                           "--name-prefix", prefix, "--repro-dir", dir + "/repros", "--write-labs", dir, "--json")
+                           "--prefix", prefix, "--repro-dir", dir + "/repros", "--write-labs", dir, "--json")
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         let s = try JSONDecoder().decode(Summary.self, from: Data(r.stdout.utf8))
         #expect(s.connects == 16 && s.agreements == 16 && s.labs == 2 && s.namespaces == 10)
@@ -152,7 +152,7 @@ struct SelftestConnectTests {
         let f = PrefixFixture(tag: "si")
         let (prefix, dir) = (f.prefix, f.directory)
         func leftovers() -> [String] { f.namespaces() }
-        let p = try startNetlab(["selftest", "connect", "--seed", "5", "--labs", "3", "--checks", "10", "--name-prefix", prefix,
+        let p = try startNetlab(["selftest", "connect", "--seed", "5", "--labs", "3", "--checks", "10", "--prefix", prefix,
                                  "--repro-dir", dir])
         var waited = 0
         while leftovers().isEmpty && waited < 200 { usleep(20_000); waited += 1 }
@@ -167,8 +167,10 @@ struct SelftestConnectTests {
     @Test func badOptionsExitTwo() throws {
         let r = try netlab("selftest", "connect", "--nodes", "1")
         #expect(r.status == 2 && r.stderr.contains("--nodes must be 2...40"), "\(r.stderr)")
-        let p = try netlab("selftest", "connect", "--name-prefix", "no/slash")
-        #expect(p.status == 2 && p.stderr.contains("--name-prefix"), "\(p.stderr)")
+        let p = try netlab("selftest", "connect", "--prefix", "no/slash")
+        #expect(p.status == 2 && p.stderr.contains("--prefix"), "\(p.stderr)")
+        let q = try netlab("selftest", "route", "--prefix", "Bad_")
+        #expect(q.status == 2 && q.stderr.contains("--prefix"), "\(q.stderr)")
         // Out of range for SO_MARK / IP_TOS: a usage error, not a crash.
         let m = try netlab("connect", "--netns", "none", "192.0.2.80:80", "--mark", "0x1ffffffff")
         #expect(m.status == 2 && m.stderr.contains("--mark must be a number from 0 to 0xffffffff"), "\(m.stderr)")

@@ -18,16 +18,23 @@ struct RunResult {
     var stderr: String
 }
 
-/// Run a program and capture its output.
+/// Run a program and capture its output (`environment` added to this process's; `input` on its standard input).
 @discardableResult
-func run(_ program: String, _ args: [String]) throws -> RunResult {
+func run(_ program: String, _ args: [String], environment: [String: String] = [:], input: String? = nil) throws -> RunResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: program)
     p.arguments = args
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
+    let inPipe = Pipe()
+    if input != nil { p.standardInput = inPipe }
     try p.run()
+    if let input {
+        inPipe.fileHandleForWriting.write(Data(input.utf8))
+        try inPipe.fileHandleForWriting.close()
+    }
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
@@ -81,6 +88,13 @@ func ipJSON(_ args: String...) throws -> [[String: Any]] {
     return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
 }
 
+/// The first letters of every lab and namespace a test makes: `it`, or NETLAB_TEST_PREFIX (2 lowercase letters) so
+/// that several people's test runs on one machine keep apart.
+let testPrefix: String = {
+    let p = ProcessInfo.processInfo.environment["NETLAB_TEST_PREFIX"] ?? "it"
+    return p.count == 2 && p.allSatisfy({ ("a"..."z").contains($0) }) ? p : "it"
+}()
+
 /// A lab under a name of its own (`it<random>-<name>`), deleted by name when the test ends, whatever happened.
 final class LabFixture {
     let name: String
@@ -89,10 +103,10 @@ final class LabFixture {
 
     /// Copy `text` under a unique lab name into a temporary file.
     convenience init(text: String, base: String) throws {
-        try self.init(text: text, base: base, name: "it\(Int.random(in: 1000...9999))-\(String(base.prefix(8)))")
+        try self.init(text: text, base: base, name: "\(testPrefix)\(Int.random(in: 1000...9999))-\(String(base.prefix(8)))")
     }
 
-    /// The lab under exactly `name` (which must start with `it<digits>-`, the tests' prefix).
+    /// The lab under exactly `name` (which must start with `it<digits>-` (or NETLAB_TEST_PREFIX), the tests' prefix).
     init(text: String, base: String, name: String) throws {
         self.name = name
         directory = NSTemporaryDirectory() + "netlab-\(name)"
@@ -138,7 +152,7 @@ final class PrefixFixture {
     let directory: String
 
     init(tag: String) {
-        prefix = "it\(Int.random(in: 1000...9999))-\(tag)"
+        prefix = "\(testPrefix)\(Int.random(in: 1000...9999))-\(tag)"
         directory = NSTemporaryDirectory() + "netlab-\(prefix)"
     }
 

@@ -56,7 +56,7 @@ struct RouteResolution {
         try #require(try netlab("up", f.file).status == 0)
         defer { _ = try? netlab("down", f.name) }
         func ask(_ dest: String, _ port: Int) throws -> [String: Any] {
-            let r = try netlab("route", "--lab", f.name, "h", dest, "--ipproto", "tcp", "--sport", "40000", "--dport", String(port), "--json")
+            let r = try netlab("route", f.name, "h", dest, "--ipproto", "tcp", "--sport", "40000", "--dport", String(port), "--json")
             return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
         }
         var devices = Set<String>()
@@ -178,15 +178,15 @@ struct RouteResolution {
         let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/dualhome.topo").path)
         try #require(try netlab("up", f.file).status == 0)
         defer { _ = try? netlab("down", f.name) }
-        let r = try netlab("route", "--lab", f.name, "client", "192.0.2.80", "--from", "203.0.113.10", "--json")
+        let r = try netlab("route", f.name, "client", "192.0.2.80", "--from", "203.0.113.10", "--json")
         let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(r.status == 0 && j["agree"] as? Bool == true, "\(r.stdout)")
         #expect((j["engine"] as? [String: Any])?["dev"] as? String == "eth1")
-        let c = try netlab("route", "--lab", f.name, "client", "192.0.2.80", "--connect", "--json")
+        let c = try netlab("route", f.name, "client", "192.0.2.80", "--connect", "--json")
         let cj = try #require(try JSONSerialization.jsonObject(with: Data(c.stdout.utf8)) as? [String: Any])
         #expect(c.status == 0 && cj["agree"] as? Bool == true, "\(c.stdout)")
         #expect((cj["kernel"] as? [String: Any])?["source"] as? String == "198.51.100.10")
-        let bad = try netlab("route", "--lab", f.name, "client", "192.0.2.80", "--dev", "eth9", "--json")
+        let bad = try netlab("route", f.name, "client", "192.0.2.80", "--dev", "eth9", "--json")
         let bj = try #require(try JSONSerialization.jsonObject(with: Data(bad.stdout.utf8)) as? [String: Any])
         #expect((bj["kernel"] as? [String: Any])?["error"] as? String == "ENODEV" && bj["agree"] as? Bool == true, "\(bad.stdout)")
     }
@@ -220,7 +220,7 @@ struct FibTestsScenarios {
         defer { _ = try? netlab("down", f.name) }
         var devices = Set<String>()
         for _ in 0..<20 {
-            let r = try netlab("connect", "--lab", f.name, "h", "203.0.113.5:80", "--kernel", "--json")
+            let r = try netlab("connect", f.name, "h", "203.0.113.5:80", "--kernel", "--json")
             let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
             let k = try #require(j["kernel"] as? [String: Any]), e = try #require(j["engine"] as? [String: Any])
             #expect(r.status == 0 && j["agree"] as? Bool == true, "\(r.stdout)")
