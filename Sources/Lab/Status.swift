@@ -143,7 +143,7 @@ extension LabController {
             out.append(.init(node: node.name, kind: "route", change: "extra", object: describe(l, names: nameOf, table: name)))
         }
         // Rules other than the three the kernel starts with, grouped by their text without the priority.
-        let liveRules = try socket.rules.list().filter { !isDefaultRule($0) }
+        let liveRules = try socket.rules.list().filter { !$0.isKernelDefault }
         func unprioritised(_ r: RuleInfo) -> String { var l = r; l.priority = nil; return describe(l, table: name) }
         var ruleGroups: [String: [Int]] = [:]
         for (k, l) in liveRules.enumerated() { ruleGroups[unprioritised(l), default: []].append(k) }
@@ -175,10 +175,6 @@ extension LabController {
         }
     }
 
-    static func isDefaultRule(_ r: RuleInfo) -> Bool {
-        let plain = r.from == nil && r.to == nil && r.iif == nil && r.oif == nil && r.fwmark == nil && r.action == 1 && !r.invert
-        return plain && ((r.priority == 0 && r.table == 255) || (r.priority == 32766 && r.table == 254) || (r.priority == 32767 && r.table == 253))
-    }
 
     /// A route in one line, the same way for the file and the kernel (ifindex shown by name).
     static func describe(_ r: RouteInfo, names: [Int32: String], table: (UInt32) -> String) -> String {

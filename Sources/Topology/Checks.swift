@@ -170,7 +170,7 @@ extension TopologyParser {
             reader.error(at.advanced(by: s.count), "\(what) \"\(s)\" needs a port", hint: "write ADDR:PORT, e.g. \(s):80")
             return nil
         }
-        if a != .any, !LabAddressSpace.contains(a) {
+        if a != .any, !(anyAddresses || LabAddressSpace.contains(a)) {
             reader.error(at, "\(what) address \(a) is outside the lab's address space",
                          hint: "labs use only \(LabAddressSpace.description); a check never leaves the lab",
                          length: parts[0].count)
@@ -189,7 +189,7 @@ extension TopologyParser {
         var hops: [IPv4Address] = []
         for h in reader.sequence(list, key) ?? [] {
             guard let s = reader.scalar(h, "a hop") else { continue }
-            if let a = IPv4Address(s), LabAddressSpace.contains(a) { hops.append(a) } else {
+            if let a = IPv4Address(s), anyAddresses || LabAddressSpace.contains(a) { hops.append(a) } else {
                 reader.error(reader.textLocation(h), "hop \"\(s)\" is not an IPv4 address of the lab",
                              hint: "hops are router addresses in \(LabAddressSpace.description)", length: s.count)
             }

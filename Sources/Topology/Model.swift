@@ -10,6 +10,13 @@ public struct Topology: Sendable {
     public var links: [Link]
     /// Connects the lab declares, with what each must do (`checks:`).
     public var checks: [Check] = []
+    /// `address-ranges: any`: the file opts out of the documentation-range rule (a clone of a real host keeps the
+    /// host's addresses; a lab is isolated in its namespaces, so nothing leaks). Off for everything the project ships.
+    public var anyAddresses = false
+
+    /// Whether an address may be used in this lab.
+    public func allows(_ a: IPv4Address) -> Bool { anyAddresses || LabAddressSpace.contains(a) }
+    public func allows(_ p: IPv4Prefix) -> Bool { anyAddresses || LabAddressSpace.contains(p) }
 
     public func node(_ name: String) -> Node? { nodes.first { $0.name == name } }
 

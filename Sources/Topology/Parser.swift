@@ -82,8 +82,9 @@ struct TopologyParser {
     let source: String
     var reader = YAMLReader()
     var tables: [(name: String, id: UInt32)] = []
+    var anyAddresses = false
 
-    static let topKeys = ["lab", "tables", "nodes", "links", "checks"]
+    static let topKeys = ["lab", "address-ranges", "tables", "nodes", "links", "checks"]
     static let nodeKeys = ["forwarding", "source-route", "sysctl", "interfaces", "routes", "rules", "listen"]
     static let interfaceKeys = ["addresses", "mtu", "type", "up"]
     static let linkKeys = ["a", "b", "ends", "mtu"]
@@ -122,6 +123,13 @@ struct TopologyParser {
                 }
                 lab = name
                 _ = at
+            case "address-ranges":
+                guard let v = reader.scalar(value, "address-ranges") else { break }
+                if v == "any" { anyAddresses = true } else if v != "documentation" {
+                    reader.error(reader.textLocation(value), "address-ranges must be `documentation` (the default) or `any`",
+                                 hint: "`any` lets a lab use any IPv4 address (a clone of a real host); labs are isolated either way",
+                                 length: v.count)
+                }
             case "tables": parseTables(value)
             case "nodes": nodesNode = value
             case "links": linksNode = value
@@ -137,6 +145,7 @@ struct TopologyParser {
         var nodes = parseNodes(nodesNode)
         let links = linksNode.map { parseLinks($0) } ?? []
         var topology = Topology(file: file, source: source, lab: lab ?? "lab", tables: tables, nodes: nodes, links: links)
+        topology.anyAddresses = anyAddresses
         Validator(topology: topology).attachLinkInterfaces(&nodes, reader: &reader)
         topology.nodes = nodes
         if let checksNode { topology.checks = parseChecks(checksNode, nodes: nodes) }

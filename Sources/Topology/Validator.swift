@@ -52,7 +52,7 @@ struct Validator {
             var seen: [IPv4Address: SourceLocation] = [:]
             for iface in node.interfaces {
                 for a in iface.addresses {
-                    if !LabAddressSpace.contains(a.address) {
+                    if !topology.allows(a.address) {
                         reader.error(a.location, "address \(a.address) is outside the lab's address ranges",
                                      hint: "labs use only \(LabAddressSpace.description)", length: a.prefix.description.count)
                     }
@@ -91,7 +91,7 @@ struct Validator {
         var keys: [String: SourceLocation] = [:]
         for r in node.routes {
             let name = topology.tableName(r.table)
-            if r.destination.length > 0, !LabAddressSpace.contains(r.destination) {
+            if r.destination.length > 0, !topology.allows(r.destination) {
                 reader.error(r.location, "route destination \(r.destination) is outside the lab's address ranges",
                              hint: "labs route only \(LabAddressSpace.description) (or default)")
             }
@@ -121,7 +121,7 @@ struct Validator {
                     continue
                 }
                 guard let gw = h.gateway else { continue }
-                if !LabAddressSpace.contains(gw) {
+                if !topology.allows(gw) {
                     reader.error(h.location, "gateway \(gw) is outside the lab's address ranges", hint: "labs use only \(LabAddressSpace.description)")
                     continue
                 }
@@ -145,7 +145,7 @@ struct Validator {
 
     func validateRules(_ node: Node, reader: inout YAMLReader) {
         for r in node.rules {
-            for p in [r.from, r.to].compactMap({ $0 }) where p.length > 0 && !LabAddressSpace.contains(p) {
+            for p in [r.from, r.to].compactMap({ $0 }) where p.length > 0 && !topology.allows(p) {
                 reader.error(r.location, "rule prefix \(p) is outside the lab's address ranges", hint: "labs use only \(LabAddressSpace.description)")
             }
             if r.tos != nil, r.dscp != nil {

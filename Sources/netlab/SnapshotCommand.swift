@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import NetLab
+
+/// `netlab snapshot`: a host's routing state (the caller's namespace, or a named one) as a lab file. Read-only.
+struct Snapshot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a namespace's routing state (this host's by default) as a lab file: the host and a peer per device.",
+        discussion: """
+            The clone is a lab like any other: `netlab up` it, add checks, try `netlab set` changes without touching \
+            the host. Nothing is changed on the host. Exit status: 0 written, 1 the state could not be read, 2 bad input.
+            """)
+    @Option(help: "A named network namespace (/run/netns/NAME) instead of this process's.") var netns: String?
+    @Option(help: "The clone's lab name.") var name = "clone"
+    @Option(help: "The host's node name in the clone.") var node = "host"
+    @Option(help: ArgumentHelp("TCP ports the peers listen on (comma-separated).", valueName: "ports")) var ports = "80,443"
+    @Option(name: [.short, .long], help: ArgumentHelp("Write the file here (- for standard output, the default).", valueName: "path")) var output = "-"
+
+    var portList: [UInt16]? {
+        let parts = ports.split(separator: ",")
+        let list = parts.compactMap { UInt16($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
+        return list.count == parts.count ? list : nil
+    }
+
+    func validate() throws {
+        if let netns, !NetworkNamespace.isValidName(netns) {
+            throw ValidationError("--netns: \"\(netns)\" is not a namespace name: give a name under /run/netns (no '/', not '.' or '..')")
+        }
+        guard LabNames.isLab(name) else { throw ValidationError("--name: \"\(name)\" is not a lab name (\(LabNames.labRule))") }
+        guard LabNames.isNode(node) else { throw ValidationError("--node: \"\(node)\" is not a node name (\(LabNames.nodeRule))") }
+        guard portList != nil else { throw ValidationError("--ports must be port numbers 1-65535 separated by commas") }
+    }
+
+    func run() throws {
+        let target = try Terminal.output(output, option: "--output")
+        if let netns, !NetworkNamespace(named: netns).exists {
+            Terminal.error("no namespace \(netns) under /run/netns")
+            throw ExitStatus.badInput
+        }
+        let (snapshot, sysctls) = try Self.read(netns.map(NetworkNamespace.init(named:)))
+        let clone = HostClone(snapshot: snapshot, sysctls: sysctls, lab: name, node: node, ports: portList!,
+                              origin: netns.map { "namespace \($0)" } ?? "this host")
+        try Terminal.write(clone.text, to: target)
+    }
+
+    /// Links, addresses, routes of every table, rules and the sysctls the clone carries, read in the namespace.
+    static func read(_ namespace: NetworkNamespace?) throws -> (RoutingSnapshot, [String: String]) {
+        let body = { () throws -> (RoutingSnapshot, [String: String]) in
+            let s = try NetlinkSocket()
+            let links = try s.links.list()
+            let snap = RoutingSnapshot(links: links, addresses: try s.addresses.list(), routes: try s.routes.list(),
+                                       rules: try s.rules.list())
+            var values: [String: String] = [:]
+            for k in HostClone.keys(devices: links.map(\.name)) { values[k.key] = try? Sysctls.read(k.path) }
+            return (snap, values)
+        }
+        do {
+            if let namespace { return try namespace.run(body) }
+            return try body()
+        } catch {
+            Terminal.error("cannot read the routing state\(namespace.map { " of \($0.name)" } ?? ""): \(error)")
+            throw ExitStatus.failed
+        }
+    }
+}
