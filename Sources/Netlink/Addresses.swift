@@ -27,26 +27,25 @@ public struct Addresses {
         try socket.send(m, op)
     }
 
-    /// `ip -4 -j addr show`: every IPv4 address in kernel order (per device: primaries, then secondaries).
+    /// `ip -4 -j addr show`: every IPv4 address in kernel order (per device: primaries, then secondaries). A raw
+    /// RTM_GETADDR dump, since libnl 3.7 has no getter for the address metric (IFA_RT_PRIORITY).
     public func list() throws(NetlinkError) -> [AddressInfo] {
-        var cache: OpaquePointer?
-        try socket.call("ip -4 addr show") { rtnl_addr_alloc_cache($0, &cache) }
-        defer { nl_cache_free(cache) }
-        var out: [AddressInfo] = []
-        var obj = nl_cache_get_first(cache)
-        while let o = obj {
-            let a = o
-            if rtnl_addr_get_family(a) == AF_INET, let local = rtnl_addr_get_local(a), nl_addr_get_len(local) == 4 {
-                let raw = nl_addr_get_binary_addr(local)!.loadUnaligned(as: UInt32.self)
-                let label = rtnl_addr_get_label(a).map { String(cString: $0) } ?? ""
-                out.append(AddressInfo(index: rtnl_addr_get_ifindex(a),
-                                       prefix: IPv4Prefix(IPv4Address(UInt32(bigEndian: raw)), Int(rtnl_addr_get_prefixlen(a))),
-                                       scope: UInt8(truncatingIfNeeded: rtnl_addr_get_scope(a)), flags: rtnl_addr_get_flags(a),
-                                       metric: nil, label: label))
-            }
-            obj = nl_cache_get_next(o)
-        }
-        return out
+        var hdr = ifaddrmsg()
+        hdr.ifa_family = UInt8(AF_INET)
+        return try socket.dump(type: attr(RTM_GETADDR), header: hdr, "ip -4 addr show").compactMap(Self.parse)
+    }
+
+    static func parse(_ m: DumpedMessage) -> AddressInfo? {
+        guard m.type == attr16(RTM_NEWADDR), m.bytes.count >= MemoryLayout<ifaddrmsg>.size else { return nil }
+        let h = m.header(ifaddrmsg.self)
+        guard h.ifa_family == UInt8(AF_INET) else { return nil }
+        let a = m.attributes(after: MemoryLayout<ifaddrmsg>.size)
+        guard let local = a[attr16(IFA_LOCAL)] ?? a[attr16(IFA_ADDRESS)], local.count >= 4 else { return nil }
+        let label = a[attr16(IFA_LABEL)].map { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } ?? ""
+        let flags = a[8 /* IFA_FLAGS */]?.u32 ?? UInt32(h.ifa_flags)
+        return AddressInfo(index: Int32(bitPattern: h.ifa_index),
+                           prefix: IPv4Prefix(IPv4Address(local.ipv4), Int(h.ifa_prefixlen)),
+                           scope: h.ifa_scope, flags: flags, metric: a[9 /* IFA_RT_PRIORITY */]?.u32, label: label)
     }
 }
 
