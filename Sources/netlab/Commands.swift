@@ -64,7 +64,19 @@ struct Down: ParsableCommand {
     @OptionGroup var output: JSONOutput
 
     /// `netlab down --json`: one entry per lab, the namespaces removed (none: the lab was not up).
-    struct Report: Encodable { var lab: String; var removed: [String] }
+    struct Report: Encodable {
+        struct Left: Encodable { var namespace: String; var why: String }
+        var lab: String
+        var removed: [String]
+        var processesEnded: Int
+        var leftAlone: [Left]
+        var journalProblem: String?
+        var killedHolder: String?
+        enum CodingKeys: String, CodingKey {
+            case lab, removed, processesEnded = "processes_ended", leftAlone = "left_alone", journalProblem = "journal_problem",
+                 killedHolder = "killed_holder"
+        }
+    }
 
     func validate() throws {
         if all == (target != nil) { throw ValidationError("give a topology file or lab name, or --all") }
@@ -86,7 +98,9 @@ struct Down: ParsableCommand {
             do {
                 // Idempotent: a lab that is not up is exit 0; the labs that are up are listed, in case of a typo.
                 let r = try LabController.down(lab: lab, waiting: Terminal.waiting(lab))
-                reports.append(Report(lab: lab, removed: r.deleted))
+                reports.append(Report(lab: lab, removed: r.deleted, processesEnded: r.processesEnded,
+                                      leftAlone: r.leftAlone.map { .init(namespace: $0.name, why: $0.why) },
+                                      journalProblem: r.journalProblem, killedHolder: r.orphanedBy?.description))
                 if let p = r.journalProblem { Terminal.note("\(lab): \(p)") }
                 if let o = r.orphanedBy { Terminal.note("  \(o) was killed while it held the lab") }
                 if !r.guardTables.isEmpty {
