@@ -46,8 +46,19 @@ public struct Journal: Codable, Sendable {
     public var made: [Made]
     /// The topology text the lab came up with (kept in `<lab>.topo`, not in the header).
     public var source: String = ""
+    /// Live changes made since `up` (`netlab set`, experiments), in order; absent in journals written before them.
+    public var changes: [RecordedChange]?
 
-    enum CodingKeys: String, CodingKey { case version, lab, file, state, phase, pid, started, namespaces, token, made, source }
+    /// One change in the words it was given (re-parsed against the topology when used).
+    public struct RecordedChange: Codable, Sendable, Hashable {
+        public var node: String
+        /// The words after the node: `["route", "add", "default via 203.0.113.1 metric 50"]`.
+        public var words: [String]
+        public var time: Date
+        public init(node: String, words: [String], time: Date) { self.node = node; self.words = words; self.time = time }
+    }
+
+    enum CodingKeys: String, CodingKey { case version, lab, file, state, phase, pid, started, namespaces, token, made, source, changes }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -68,6 +79,7 @@ public struct Journal: Codable, Sendable {
             token = try c.decode(String.self, forKey: .token)
             made = try c.decode([Made].self, forKey: .made)
         }
+        changes = try c.decodeIfPresent([RecordedChange].self, forKey: .changes)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -76,6 +88,7 @@ public struct Journal: Codable, Sendable {
         try c.encode(state, forKey: .state); try c.encode(phase, forKey: .phase); try c.encode(pid, forKey: .pid)
         try c.encode(started, forKey: .started); try c.encode(namespaces, forKey: .namespaces)
         try c.encode(token, forKey: .token); try c.encode(made, forKey: .made)
+        try c.encodeIfPresent(changes, forKey: .changes)
     }
 
     /// A journal of netlab before version 2, which recorded names only.
@@ -146,6 +159,14 @@ public struct Journal: Codable, Sendable {
         }
         guard j.isLegacy || (j.version == 2 && j.token.count >= 16 && j.token.allSatisfy(\.isHexDigit)) else {
             throw .corrupt(lab: lab, path: p, why: "bad version or token")
+        }
+        // Recorded changes are words for the topology parser: a node name, then a few short printable words.
+        for c in j.changes ?? [] {
+            guard LabNames.isNode(c.node) else { throw .corrupt(lab: lab, path: p, why: "a recorded change names \"\(c.node)\", not a node") }
+            guard !c.words.isEmpty, c.words.count <= 64,
+                  c.words.allSatisfy({ $0.utf8.count <= 1024 && $0.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7f } }) else {
+                throw .corrupt(lab: lab, path: p, why: "a recorded change of node \(c.node) is not a change")
+            }
         }
         if !j.isLegacy, case .read(let s) = AtomicFile.read(try sourcePath(lab: lab)) { j.source = String(decoding: s, as: UTF8.self) }
         return j

@@ -18,6 +18,10 @@ public enum LabError: Error, CustomStringConvertible {
     case system(String)
     /// SIGINT or SIGTERM arrived; what was made has been removed.
     case interrupted(signal: Int32)
+    /// `netlab set` words that are not a change of this lab (nothing was touched).
+    case badChange(TopologyError)
+    /// The kernel refused a live change (nothing stays changed).
+    case changeRefused(change: String, error: NetlinkError)
 
     public var description: String {
         switch self {
@@ -40,6 +44,10 @@ public enum LabError: Error, CustomStringConvertible {
             return e.description
         case .system(let s):
             return s
+        case .badChange(let e):
+            return e.rendered()
+        case .changeRefused(let change, let error):
+            return "\(change): rejected by the kernel: \(error.reason)\n   (\(error.operation)); nothing was changed"
         case .interrupted(let sig):
             return "interrupted by \(sig == 2 ? "SIGINT" : sig == 15 ? "SIGTERM" : "signal \(sig)")"
         }

@@ -27,6 +27,8 @@ public struct LabStatus: Codable, Sendable {
     public var drift: [Drift]
     /// Why drift could not be computed, if it could not.
     public var note: String?
+    /// The live changes recorded since `up` (`netlab set`), which drift is computed against with the file.
+    public var changes: [String] = []
 }
 
 extension LabController {
@@ -36,7 +38,7 @@ extension LabController {
         var st = LabStatus(lab: lab, state: j.state.rawValue, phase: j.phase, file: j.file, pid: j.pid, started: j.started,
                            namespaces: [], drift: [], note: nil)
         // Compare with the file as it is now when it still parses, else with the text recorded at `up`.
-        let topology: Topology
+        var topology: Topology
         if let current = try? Topology.load(path: j.file), current.lab == lab { topology = current } else {
             do { topology = try Topology.parse(j.source, file: j.file) } catch {
                 st.note = "the recorded topology no longer parses: \(error)"
@@ -44,6 +46,11 @@ extension LabController {
             }
             st.note = "compared with the topology recorded at `up` (the file changed or is gone)"
         }
+        // The file plus the changes `netlab set` recorded since `up`.
+        let (expectedTopology, problems) = try expected(j, base: topology)
+        topology = expectedTopology
+        if !problems.isEmpty { st.note = ([st.note].compactMap { $0 } + problems).joined(separator: "; ") }
+        st.changes = (j.changes ?? []).map { ([$0.node] + $0.words.map { w in w.contains(" ") ? "\"\(w)\"" : w }).joined(separator: " ") }
         let plan = LabPlan(topology)
         let mayHaveGuards = LabLock.lastHolder(lab: lab) != nil
         for ns in plan.namespaces {

@@ -27,6 +27,18 @@ public struct Addresses {
         try socket.send(m, op)
     }
 
+    /// `ip addr del A/LEN dev IF`: RTM_DELADDR matching the local address and prefix length (inet_rtm_deladdr).
+    public func delete(index: Int32, device: String, prefix: IPv4Prefix) throws(NetlinkError) {
+        let m = NetlinkMessage(type: attr(RTM_DELADDR), flags: NLM_F_REQUEST | NLM_F_ACK)
+        var ifa = ifaddrmsg()
+        ifa.ifa_family = UInt8(AF_INET)
+        ifa.ifa_prefixlen = UInt8(prefix.length)
+        ifa.ifa_index = UInt32(bitPattern: index)
+        m.append(ifa)
+        m.put(attr(IFA_LOCAL), ipv4: prefix.address.value)
+        try socket.send(m, "ip addr del \(prefix) dev \(device)")
+    }
+
     /// `ip -4 -j addr show`: every IPv4 address in kernel order (per device: primaries, then secondaries). A raw
     /// RTM_GETADDR dump, since libnl 3.7 has no getter for the address metric (IFA_RT_PRIORITY).
     public func list() throws(NetlinkError) -> [AddressInfo] {

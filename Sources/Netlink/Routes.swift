@@ -17,8 +17,32 @@ public struct Routes {
     /// through libnl's route object. `text` names the route in errors.
     public func add(_ r: RouteInfo, text: String) throws(NetlinkError) {
         let op = "ip route add \(text)"
-        guard let route = rtnl_route_alloc() else { throw NetlinkError(operation: op, errno: .noMemory) }
+        let route = try object(r, op)
         defer { rtnl_route_put(route) }
+        try socket.call(op) { rtnl_route_add($0, route, NLM_F_CREATE | NLM_F_EXCL) }
+    }
+
+    /// `ip route replace ROUTE`: NLM_F_CREATE | NLM_F_REPLACE, so the first route with the same table, destination,
+    /// TOS and metric is replaced, or the route is added (fib_table_insert).
+    public func replace(_ r: RouteInfo, text: String) throws(NetlinkError) {
+        let op = "ip route replace \(text)"
+        let route = try object(r, op)
+        defer { rtnl_route_put(route) }
+        try socket.call(op) { rtnl_route_add($0, route, NLM_F_CREATE | NLM_F_REPLACE) }
+    }
+
+    /// `ip route del ROUTE`: RTM_DELROUTE; the kernel deletes the first route matching the fields given
+    /// (fib_table_delete: a protocol of 0 and an unset metric match any).
+    public func delete(_ r: RouteInfo, text: String) throws(NetlinkError) {
+        let op = "ip route del \(text)"
+        let route = try object(r, op)
+        defer { rtnl_route_put(route) }
+        try socket.call(op) { rtnl_route_delete($0, route, 0) }
+    }
+
+    /// A libnl route object holding `r` (the caller puts it).
+    private func object(_ r: RouteInfo, _ op: String) throws(NetlinkError) -> OpaquePointer {
+        guard let route = rtnl_route_alloc() else { throw NetlinkError(operation: op, errno: .noMemory) }
         _ = rtnl_route_set_family(route, UInt8(AF_INET))
         rtnl_route_set_table(route, r.table)
         _ = rtnl_route_set_type(route, r.type.value)
@@ -38,7 +62,7 @@ public struct Routes {
         if let advmss = r.advmss { _ = rtnl_route_set_metric(route, attr(RTAX_ADVMSS), advmss) }
         if let hl = r.hoplimit { _ = rtnl_route_set_metric(route, attr(RTAX_HOPLIMIT), hl) }
         for h in r.nexthops {
-            guard let nh = rtnl_route_nh_alloc() else { throw NetlinkError(operation: op, errno: .noMemory) }
+            guard let nh = rtnl_route_nh_alloc() else { rtnl_route_put(route); throw NetlinkError(operation: op, errno: .noMemory) }
             if h.index != 0 { rtnl_route_nh_set_ifindex(nh, h.index) }
             if let g = h.gateway {
                 let a = makeNLAddr(g)
@@ -50,7 +74,7 @@ public struct Routes {
             if h.flags != 0 { rtnl_route_nh_set_flags(nh, h.flags) }
             rtnl_route_add_nexthop(route, nh)
         }
-        try socket.call(op) { rtnl_route_add($0, route, NLM_F_CREATE | NLM_F_EXCL) }
+        return route
     }
 
     /// `ip -4 route show table all`.

@@ -12,7 +12,16 @@ public struct Rules {
     /// `ip rule add [not] [from P] [to P] [iif I] [oif O] [fwmark M/K] [tos T|dscp D] [ipproto P] [sport A-B]
     /// [dport A-B] [uidrange A-B] [pref N] ACTION [suppress_prefixlength N]`.
     public func add(_ r: RuleInfo, text: String) throws(NetlinkError) {
-        let m = NetlinkMessage(type: attr(RTM_NEWRULE), flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+        try socket.send(message(r, type: attr(RTM_NEWRULE), flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL), "ip rule add \(text)")
+    }
+
+    /// `ip rule del RULE`: RTM_DELRULE; the kernel deletes the first rule whose fields equal those given (rule_find).
+    public func delete(_ r: RuleInfo, text: String) throws(NetlinkError) {
+        try socket.send(message(r, type: attr(RTM_DELRULE), flags: NLM_F_REQUEST | NLM_F_ACK), "ip rule del \(text)")
+    }
+
+    private func message(_ r: RuleInfo, type: Int32, flags: Int32) -> NetlinkMessage {
+        let m = NetlinkMessage(type: type, flags: flags)
         var h = fib_rule_hdr()
         h.family = UInt8(AF_INET)
         h.dst_len = UInt8(r.to?.length ?? 0)
@@ -37,7 +46,7 @@ public struct Rules {
         if let s = r.suppressPrefixLength { m.put(attr(FRA_SUPPRESS_PREFIXLEN), u32: UInt32(bitPattern: s)) }
         if r.action == 1 { m.put(attr(FRA_TABLE), u32: r.table) }
         if let g = r.goto { m.put(attr(FRA_GOTO), u32: g) }
-        try socket.send(m, "ip rule add \(text)")
+        return m
     }
 
     /// `ip -4 rule show`, in priority order.

@@ -67,8 +67,16 @@ extension TopologyParser {
         var out: [Check] = []
         var names: [String: Int] = [:]
         for item in reader.sequence(value, "checks") ?? [] {
+            if let c = parseCheck(item, nodes: nodes, names: &names) { out.append(c) }
+        }
+        return out
+    }
+
+    /// One check (an item of `checks:`, or an experiment's inline check); `names` holds the names used so far.
+    mutating func parseCheck(_ item: Yams.Node, nodes: [Node], names: inout [String: Int]) -> Check? {
+        do {
             let at = reader.location(item)
-            guard let entries = reader.mapping(item, "a check", allowed: Self.checkKeys) else { continue }
+            guard let entries = reader.mapping(item, "a check", allowed: Self.checkKeys) else { return nil }
             var c = Check(name: "", location: at, from: "", destination: .any, port: 0)
             var fromNode: Node?
             var devAt: SourceLocation?
@@ -145,9 +153,8 @@ extension TopologyParser {
                                  ?? "its interfaces: " + n.interfaces.map(\.name).joined(separator: ", "),
                              length: d.count)
             }
-            out.append(c)
+            return c
         }
-        return out
     }
 
     /// `ADDR:PORT` (or `ADDR` when the port is optional), inside the lab's address ranges.

@@ -17,6 +17,9 @@ public struct Topology: Sendable {
     /// Whether an address may be used in this lab.
     public func allows(_ a: IPv4Address) -> Bool { anyAddresses || LabAddressSpace.contains(a) }
     public func allows(_ p: IPv4Prefix) -> Bool { anyAddresses || LabAddressSpace.contains(p) }
+    /// Scripted experiments: steps of checks, live changes and waits, each run from the state the file declares
+    /// (`experiments:`).
+    public var experiments: [Experiment] = []
 
     public func node(_ name: String) -> Node? { nodes.first { $0.name == name } }
 

@@ -84,7 +84,7 @@ struct TopologyParser {
     var tables: [(name: String, id: UInt32)] = []
     var anyAddresses = false
 
-    static let topKeys = ["lab", "address-ranges", "tables", "nodes", "links", "checks"]
+    static let topKeys = ["lab", "address-ranges", "tables", "nodes", "links", "checks", "experiments"]
     static let nodeKeys = ["forwarding", "source-route", "sysctl", "interfaces", "routes", "rules", "listen"]
     static let interfaceKeys = ["addresses", "mtu", "type", "up"]
     static let linkKeys = ["a", "b", "ends", "mtu"]
@@ -110,7 +110,7 @@ struct TopologyParser {
             return nil
         }
         var lab: String?
-        var nodesNode: Yams.Node?, linksNode: Yams.Node?, checksNode: Yams.Node?
+        var nodesNode: Yams.Node?, linksNode: Yams.Node?, checksNode: Yams.Node?, experimentsNode: Yams.Node?
         for (key, at, value) in top {
             switch key {
             case "lab":
@@ -134,6 +134,7 @@ struct TopologyParser {
             case "nodes": nodesNode = value
             case "links": linksNode = value
             case "checks": checksNode = value
+            case "experiments": experimentsNode = value
             default: break
             }
         }
@@ -151,6 +152,7 @@ struct TopologyParser {
         if let checksNode { topology.checks = parseChecks(checksNode, nodes: nodes) }
         var validator = Validator(topology: topology)
         validator.validate(reader: &reader)
+        if let experimentsNode { topology.experiments = parseExperiments(experimentsNode, topology: topology) }
         return topology
     }
 
@@ -320,9 +322,13 @@ struct TopologyParser {
     /// `198.51.100.10/25 [scope S] [noprefixroute] [metric N]`
     mutating func parseAddress(_ node: Yams.Node) -> InterfaceAddress? {
         guard let text = reader.scalar(node, "an address") else { return nil }
-        let tokens = tokenize(text, at: reader.textLocation(node))
+        return parseAddress(tokens: tokenize(text, at: reader.textLocation(node)), at: reader.location(node))
+    }
+
+    /// An address in `ip addr` syntax, already split into words.
+    mutating func parseAddress(tokens: [Token], at: SourceLocation) -> InterfaceAddress? {
         guard let first = tokens.first else {
-            reader.error(reader.location(node), "empty address", hint: "write an address with its prefix length, e.g. 198.51.100.10/25")
+            reader.error(at, "empty address", hint: "write an address with its prefix length, e.g. 198.51.100.10/25")
             return nil
         }
         guard first.text.contains("/"), let prefix = IPv4Prefix(first.text) else {

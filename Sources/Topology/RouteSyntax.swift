@@ -15,8 +15,12 @@ extension TopologyParser {
             return makeRoute(s, text: nil)
         }
         guard let text = reader.scalar(node, "a route") else { return nil }
-        let tokens = tokenize(text, at: reader.textLocation(node))
-        var s = Settings(at: reader.textLocation(node))
+        return parseRoute(text: text, tokens: tokenize(text, at: reader.textLocation(node)), at: reader.textLocation(node))
+    }
+
+    /// A route in iproute2 syntax, already split into words (a file's string, or `netlab set ... route add ...`).
+    mutating func parseRoute(text: String, tokens: [Token], at: SourceLocation) -> Route? {
+        var s = Settings(at: at)
         var i = 0
         func value(_ t: Token) -> Token? {
             guard i + 1 < tokens.count else {

@@ -15,8 +15,12 @@ extension TopologyParser {
             return makeRule(s, text: nil)
         }
         guard let text = reader.scalar(node, "a rule") else { return nil }
-        let tokens = tokenize(text, at: reader.textLocation(node))
-        var s = Settings(at: reader.textLocation(node))
+        return parseRule(text: text, tokens: tokenize(text, at: reader.textLocation(node)), at: reader.textLocation(node))
+    }
+
+    /// A rule in `ip rule` syntax, already split into words.
+    mutating func parseRule(text: String, tokens: [Token], at: SourceLocation) -> Rule? {
+        var s = Settings(at: at)
         var i = 0
         while i < tokens.count {
             let t = tokens[i]

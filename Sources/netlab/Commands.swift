@@ -189,6 +189,10 @@ struct Status: ParsableCommand {
                     print("  \(ns.exists ? "✓" : "✗") \(ns.name)\(ns.node == nil ? "  (LAN segment)" : "")")
                 }
                 if let n = s.note { print("  note: \(n)") }
+                if !s.changes.isEmpty {
+                    print("  changes since up (\(s.changes.count)): drift is against the file plus these")
+                    for c in s.changes { print("    \(c)") }
+                }
                 if s.drift.isEmpty { print("  no drift: the live state matches the file") } else {
                     print("  drift (\(s.drift.count)):")
                     for d in s.drift { print("    \(d)") }
