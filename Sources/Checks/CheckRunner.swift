@@ -29,21 +29,27 @@ public struct CheckRun: Codable, Sendable {
     public var started: Date
     public var seconds: Double
     public var results: [CheckResult]
+    /// The experiments run after the checks, each a suite of steps.
+    public var experiments: [ExperimentResult] = []
     public var passed: Int { results.filter(\.passed).count }
     public var failed: Int { results.count - passed }
+    /// Whether every check and every experiment passed.
+    public var allPassed: Bool { failed == 0 && experiments.allSatisfy(\.passed) }
 
-    enum CodingKeys: String, CodingKey { case lab, file, started, seconds, results, passed, failed }
+    enum CodingKeys: String, CodingKey { case lab, file, started, seconds, results, passed, failed, experiments }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(lab, forKey: .lab); try c.encode(file, forKey: .file); try c.encode(started, forKey: .started)
         try c.encode(seconds, forKey: .seconds); try c.encode(results, forKey: .results)
         try c.encode(passed, forKey: .passed); try c.encode(failed, forKey: .failed)
+        try c.encode(experiments, forKey: .experiments)
     }
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         lab = try c.decode(String.self, forKey: .lab); file = try c.decode(String.self, forKey: .file)
         started = try c.decode(Date.self, forKey: .started); seconds = try c.decode(Double.self, forKey: .seconds)
         results = try c.decode([CheckResult].self, forKey: .results)
+        experiments = try c.decodeIfPresent([ExperimentResult].self, forKey: .experiments) ?? []
     }
     public init(lab: String, file: String, started: Date, seconds: Double, results: [CheckResult]) {
         self.lab = lab; self.file = file; self.started = started; self.seconds = seconds; self.results = results

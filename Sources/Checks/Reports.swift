@@ -45,8 +45,52 @@ public enum Reports {
             x.append("      <system-out>\(escapeXML(out))</system-out>")
             x.append("    </testcase>")
         }
-        x += ["  </testsuite>", "</testsuites>"]
+        x.append("  </testsuite>")
+        for e in run.experiments { x += junit(e, run: run) }
+        x.append("</testsuites>")
         return x.joined(separator: "\n") + "\n"
+    }
+
+    /// An experiment as a JUnit test suite: one testcase per step, in order (`NN kind: text`), a failure with the
+    /// check's or the change's words, `<skipped/>` for steps after a failure that stopped it; each step's
+    /// system-out gives its time since the experiment started and, for wait-until, the time to convergence.
+    static func junit(_ e: ExperimentResult, run: CheckRun) -> [String] {
+        let f = { (d: Double) in String(format: "%.3f", d) }
+        var x = ["  <testsuite name=\"\(escapeXML(run.lab)): experiment \(escapeXML(e.name))\" tests=\"\(e.steps.count)\" failures=\"\(e.failed)\" errors=\"0\" skipped=\"\(e.skipped)\" time=\"\(f(e.seconds))\" file=\"\(escapeXML(run.file))\" line=\"\(e.line)\">"]
+        for s in e.steps {
+            let name = String(format: "%02d ", s.index) + s.text
+            x.append("    <testcase classname=\"netlab.\(escapeXML(run.lab)).experiment.\(escapeXML(CheckRunner.slug(e.name)))\" name=\"\(escapeXML(name))\" file=\"\(escapeXML(run.file))\" line=\"\(s.line)\" time=\"\(f(s.seconds))\">")
+            switch s.status {
+            case "skipped": x.append("      <skipped message=\"an earlier step failed\"/>")
+            case "failed":
+                var body = ["step \(s.index) of experiment \(e.name): \(s.text) (\(run.file):\(s.line))"]
+                body += s.failures.map { "failed: \($0)" }
+                if let c = s.check { body += ["engine: " + sideLine(c.engine), "kernel: " + sideLine(c.kernel)] }
+                x.append("      <failure message=\"\(escapeXML(s.failures.first ?? "failed"))\" type=\"StepFailed\">\(escapeXML(body.joined(separator: "\n")))</failure>")
+            default: break
+            }
+            if s.status != "skipped" { x.append("      <system-out>\(escapeXML(stepDetail(s)))</system-out>") }
+            x.append("    </testcase>")
+        }
+        x.append("  </testsuite>")
+        return x
+    }
+
+    /// A step's timing and outcome in a few lines.
+    static func stepDetail(_ s: StepResult) -> String {
+        var out = [String(format: "started at +%.3f s, took %.3f s", s.started, s.seconds)]
+        if let c = s.converged { out.append(String(format: "converged after %.3f s (%d attempt%@)", c, s.attempts ?? 1, (s.attempts ?? 1) == 1 ? "" : "s")) }
+        if let ops = s.operations { out += ops }
+        if let c = s.check { out += ["engine: " + sideLine(c.engine), "kernel: " + sideLine(c.kernel)] }
+        return out.joined(separator: "\n")
+    }
+
+    static func stepOutcome(_ s: StepResult) -> String {
+        var parts: [String] = []
+        if let c = s.converged { parts.append(String(format: "converged after %.0f ms (%d attempt%@)", c * 1000, s.attempts ?? 1, (s.attempts ?? 1) == 1 ? "" : "s")) }
+        if let c = s.check { parts.append(sideLine(c.engine)); if c.kernel != nil { parts.append(c.differences.isEmpty ? "kernel agrees" : "kernel differs") } }
+        parts += s.failures
+        return parts.joined(separator: "; ")
     }
 
     /// One Markdown table cell or list item: control characters visible, `|` escaped.
@@ -77,6 +121,16 @@ public enum Reports {
                       "- engine: " + md(sideLine(r.engine)), "- kernel: " + md(sideLine(r.kernel))]
             }
         }
+        for e in run.experiments {
+            m += ["", "### Experiment: \(md(e.name)) — \(e.passed ? "passed" : "failed") (\(String(format: "%.2f", e.seconds)) s, lab \(e.lab))", "",
+                  "| | # | step | at | took | outcome |", "|---|---|---|---|---|---|"]
+            for s in e.steps {
+                let mark = s.status == "passed" ? "✅" : s.status == "failed" ? "❌" : "⏭"
+                let at = s.status == "skipped" ? "" : String(format: "+%.2f s", s.started)
+                let took = s.status == "skipped" ? "skipped" : String(format: "%.0f ms", s.seconds * 1000)
+                m.append("| \(mark) | \(s.index) | \(md(s.text)) | \(at) | \(took) | \(md(stepOutcome(s))) |")
+            }
+        }
         return m.joined(separator: "\n") + "\n"
     }
 
@@ -105,6 +159,19 @@ public enum Reports {
                 h.append("<details><summary>engine trace</summary><pre>\(escapeXML(t.joined(separator: "\n")))</pre></details>")
             }
             h.append("</section>")
+        }
+        for (i, e) in run.experiments.enumerated() {
+            h.append("<section id=\"e\(i)\"><h2 class=\"\(e.passed ? "pass" : "fail")\">\(e.passed ? "✔" : "✘") experiment: \(escapeXML(e.name))</h2>")
+            h.append("<p>line \(e.line), \(String(format: "%.2f", e.seconds)) s, lab \(escapeXML(e.lab))\(e.continueOnFailure ? ", continue-on-failure" : "")</p>")
+            h.append("<table><tr><th></th><th>#</th><th>step</th><th>at</th><th>took</th><th>outcome</th></tr>")
+            for s in e.steps {
+                let cls = s.status == "passed" ? "pass" : s.status == "failed" ? "fail" : ""
+                let mark = s.status == "passed" ? "✔" : s.status == "failed" ? "✘" : "–"
+                let at = s.status == "skipped" ? "" : String(format: "+%.3f s", s.started)
+                let took = s.status == "skipped" ? "skipped" : String(format: "%.1f ms", s.seconds * 1000)
+                h.append("<tr><td class=\"\(cls)\">\(mark)</td><td>\(s.index)</td><td>\(escapeXML(s.text))</td><td>\(at)</td><td>\(took)</td><td>\(escapeXML(stepOutcome(s)))</td></tr>")
+            }
+            h.append("</table></section>")
         }
         h.append("</body></html>")
         return h.joined(separator: "\n") + "\n"

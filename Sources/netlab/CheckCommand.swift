@@ -16,7 +16,8 @@ struct CheckCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write a Markdown summary to this file (also appended to $GITHUB_STEP_SUMMARY when set).", valueName: "path")) var markdown: String?
     @Option(help: ArgumentHelp("Write a self-contained HTML page (topology and paths as SVG) to this file.", valueName: "path")) var html: String?
     @Option(help: ArgumentHelp("Write one pcapng per check into this directory (made if missing).", valueName: "dir")) var pcapDir: String?
-    @Option(help: "Run only the checks whose name contains this text.") var only: String?
+    @Option(help: "Run only the checks whose name contains this text (and no experiment unless --experiment).") var only: String?
+    @Option(help: "Run only the experiment with this name (and no check unless --only).") var experiment: String?
 
     /// Every report's destination, checked before the file is read or anything is built.
     struct Outputs { var junit, json, markdown, html: OutputTarget?; var pcapDir: String? }
@@ -51,12 +52,7 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         let outputs = try prepareOutputs()
         let topology = try Terminal.load(file)
-        let checks = topology.checks.filter { c in only.map { c.name.contains($0) } ?? true }
-        if checks.isEmpty {
-            Terminal.error("\(file): \(topology.checks.isEmpty ? "no `checks:` to run" : "no check name contains \"\(visible(only!))\"")")
-            Terminal.note("   hint: declare checks under `checks:` (docs/topology.md#checks)")
-            throw ExitStatus.badInput
-        }
+        let (checks, experiments) = try selection(topology)
         try Terminal.requireRoot("check")
         Interrupts.trap()
         // The lab is this run's until it ends: no `up`, `down` or other `check` of it interleaves.
@@ -87,7 +83,7 @@ struct CheckCommand: ParsableCommand {
                 }
             } else if keep { Terminal.note("\(topology.lab) left up (--keep); `netlab down \(topology.lab)` removes it") }
         }
-        let session = try LabSession(topology: topology)
+        var session = try LabSession(topology: topology)
         let width = checks.map { visible($0.name).count }.max() ?? 10
         let run = CheckRunner.run(topology, session: session, pcapDirectory: outputs.pcapDir, only: checks, progress: { i, n, c, r in
             guard let r else { Terminal.progress("[\(i + 1)/\(n)] \(visible(c.name))", i, n); return }
@@ -98,11 +94,17 @@ struct CheckCommand: ParsableCommand {
             Terminal.say(String(format: "%@ [%2d/%d] %@  %@  %@  %.1f s", r.passed ? "✔" : "✘", i + 1, n, name, e, k, r.seconds))
             for f in r.failures { Terminal.say("      \(visible(f))") }
         }, interrupted: { Interrupts.signal != nil })
+        var run2 = run
+        if !checks.isEmpty {
+            Terminal.say("\(run.passed)/\(count(run.results.count, "check")) passed (\(topology.lab), \(String(format: "%.1f", run.seconds)) s)")
+        }
+        if !experiments.isEmpty, Interrupts.signal == nil {
+            run2.experiments = try runExperiments(experiments, topology: topology, session: &session)
+        }
         session.close()
-        Terminal.say("\(run.passed)/\(count(run.results.count, "check")) passed (\(topology.lab), \(String(format: "%.1f", run.seconds)) s)")
-        try write(run, topology: topology, to: outputs)
+        try write(run2, topology: topology, to: outputs)
         if let sig = Interrupts.signal { Terminal.error("interrupted"); throw ExitCode(128 + sig) }
-        if run.failed > 0 { throw ExitStatus.failed }
+        if !run2.allPassed { throw ExitStatus.failed }
     }
 
     /// Every report asked for, through the one writer (checked before the run by `prepareOutputs`).
