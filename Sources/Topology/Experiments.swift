@@ -61,7 +61,31 @@ extension TopologyParser {
     mutating func parseExperiments(_ value: Yams.Node, topology: Topology) -> [Experiment] {
         var out: [Experiment] = []
         var names: [String: Int] = [:]
-        for item in reader.sequence(value, "experiments") ?? [] {
+        let items = reader.sequence(value, "experiments") ?? []
+        // First every inline check, so any step may name one written later, in its experiment or another.
+        var inlineNames: [String: Int] = Dictionary(topology.checks.map { ($0.name, $0.location.line) }, uniquingKeysWith: { a, _ in a })
+        var inline = InlineChecks()
+        for item in items {
+            guard case .mapping(let m) = item, let steps = m.first(where: { $0.key.scalar?.string == "steps" })?.value,
+                  case .sequence(let seq) = steps else { continue }
+            for step in seq {
+                guard case .mapping(let sm) = step else { continue }
+                for (k, v) in sm {
+                    guard case .scalar(let ks) = k, ks.string == "check" || ks.string == "wait-until" else { continue }
+                    var target = v
+                    if ks.string == "wait-until", case .mapping(let wm) = v {
+                        guard let c = wm.first(where: { $0.key.scalar?.string == "check" })?.value else { continue }
+                        target = c
+                    }
+                    guard case .mapping = target else { continue }
+                    if let c = parseCheck(target, nodes: topology.nodes, names: &inlineNames) {
+                        inline.byName[c.name] = c
+                        inline.byPlace["\(reader.location(target))"] = c
+                    }
+                }
+            }
+        }
+        for item in items {
             let at = reader.location(item)
             guard let entries = reader.mapping(item, "an experiment", allowed: Self.experimentKeys) else { continue }
             var e = Experiment(name: "", location: at)
@@ -87,7 +111,7 @@ extension TopologyParser {
                 out.append(e)
                 continue
             }
-            e.steps = parseSteps(stepsNode, experiment: e.name, topology: topology)
+            e.steps = parseSteps(stepsNode, experiment: e.name, topology: topology, inline: inline)
             if e.steps.isEmpty, reader.sequence(stepsNode, "steps")?.isEmpty == true {
                 reader.error(reader.location(stepsNode), "experiment \"\(e.name)\" has no steps")
             }
@@ -96,36 +120,21 @@ extension TopologyParser {
         return out
     }
 
-    /// The steps of one experiment. Checks are named or inline; a name is looked up among the experiment's inline
-    /// checks (wherever they are in it) and then the file's `checks:`.
-    mutating func parseSteps(_ value: Yams.Node, experiment: String, topology: Topology) -> [ExperimentStep] {
+    /// The inline checks of every experiment, by name and by where they are written.
+    struct InlineChecks {
+        var byName: [String: Check] = [:]
+        var byPlace: [String: Check] = [:]
+    }
+
+    /// The steps of one experiment. Checks are named or inline; a name is looked up among the inline checks (of any
+    /// experiment, wherever they are written) and then the file's `checks:`.
+    mutating func parseSteps(_ value: Yams.Node, experiment: String, topology: Topology, inline: InlineChecks) -> [ExperimentStep] {
         let items = reader.sequence(value, "steps") ?? []
-        // First the inline checks, so a `wait-until` may name a check written later in the experiment.
-        var inline: [String: Check] = [:]
-        var inlineNames: [String: Int] = Dictionary(topology.checks.map { ($0.name, $0.location.line) }, uniquingKeysWith: { a, _ in a })
-        var parsedInline: [String: Check] = [:]   // by location, so the second pass reuses them
-        func key(_ n: Yams.Node) -> String { "\(reader.location(n))" }
-        for item in items {
-            guard case .mapping(let m) = item else { continue }
-            for (k, v) in m {
-                guard case .scalar(let ks) = k, ks.string == "check" || ks.string == "wait-until" else { continue }
-                var target = v
-                if ks.string == "wait-until", case .mapping(let wm) = v {
-                    guard let c = wm.first(where: { $0.key.scalar?.string == "check" })?.value else { continue }
-                    target = c
-                }
-                guard case .mapping = target else { continue }
-                if let c = parseCheck(target, nodes: topology.nodes, names: &inlineNames) {
-                    inline[c.name] = c
-                    parsedInline[key(target)] = c
-                }
-            }
-        }
         func check(_ v: Yams.Node, _ what: String) -> Check? {
-            if case .mapping = v { return parsedInline[key(v)] }
+            if case .mapping = v { return inline.byPlace["\(reader.location(v))"] }
             guard let name = reader.scalar(v, what) else { return nil }
-            if let c = inline[name] ?? topology.checks.first(where: { $0.name == name }) { return c }
-            let known = Array(inline.keys) + topology.checks.map(\.name)
+            if let c = inline.byName[name] ?? topology.checks.first(where: { $0.name == name }) { return c }
+            let known = Array(inline.byName.keys) + topology.checks.map(\.name)
             reader.error(reader.textLocation(v), "no check is named \"\(name)\"",
                          hint: nearest(name, in: known).map { "did you mean \"\($0)\"?" }
                              ?? "name a check of `checks:` or write one inline: {name: ..., from: ..., connect: ..., expect: {...}}",

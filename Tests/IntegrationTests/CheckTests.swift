@@ -13,9 +13,12 @@ struct CheckCommandTests {
     struct Report: Decodable {
         struct Side: Decodable { var source: String?; var dev: String?; var via: String?; var result: String; var errno: String?; var path: [String] }
         struct Result: Decodable { var name: String; var passed: Bool; var failures: [String]; var engine: Side?; var kernel: Side?; var pcap: String?; var notes: [String] }
+        struct Step: Decodable { var index: Int; var kind: String; var status: String; var started: Double; var converged: Double?; var check: Result? }
+        struct Experiment: Decodable { var name: String; var passed: Bool; var steps: [Step] }
         var results: [Result]
         var passed: Int
         var failed: Int
+        var experiments: [Experiment]?
     }
 
     func decode(_ path: String) throws -> Report {
@@ -49,10 +52,25 @@ struct CheckCommandTests {
             let head = try Data(contentsOf: URL(fileURLWithPath: pcap)).prefix(4)
             #expect(Array(head) == [0x0A, 0x0D, 0x0D, 0x0A], "\(pcap) is not pcapng")
         }
+        // Experiments: every step passed, in order, and every connect in them agreed with the kernel's.
+        #expect((report.experiments ?? []).count == topology.experiments.count)
+        for e in report.experiments ?? [] {
+            #expect(e.passed, "experiment \(e.name): \(e.steps.filter { $0.status != "passed" }.map(\.index))")
+            #expect(e.steps.map(\.index) == Array(1...e.steps.count) && e.steps.map(\.started) == e.steps.map(\.started).sorted())
+            for s in e.steps where s.kind == "check" || s.kind == "wait-until" {
+                let c = try #require(s.check, "\(e.name) step \(s.index)")
+                let eng = try #require(c.engine), k = try #require(c.kernel, "\(e.name) step \(s.index): no kernel run")
+                #expect(eng.result == k.result && eng.source == k.source && eng.dev == k.dev && eng.path == k.path, "\(e.name) step \(s.index)")
+                if s.kind == "wait-until" { #expect(s.converged != nil) }
+            }
+        }
         // JUnit: one testcase per check, no failures.
         let xml = try XMLDocument(contentsOf: URL(fileURLWithPath: "\(d)/j.xml"))
-        #expect(try xml.nodes(forXPath: "//testcase").count == topology.checks.count)
-        #expect(try xml.nodes(forXPath: "//failure").isEmpty)
+        // One testcase per check, and per step of each experiment (a suite of its own).
+        let steps = topology.experiments.reduce(0) { $0 + $1.steps.count }
+        #expect(try xml.nodes(forXPath: "//testcase").count == topology.checks.count + steps)
+        #expect(try xml.nodes(forXPath: "//testsuite").count == 1 + topology.experiments.count)
+        #expect(try xml.nodes(forXPath: "//failure").isEmpty && xml.nodes(forXPath: "//skipped").isEmpty)
         let html = try String(contentsOfFile: "\(d)/r.html", encoding: .utf8)
         // Self-contained: inline SVG, no external scripts, styles or images.
         #expect(html.components(separatedBy: "<svg").count == topology.checks.count + 2)
