@@ -201,6 +201,8 @@ extension TopologyParser {
             let words = rest(1)
             guard !words.isEmpty else { missing("a route", "route \(opText) \"default via 203.0.113.1 metric 50\""); return nil }
             let text = args.dropFirst().map(\.text).joined(separator: " ")
+            bareRoutes = opText == "del"
+            defer { bareRoutes = false }
             guard let r = parseRoute(text: text, tokens: words, at: words[0].at), routeFits(r, node: node) else { return nil }
             change.action = .route(LiveChange.RouteOp(rawValue: opText)!, r)
         case "rule":
@@ -208,6 +210,8 @@ extension TopologyParser {
             let words = rest(1)
             guard !words.isEmpty else { missing("a rule", "rule \(op) \"from 203.0.113.10 lookup isp2 pref 110\""); return nil }
             let text = args.dropFirst().map(\.text).joined(separator: " ")
+            bareRoutes = op == "del"
+            defer { bareRoutes = false }
             guard let r = parseRule(text: text, tokens: words, at: words[0].at) else { return nil }
             for p in [r.from, r.to].compactMap({ $0 }) where p.length > 0 && !LabAddressSpace.contains(p) {
                 reader.error(r.location, "rule prefix \(p) is outside the lab's address ranges", hint: "labs use only \(LabAddressSpace.description)")

@@ -83,6 +83,9 @@ struct TopologyParser {
     var reader = YAMLReader()
     var tables: [(name: String, id: UInt32)] = []
     var anyAddresses = false
+    /// Routes may lack `via` and `dev`, rules their action: what `route del` and `rule del` name (the kernel deletes
+    /// the first match of the fields given).
+    var bareRoutes = false
 
     static let topKeys = ["lab", "address-ranges", "tables", "nodes", "links", "checks", "experiments"]
     static let nodeKeys = ["forwarding", "source-route", "sysctl", "interfaces", "routes", "rules", "listen"]

@@ -190,7 +190,7 @@ extension TopologyParser {
                          hint: "drop `via`/`dev`: \(type.rawValue) \(destination.routeDescription)")
             ok = false
         }
-        if !type.isError, type != .local, route.nexthops.isEmpty {
+        if !type.isError, type != .local, route.nexthops.isEmpty, !bareRoutes {
             reader.error(to.at, "route \(destination.routeDescription) needs `via` or `dev`",
                          hint: "e.g. \(destination.routeDescription) via GATEWAY, or an error type such as unreachable \(destination.routeDescription)",
                          length: to.text.count)

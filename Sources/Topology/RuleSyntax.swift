@@ -164,7 +164,7 @@ extension TopologyParser {
                 reader.error(a.at, "`\(a.text)` needs a target", hint: a.text == "lookup" ? "add `lookup: TABLE`" : "add `goto: PREF`")
                 ok = false
             }
-        } else {
+        } else if !bareRoutes {
             reader.error(s.at, "rule \"\(text ?? "")\" has no action",
                          hint: "add `lookup TABLE`, `goto PREF`, `nop`, `unreachable`, `prohibit` or `blackhole`")
             ok = false
