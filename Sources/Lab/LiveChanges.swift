@@ -153,7 +153,8 @@ private final class Applier {
             case .add: try s.routes.add(k, text: text)
             case .replace: try s.routes.replace(k, text: text)
             case .del:
-                k.proto = r.proto ?? 0   // any protocol, as `ip route del` asks
+                k.proto = r.proto ?? 0                 // any protocol, as `ip route del` asks,
+                k.scope = r.scope?.value ?? 255        // and any scope (RT_SCOPE_NOWHERE)
                 try s.routes.delete(k, text: text)
             }
             outcome.operations.append("ip -n \(ns.name) route \(op.rawValue) \(text)")

@@ -190,8 +190,9 @@ extension TopologyParser {
                              hint: "labs use only \(LabAddressSpace.description)", length: a.prefix.description.count)
                 return nil
             }
-            if op == "add", let owner = topology.nodes.first(where: { n in n.addresses.contains { $0.address.address == a.address && $0.interface != "lo" } }),
-               i != "lo" {
+            if op == "add", i != "lo", let owner = topology.nodes.first(where: { n in
+                n.name != node.name && n.addresses.contains { $0.address.address == a.address && $0.interface != "lo" }
+            }) {
                 reader.error(a.location, "address \(a.address) is already node \(owner.name)'s", length: a.prefix.description.count)
                 return nil
             }
