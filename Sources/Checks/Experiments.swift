@@ -94,6 +94,7 @@ public enum ExperimentRunner {
             return Double(d.seconds) + Double(d.attoseconds) / 1e18
         }
         var steps = e.steps.enumerated().map { StepResult(index: $0.offset + 1, step: $0.element) }
+        var state = topology   // for the listeners: `listen`/`unlisten` steps change which ports are served
         var stopped = false
         for (k, step) in e.steps.enumerated() {
             if stopped || interrupted() { break }
@@ -109,7 +110,11 @@ public enum ExperimentRunner {
             case .set(let change):
                 do {
                     let o = try LabController.set(lab: topology.lab, change: change)
-                    r.operations = o.operations
+                    r.operations = o.operations.isEmpty ? o.notes : o.operations
+                    if case .listen = change.action {
+                        state.apply(change)
+                        try session.listen(as: state)
+                    }
                     r.status = "passed"
                 } catch {
                     r.error = "\(error)"

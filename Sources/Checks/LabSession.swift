@@ -8,21 +8,32 @@ import Topology
 /// listeners of its `listen:` ports, which run while the session lives.
 public final class LabSession {
     public let topology: Topology
-    public let listeners: Listeners
+    public private(set) var listeners: Listeners
     /// The engine's guard tables (one per node that connected) and the lab captures, kept open until the session ends.
     public let cache = ConnectCache()
 
     public init(topology: Topology) throws {
         self.topology = topology
-        var wanted: [(NetworkNamespace, UInt16)] = []
-        for n in topology.nodes { for p in n.listen { wanted.append((NetworkNamespace(named: topology.namespace(of: n.name)), p)) } }
-        listeners = try Listeners(wanted.map { (namespace: $0.0, port: $0.1) })
+        listeners = try Self.listeners(topology)
     }
 
-    /// The topology a lab came up with (its journal keeps the text).
+    static func listeners(_ topology: Topology) throws -> Listeners {
+        var wanted: [(NetworkNamespace, UInt16)] = []
+        for n in topology.nodes { for p in n.listen { wanted.append((NetworkNamespace(named: topology.namespace(of: n.name)), p)) } }
+        return try Listeners(wanted.map { (namespace: $0.0, port: $0.1) })
+    }
+
+    /// Serve the `listen:` ports of `topology` instead (after a `listen`/`unlisten` change).
+    public func listen(as topology: Topology) throws {
+        listeners.stop()
+        listeners = try Self.listeners(topology)
+    }
+
+    /// The lab's expected state: the topology it came up with (its journal keeps the text) plus the changes
+    /// `netlab set` recorded since (a `listen` among them).
     public static func topology(ofLab lab: String) throws -> Topology? {
         guard let j = try Journal.read(lab: lab), j.state == .up else { return nil }
-        return try Topology.parse(j.source, file: j.file)
+        return try LabController.expected(j).topology
     }
 
     public func scope(from node: String) -> ConnectScope {

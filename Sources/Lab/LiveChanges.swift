@@ -166,6 +166,10 @@ private final class Applier {
                 try s.rules.delete(k, text: text)
             }
             outcome.operations.append("ip -n \(ns.name) rule \(add ? "add" : "del") \(text)")
+        case .listen(let port, let on):
+            // Listeners are sockets of the process that runs checks and connects (`netlab check`, `connect --lab`,
+            // an experiment): they serve the lab's expected `listen:` ports, this one included from now on.
+            outcome.notes.append("\(c.node) \(on ? "listens" : "no longer listens") on port \(port) while checks and connects run")
         case .sysctl(let key, let value):
             try ns.run { try Sysctls.write(key, value) }
             outcome.operations.append("ip netns exec \(ns.name) sysctl -w \(key)=\(value)")

@@ -17,6 +17,8 @@ public struct LiveChange: Sendable {
         case rule(add: Bool, Rule)
         /// `sysctl KEY=VALUE` (net.* keys, in the node's namespace).
         case sysctl(key: String, value: String)
+        /// `listen PORT` / `unlisten PORT`: the node's `listen:` ports, served while checks and connects run.
+        case listen(port: UInt16, on: Bool)
     }
 
     public var node: String
@@ -31,7 +33,7 @@ public struct LiveChange: Sendable {
 
     static func quoted(_ w: String) -> String { w.contains(where: { $0 == " " || $0 == "\t" }) || w.isEmpty ? "\"\(w)\"" : w }
 
-    public static let verbs = ["link", "carrier", "address", "route", "rule", "sysctl"]
+    public static let verbs = ["link", "carrier", "address", "route", "rule", "sysctl", "listen", "unlisten"]
 
     /// Parse `NODE VERB ...` given as separate words (a command line): problems are reported against the words
     /// joined into one line (`file` names it), each at its word.
@@ -237,6 +239,21 @@ extension TopologyParser {
                 return nil
             }
             change.action = .sysctl(key: key, value: value)
+        case "listen", "unlisten":
+            guard let t = args.first else { missing("a port", "\(verb.text) 8080"); return nil }
+            if extra(1) { return nil }
+            guard let port = UInt16(t.text), port > 0 else {
+                reader.error(t.at, "port \"\(t.text)\" must be a number from 1 to 65535", length: t.text.count)
+                return nil
+            }
+            let on = verb.text == "listen"
+            if node.listen.contains(port) == on {
+                reader.error(t.at, "node \(node.name) \(on ? "already listens" : "does not listen") on port \(port)",
+                             hint: node.listen.isEmpty ? "it listens on no port" : "it listens on " + node.listen.map(String.init).joined(separator: ", "),
+                             length: t.text.count)
+                return nil
+            }
+            change.action = .listen(port: port, on: on)
         default:
             reader.error(verb.at, "unknown change \"\(verb.text)\"",
                          hint: nearest(verb.text, in: LiveChange.verbs).map { "did you mean \"\($0)\"?" } ?? "one of: " + LiveChange.verbs.joined(separator: ", "),
@@ -350,6 +367,9 @@ extension Topology {
         case .rule(let add, let r):
             if add { nodes[n].rules.append(r); return }
             if let k = nodes[n].rules.firstIndex(where: { $0.matchesForDelete(r) }) { nodes[n].rules.remove(at: k) }
+        case .listen(let port, let on):
+            nodes[n].listen.removeAll { $0 == port }
+            if on { nodes[n].listen.append(port) }
         case .sysctl(let key, let value):
             nodes[n].sysctls.removeAll { $0.key == key }
             nodes[n].sysctls.append(Sysctl(key: key, value: value, location: change.location))

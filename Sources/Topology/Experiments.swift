@@ -142,6 +142,7 @@ extension TopologyParser {
             return nil
         }
         var out: [ExperimentStep] = []
+        var state = topology   // changes are checked against the state the steps before them leave
         for item in items {
             let at = reader.location(item)
             guard let entries = reader.mapping(item, "a step", allowed: Self.stepKeys) else { continue }
@@ -159,7 +160,8 @@ extension TopologyParser {
                 guard let s = reader.scalar(v, "set") else { continue }
                 let start = reader.textLocation(v)
                 guard let tokens = splitWords(s, at: start) else { continue }
-                if let c = parseChange(tokens, whole: start, topology: topology) {
+                if let c = parseChange(tokens, whole: start, topology: state) {
+                    state.apply(c)
                     out.append(ExperimentStep(kind: .set(c), location: at, text: "set: \(c.text)"))
                 }
             case "wait":

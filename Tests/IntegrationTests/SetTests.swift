@@ -110,13 +110,24 @@ struct SetCommandTests {
         ok(try set(f, "client", "sysctl", "net.ipv4.conf.all.rp_filter=2"))
         let rp = try run("/usr/bin/env", ["ip", "netns", "exec", "\(f.name)-client", "cat", "/proc/sys/net/ipv4/conf/all/rp_filter"])
         #expect(rp.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+        // unlisten/listen: the listeners that serve connects follow the lab's state (a kernel connect is refused).
+        func connect() throws -> [String: Any]? {
+            let c = try nl(["connect", "--lab", f.name, "client", "192.0.2.80:80", "--kernel", "--json"])
+            return try JSONSerialization.jsonObject(with: Data(c.stdout.utf8)) as? [String: Any]
+        }
+        ok(try set(f, "server", "unlisten", "80"))
+        var c = try connect()
+        #expect((c?["kernel"] as? [String: Any])?["result"] as? String == "refused" && c?["agree"] as? Bool == true)
+        ok(try set(f, "server", "listen", "80"))
+        c = try connect()
+        #expect((c?["kernel"] as? [String: Any])?["result"] as? String == "established" && c?["agree"] as? Bool == true)
         // Every change is in the journal, and the kernel is what the file plus them says, for iproute2 and status.
-        #expect(try journal(f).changes?.count == 14)
+        #expect(try journal(f).changes?.count == 16)
         #expect(try drift(f) == [])
         let st = try nl(["status", f.name, "--json"])
         #expect(st.status == 0, "\(st.stdout)")
         let j = try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any]
-        #expect((j?["changes"] as? [String])?.count == 14 && (j?["drift"] as? [Any])?.isEmpty == true)
+        #expect((j?["changes"] as? [String])?.count == 16 && (j?["drift"] as? [Any])?.isEmpty == true)
         // `--json` gives what was done.
         let js = try set(f, "client", "sysctl", "net.ipv4.conf.all.rp_filter=0", "--json")
         let o = try JSONSerialization.jsonObject(with: Data(js.stdout.utf8)) as? [String: Any]
@@ -140,6 +151,7 @@ struct SetCommandTests {
             (["client", "address", "add", "eth0", "198.51.100.20"], "is not an IPv4 address with a prefix length"),
             (["client", "sysctl", "kernel.hostname=x"], "is not a net.* key"),
             (["client", "carrier", "eth0", "of"], "\"of\" is not `off` or `on`"),
+            (["server", "listen", "80"], "node server already listens on port 80"),
         ]
         for (words, message) in cases {
             let r = try nl(["set", f.name] + words)

@@ -98,6 +98,25 @@ import Testing
         return []
     }
 
+    /// A step's change is checked against the state the steps before it leave, not only the file's.
+    @Test func changesFollowTheStepsBefore() throws {
+        let ok = try with("""
+          - name: listen again
+            steps:
+              - set: server unlisten 80
+              - set: server listen 80
+        """)
+        let t = try Topology.parse(ok, file: "t.topo")
+        guard case .set(let c) = t.experiments[0].steps[0].kind, case .listen(80, false) = c.action else { Issue.record("not unlisten 80"); return }
+        let bad = try with("""
+          - name: listen twice
+            steps:
+              - set: server listen 80
+        """)
+        let d = try diagnostics(bad)
+        #expect(d.count == 1 && d[0].message == "node server already listens on port 80" && d[0].hint == "it listens on 80")
+    }
+
     @Test func durations() {
         #expect(parseDuration("200ms") == 200 && parseDuration("5s") == 5000 && parseDuration("1.5s") == 1500 && parseDuration("0s") == 0)
         #expect(parseDuration("5") == nil && parseDuration("-1s") == nil && parseDuration("11m") == nil && parseDuration("601s") == nil)
