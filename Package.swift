@@ -74,6 +74,8 @@ let package = Package(
         // Engine micro-benchmarks (scripts/bench), with baselines measured in the same run.
         .executableTarget(name: "netlab-bench", dependencies: ["Engine", "Wire", "Resolver", "Netlink", "NetCore",
                                                             .product(name: "SystemPackage", package: "swift-system")], path: "Sources/Bench"),
+        // The Swift API's failover experiment (docs/scripting.md), run in CI.
+        .executableTarget(name: "netlab-failover-example", dependencies: ["NetLab"], path: "Sources/FailoverExample"),
         // libFuzzer target for the wire parsers (scripts/fuzz); a plain build replays files.
         .executableTarget(name: "WireFuzz", dependencies: ["Wire"]),
         .executableTarget(

@@ -21,6 +21,7 @@ extension LabController {
     /// changes that no longer apply (the file changed under them), each with why.
     public static func expected(_ journal: Journal, base: Topology? = nil) throws -> (topology: Topology, problems: [String]) {
         var t = try base ?? Topology.parse(journal.source, file: journal.file)
+        t.lab = journal.lab   // the namespaces are the journal's lab's, whatever the text says
         var problems: [String] = []
         for r in journal.changes ?? [] {
             do { t.apply(try LiveChange.parse(words: [r.node] + r.words, topology: t)) } catch {

@@ -96,6 +96,39 @@ struct ExperimentCommandTests {
         #expect(f.namespaces().isEmpty)
     }
 
+    /// The Swift API's example: failover and back through `Lab.with`, engine and kernel agreeing, no drift after; the
+    /// lab is gone afterwards, and after a SIGINT part-way (exit 130).
+    @Test func swiftAPIExampleRunsAndCleansUp() throws {
+        let binary = URL(fileURLWithPath: try netlabBinary()).deletingLastPathComponent().appendingPathComponent("netlab-failover-example").path
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "swift build first")
+        let name = "it\(Int.random(in: 1000...9999))-pxapi"
+        defer {
+            for ns in ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []) where ns.hasPrefix(name + "-") {
+                _ = try? run("/usr/bin/env", ["ip", "netns", "del", ns])
+            }
+        }
+        let lab = repoRoot.appendingPathComponent("Labs/isp-failover.topo").path
+        let r = try run(binary, [lab, name])
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("failover: by ISP2 (203.0.113.10, eth1) after") && r.stdout.contains("no drift"), "\(r.stdout)")
+        func left() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix(name + "-") } }
+        #expect(left().isEmpty && LabFixture.files(ofLab: name).isEmpty)
+        // Ctrl-C part-way: the lab comes down before the process exits.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = [lab, name]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(10)
+        while FileManager.default.fileExists(atPath: "/run/netlab/\(name).json") == false, Date() < deadline { usleep(10_000) }
+        usleep(300_000)
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 130 || p.terminationStatus == 0, "exit \(p.terminationStatus)")
+        #expect(left().isEmpty && LabFixture.files(ofLab: name).isEmpty, "left \(left())")
+    }
+
     /// A step that never converges fails after its bound, with the attempts it made.
     @Test func waitUntilGivesUpAfterItsBound() throws {
         let f = try lab("""
