@@ -21,6 +21,21 @@ public struct CheckResult: Codable, Sendable {
     public var notes: [String]
     public var pcap: String?
     public var seconds: Double
+    /// A swept check's cells (its own engine and kernel are then nil).
+    public var sweep: SweepReport?
+}
+
+/// A swept check's matrix: the dimensions, their values, and every cell's result in row-major order.
+public struct SweepReport: Codable, Sendable {
+    public struct Cell: Codable, Sendable {
+        /// One value per dimension.
+        public var values: [String]
+        public var result: CheckResult
+    }
+    public var dimensions: [String]
+    public var values: [[String]]
+    public var cells: [Cell]
+    public var passed: Int { cells.filter(\.result.passed).count }
 }
 
 public struct CheckRun: Codable, Sendable {
@@ -77,10 +92,11 @@ public enum CheckRunner {
     }
 
     public static func run(_ check: Check, topology: Topology, session: LabSession, pcapDirectory: String?, index: Int) -> CheckResult {
+        if let sweep = check.sweep { return run(sweep: sweep, check, topology: topology, session: session, pcapDirectory: pcapDirectory, index: index) }
         let t0 = Date()
         var r = CheckResult(name: check.name, from: check.from, connect: "\(check.destination):\(check.port)", line: check.location.line,
                             passed: false, failures: [], expected: expectedFields(check), engine: nil, kernel: nil,
-                            differences: [], notes: [], pcap: nil, seconds: 0)
+                            differences: [], notes: [], pcap: nil, seconds: 0, sweep: nil)
         // The directory was made before any work (`OutputDirectory.prepare`); each file goes through the one writer.
         let pcap = pcapDirectory.map { "\($0)/\(String(format: "%02d", index + 1))-\(slug(check.name)).pcapng" }
         do {
@@ -98,6 +114,28 @@ public enum CheckRunner {
         r.passed = r.failures.isEmpty
         r.seconds = Date().timeIntervalSince(t0)
         return r
+    }
+
+    /// A swept check: every cell run as a check of its own (engine and kernel), in row-major order; the check passes
+    /// when every cell does.
+    static func run(sweep: Sweep, _ check: Check, topology: Topology, session: LabSession, pcapDirectory: String?, index: Int) -> CheckResult {
+        let t0 = Date()
+        var cells: [SweepReport.Cell] = []
+        for (k, cell) in check.cells.enumerated() {
+            // The cells' pcaps go beside the others, numbered after the check's (check 3's cells: 3001-, 3002-, ...).
+            var r = run(cell.check, topology: topology, session: session, pcapDirectory: pcapDirectory, index: (index + 1) * 1000 + k)
+            r.line = check.location.line
+            cells.append(.init(values: cell.values, result: r))
+        }
+        let failed = cells.filter { !$0.result.passed }
+        var failures = failed.prefix(5).map { c in "[\(c.values.joined(separator: " "))] " + (c.result.failures.first ?? "failed") }
+        if failed.count > 5 { failures.append("and \(failed.count - 5) more cells") }
+        let connect = sweep.connect == nil ? "\(check.destination):\(check.port)" : "swept"
+        return CheckResult(name: check.name, from: sweep.from == nil ? check.from : "swept", connect: connect, line: check.location.line,
+                           passed: failed.isEmpty, failures: failures, expected: expectedFields(check), engine: nil, kernel: nil,
+                           differences: [], notes: ["\(cells.count - failed.count)/\(cells.count) cells passed"], pcap: nil,
+                           seconds: Date().timeIntervalSince(t0),
+                           sweep: SweepReport(dimensions: sweep.dimensions.map(\.dimension.rawValue), values: sweep.dimensions.map(\.values), cells: cells))
     }
 
     static func expectedFields(_ c: Check) -> [String: String] {

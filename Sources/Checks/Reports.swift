@@ -30,7 +30,7 @@ public enum Reports {
         var x = ["<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
                  "<testsuites name=\"netlab\" tests=\"\(run.results.count)\" failures=\"\(run.failed)\" time=\"\(String(format: "%.3f", run.seconds))\">",
                  "  <testsuite name=\"\(escapeXML(run.lab))\" tests=\"\(run.results.count)\" failures=\"\(run.failed)\" errors=\"0\" time=\"\(String(format: "%.3f", run.seconds))\" timestamp=\"\(ISO8601DateFormatter().string(from: run.started))\">"]
-        for r in run.results {
+        for r in run.results.flatMap({ r in r.sweep.map { $0.cells.map(\.result) } ?? [r] }) {
             x.append("    <testcase classname=\"netlab.\(escapeXML(run.lab))\" name=\"\(escapeXML(visible(r.name)))\" file=\"\(escapeXML(run.file))\" line=\"\(r.line)\" time=\"\(String(format: "%.3f", r.seconds))\">")
             if !r.passed {
                 var body = ["check: \(visible(r.name)) (from \(r.from) to \(r.connect), \(run.file):\(r.line))"]
@@ -96,6 +96,37 @@ public enum Reports {
     /// One Markdown table cell or list item: control characters visible, `|` escaped.
     static func md(_ s: String) -> String { visible(s).replacingOccurrences(of: "|", with: "\\|") }
 
+    /// A sweep as a matrix: with one dimension, a row per value; with more, a row per combination of all but the
+    /// last dimension and a column per value of the last. Cells in the sweep's row-major order.
+    public struct Matrix {
+        public var rowTitle: String
+        public var rows: [String]
+        public var columns: [String]
+        /// rows × columns indices into the sweep's cells.
+        public var cell: [[Int]]
+    }
+
+    public static func matrix(_ s: SweepReport) -> Matrix {
+        guard s.dimensions.count > 1, let last = s.values.last else {
+            return Matrix(rowTitle: s.dimensions.first ?? "", rows: s.cells.map { $0.values.joined(separator: " ") }, columns: ["result"],
+                          cell: s.cells.indices.map { [$0] })
+        }
+        let width = last.count
+        let rows = stride(from: 0, to: s.cells.count, by: width).map { s.cells[$0].values.dropLast().joined(separator: " · ") }
+        return Matrix(rowTitle: s.dimensions.dropLast().joined(separator: " · "), rows: rows,
+                      columns: last.map { "\(s.dimensions.last!)=\($0)" },
+                      cell: rows.indices.map { r in (0..<width).map { r * width + $0 } })
+    }
+
+    /// A cell in a few words: source, device and next hop when established, else the outcome.
+    static func cellText(_ r: CheckResult) -> String {
+        guard let e = r.engine else { return r.failures.first ?? "not run" }
+        var t = e.result == "established" ? [e.source ?? "-", e.dev ?? "-", e.via.map { "via \($0)" } ?? ""].filter { !$0.isEmpty }.joined(separator: " ")
+            : (e.errno.map { "\(e.result) (\($0))" } ?? e.result)
+        if r.kernel != nil && !r.differences.isEmpty { t += " ≠ kernel" }
+        return t
+    }
+
     /// A Markdown summary (what `$GITHUB_STEP_SUMMARY` shows).
     public static func markdown(_ run: CheckRun) -> String {
         var m = ["## netlab check: \(run.lab) — \(run.passed)/\(run.results.count) passed", "",
@@ -104,12 +135,26 @@ public enum Reports {
                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in run.results {
             let e = r.engine
-            let k = r.kernel.map { $0.result == e?.result && r.differences.isEmpty ? "agrees" : "differs" } ?? "skipped"
-            let outcome: String = e.map { s in s.errno.map { "\(s.result) (\($0))" } ?? s.result } ?? "-"
+            let k = r.sweep != nil ? "per cell" : r.kernel.map { $0.result == e?.result && r.differences.isEmpty ? "agrees" : "differs" } ?? "skipped"
+            let outcome: String = r.sweep.map { "sweep: \($0.passed)/\($0.cells.count) cells" } ?? e.map { s in s.errno.map { "\(s.result) (\($0))" } ?? s.result } ?? "-"
             let path: String = md(e?.path.joined(separator: " → ") ?? "")
             let cells: [String] = [r.passed ? "✅" : "❌", md(r.name), r.from, r.connect, outcome, e?.source ?? "", e?.dev ?? "",
                                    e?.via ?? "", path, k]
             m.append("| " + cells.joined(separator: " | ") + " |")
+        }
+        for r in run.results {
+            guard let sw = r.sweep else { continue }
+            let mx = matrix(sw)
+            m += ["", "### Sweep: \(md(r.name)) — \(sw.passed)/\(sw.cells.count) cells passed", "",
+                  "| \(md(mx.rowTitle)) | " + mx.columns.map(md).joined(separator: " | ") + " |",
+                  "|---|" + String(repeating: "---|", count: mx.columns.count)]
+            for (i, row) in mx.rows.enumerated() {
+                let cells = mx.cell[i].map { k -> String in
+                    let c = sw.cells[k].result
+                    return (c.passed ? "" : "❌ ") + md(cellText(c))
+                }
+                m.append("| \(md(row)) | " + cells.joined(separator: " | ") + " |")
+            }
         }
         let failed = run.results.filter { !$0.passed }
         if !failed.isEmpty {
@@ -117,8 +162,8 @@ public enum Reports {
             for r in failed {
                 m += ["", "**\(md(r.name))** (`\(run.file):\(r.line)`)", ""]
                 m += r.failures.map { "- \(md($0))" }
-                m += ["- expected: " + r.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "),
-                      "- engine: " + md(sideLine(r.engine)), "- kernel: " + md(sideLine(r.kernel))]
+                m.append("- expected: " + r.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+                if r.sweep == nil { m += ["- engine: " + md(sideLine(r.engine)), "- kernel: " + md(sideLine(r.kernel))] }
             }
         }
         for e in run.experiments {
@@ -134,11 +179,39 @@ public enum Reports {
         return m.joined(separator: "\n") + "\n"
     }
 
+    /// A sweep's section: the matrix (each cell linking to its own details: paths drawn, expectations, trace).
+    static func sweepHTML(_ sw: SweepReport, _ r: CheckResult, index i: Int, graph g: TopologyGraph) -> String {
+        let mx = matrix(sw)
+        var h = ["<section id=\"c\(i)\"><h2 class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘") \(escapeXML(r.name))</h2>",
+                 "<p>sweep of \(escapeXML(sw.dimensions.joined(separator: " × "))): <b>\(sw.passed)/\(sw.cells.count)</b> cells passed (line \(r.line)); each cell: source, device and next hop, or the outcome; ✘ marks a cell that failed, ≠ kernel one where the kernel did otherwise</p>",
+                 "<table class=\"matrix\"><tr><th>\(escapeXML(mx.rowTitle))</th>" + mx.columns.map { "<th>\(escapeXML($0))</th>" }.joined() + "</tr>"]
+        for (ri, row) in mx.rows.enumerated() {
+            var tr = "<tr><th>\(escapeXML(row))</th>"
+            for k in mx.cell[ri] {
+                let c = sw.cells[k].result
+                tr += "<td class=\"\(c.passed ? "pass" : "fail cellfail")\"><a href=\"#c\(i)-\(k)\">\(c.passed ? "" : "✘ ")\(escapeXML(cellText(c)))</a></td>"
+            }
+            h.append(tr + "</tr>")
+        }
+        h.append("</table>")
+        for (k, cell) in sw.cells.enumerated() {
+            let c = cell.result
+            h.append("<details id=\"c\(i)-\(k)\"\(c.passed ? "" : " open")><summary class=\"\(c.passed ? "pass" : "fail")\">\(c.passed ? "✔" : "✘") \(escapeXML(visible(cell.values.joined(separator: " · "))))</summary>")
+            h.append(g.svg(syn: c.engine?.path ?? [], reply: c.engine?.reply_path ?? [], title: c.name))
+            if !c.failures.isEmpty { h.append("<ul>" + c.failures.map { "<li class=\"fail\">\(escapeXML($0))</li>" }.joined() + "</ul>") }
+            h.append("<pre>expected: \(escapeXML(c.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))\nengine:   \(escapeXML(sideLine(c.engine)))\nkernel:   \(escapeXML(sideLine(c.kernel)))</pre>")
+            if let t = c.engine?.trace, !t.isEmpty { h.append("<details><summary>engine trace</summary><pre>\(escapeXML(t.joined(separator: "\n")))</pre></details>") }
+            h.append("</details>")
+        }
+        h.append("</section>")
+        return h.joined(separator: "\n")
+    }
+
     /// One HTML page with no external assets: the topology as SVG, then each check with its path drawn on it.
     public static func html(_ run: CheckRun, topology: Topology) -> String {
         let g = TopologyGraph(topology)
         var h = ["<!doctype html>", "<html><head><meta charset=\"utf-8\"><title>netlab check: \(escapeXML(run.lab))</title>",
-                 "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.pass{color:#080}.fail{color:#b00}section{border-top:1px solid #ddd;margin-top:1.5em}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}.legend span{margin-right:2em}</style>",
+                 "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.pass{color:#080}.fail{color:#b00}section{border-top:1px solid #ddd;margin-top:1.5em}.matrix td a{color:inherit;text-decoration:none}.matrix td{font-family:monospace}.cellfail{background:#fdd}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}.legend span{margin-right:2em}</style>",
                  "</head><body>",
                  "<h1>netlab check: \(escapeXML(run.lab))</h1>",
                  "<p>\(escapeXML(run.file)) — <b>\(run.passed)/\(run.results.count)</b> passed in \(String(format: "%.1f", run.seconds)) s</p>",
@@ -146,10 +219,14 @@ public enum Reports {
                  "<p class=\"legend\"><span style=\"color:#1f77b4\">━ SYN path</span><span style=\"color:#d62728\">╍ reply path</span></p>",
                  "<table><tr><th></th><th>check</th><th>from</th><th>connect</th><th>engine</th><th>kernel</th></tr>"]
         for (i, r) in run.results.enumerated() {
-            h.append("<tr><td class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘")</td><td><a href=\"#c\(i)\">\(escapeXML(visible(r.name)))</a></td><td>\(escapeXML(r.from))</td><td>\(r.connect)</td><td>\(escapeXML(sideLine(r.engine)))</td><td>\(escapeXML(r.kernel == nil ? "skipped" : (r.differences.isEmpty ? "agrees" : "differs")))</td></tr>")
+            h.append("<tr><td class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘")</td><td><a href=\"#c\(i)\">\(escapeXML(visible(r.name)))</a></td><td>\(escapeXML(r.from))</td><td>\(r.connect)</td><td>\(escapeXML(r.sweep.map { "sweep: \($0.passed)/\($0.cells.count) cells" } ?? sideLine(r.engine)))</td><td>\(escapeXML(r.sweep != nil ? "per cell" : r.kernel == nil ? "skipped" : (r.differences.isEmpty ? "agrees" : "differs")))</td></tr>")
         }
         h.append("</table>")
         for (i, r) in run.results.enumerated() {
+            if let sw = r.sweep {
+                h.append(sweepHTML(sw, r, index: i, graph: g))
+                continue
+            }
             h.append("<section id=\"c\(i)\"><h2 class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘") \(escapeXML(visible(r.name)))</h2>")
             h.append("<p>from <b>\(escapeXML(r.from))</b> to \(r.connect) (line \(r.line))</p>")
             h.append(g.svg(syn: r.engine?.path ?? [], reply: r.engine?.reply_path ?? [], title: visible(r.name)))

@@ -25,6 +25,10 @@ public struct Check: Sendable {
     public var expect: Expectation
     /// Compare with a kernel connect in the same namespace (`kernel: agree`, the default) or not (`kernel: skip`).
     public var compareWithKernel: Bool
+    /// `sweep:`: the check is run once per combination of these values (a matrix in reports).
+    public var sweep: Sweep?
+    /// `expect-table:`: expectations for the cells whose swept values match a row's (later rows win).
+    public var expectTable: [ExpectRow] = []
 
     public init(name: String, location: SourceLocation = .unknown, from: String, destination: IPv4Address, port: UInt16,
                 bindAddress: IPv4Address? = nil, bindPort: UInt16? = nil, dev: String? = nil, mark: UInt32? = nil,
@@ -59,7 +63,7 @@ public struct Expectation: Sendable, Hashable {
 
 extension TopologyParser {
     static let checkKeys = ["name", "from", "connect", "bind", "dev", "mark", "tos", "source-route", "payload",
-                            "syn-retries", "expect", "kernel"]
+                            "syn-retries", "expect", "kernel", "sweep", "expect-table"]
     static let expectKeys = ["result", "source", "dev", "via", "path", "reply-path"]
 
     /// `checks:` — a list of connects with expectations. Node and interface names are checked against the nodes.
@@ -81,6 +85,7 @@ extension TopologyParser {
             var fromNode: Node?
             var devAt: SourceLocation?
             var sawConnect = false
+            var sweepNode: Yams.Node?, tableNode: Yams.Node?
             for (key, keyAt, v) in entries {
                 switch key {
                 case "name":
@@ -134,6 +139,8 @@ extension TopologyParser {
                         reader.error(reader.textLocation(v), "syn-retries \"\(s)\" must be a number from 1 to 127 (TCP_SYNCNT)", length: s.count)
                     }
                 case "expect": c.expect = parseExpectation(v, nodes: nodes)
+                case "sweep": sweepNode = v
+                case "expect-table": tableNode = v
                 case "kernel":
                     guard let s = reader.scalar(v, "kernel") else { break }
                     switch s {
@@ -145,8 +152,14 @@ extension TopologyParser {
                 }
             }
             if c.name.isEmpty { reader.error(at, "a check needs a `name:`", hint: "e.g. name: default route uses ISP1") }
-            if c.from.isEmpty { reader.error(at, "check \"\(c.name)\" needs `from:` (the node that connects)") }
-            if !sawConnect { reader.error(at, "check \"\(c.name)\" needs `connect: ADDR:PORT`", hint: "e.g. connect: 192.0.2.80:80") }
+            if let sweepNode { c.sweep = parseSweep(sweepNode, nodes: nodes, fixedFrom: fromNode) }
+            if let tableNode {
+                if let sw = c.sweep { c.expectTable = parseExpectTable(tableNode, sweep: sw, nodes: nodes) } else {
+                    reader.error(reader.location(tableNode), "`expect-table:` needs `sweep:`", hint: "a table gives expectations per swept value; without a sweep use `expect:`")
+                }
+            }
+            if c.from.isEmpty && c.sweep?.from == nil { reader.error(at, "check \"\(c.name)\" needs `from:` (the node that connects)") }
+            if !sawConnect && c.sweep?.connect == nil { reader.error(at, "check \"\(c.name)\" needs `connect: ADDR:PORT`", hint: "e.g. connect: 192.0.2.80:80") }
             if let d = c.dev, let n = fromNode, n.interface(d) == nil, let at = devAt {
                 reader.error(at, "node \(n.name) has no interface \"\(d)\"",
                              hint: nearest(d, in: n.interfaces.map(\.name)).map { "did you mean \"\($0)\"?" }

@@ -89,8 +89,8 @@ struct CheckCommand: ParsableCommand {
             guard let r else { Terminal.progress("[\(i + 1)/\(n)] \(visible(c.name))", i, n); return }
             Terminal.endProgress()
             let name = visible(c.name).padding(toLength: width, withPad: " ", startingAt: 0)
-            let e = r.engine.map { s in s.errno.map { "\(s.result) (\($0))" } ?? s.result } ?? "not run"
-            let k = r.kernel == nil ? (c.compareWithKernel ? "" : "kernel skipped") : (r.differences.isEmpty ? "kernel agrees" : "kernel DIFFERS")
+            let e = r.sweep.map { "sweep: \($0.passed)/\($0.cells.count) cells passed" } ?? r.engine.map { s in s.errno.map { "\(s.result) (\($0))" } ?? s.result } ?? "not run"
+            let k = r.sweep != nil ? "kernel per cell" : r.kernel == nil ? (c.compareWithKernel ? "" : "kernel skipped") : (r.differences.isEmpty ? "kernel agrees" : "kernel DIFFERS")
             Terminal.say(String(format: "%@ [%2d/%d] %@  %@  %@  %.1f s", r.passed ? "✔" : "✘", i + 1, n, name, e, k, r.seconds))
             for f in r.failures { Terminal.say("      \(visible(f))") }
         }, interrupted: { Interrupts.signal != nil })

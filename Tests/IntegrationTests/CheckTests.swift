@@ -12,7 +12,8 @@ struct CheckCommandTests {
 
     struct Report: Decodable {
         struct Side: Decodable { var source: String?; var dev: String?; var via: String?; var result: String; var errno: String?; var path: [String] }
-        struct Result: Decodable { var name: String; var passed: Bool; var failures: [String]; var engine: Side?; var kernel: Side?; var pcap: String?; var notes: [String] }
+        struct Result: Decodable { var name: String; var passed: Bool; var failures: [String]; var engine: Side?; var kernel: Side?; var pcap: String?; var notes: [String]; var sweep: Sweep? }
+        struct Sweep: Decodable { struct Cell: Decodable { var values: [String]; var result: Result }; var dimensions: [String]; var cells: [Cell] }
         struct Step: Decodable { var index: Int; var kind: String; var status: String; var started: Double; var converged: Double?; var check: Result? }
         struct Experiment: Decodable { var name: String; var passed: Bool; var steps: [Step] }
         var results: [Result]
@@ -38,7 +39,9 @@ struct CheckCommandTests {
         let topology = try Topology.load(path: f.file)
         let report = try decode("\(d)/r.json")
         #expect(report.results.count == topology.checks.count && report.failed == 0)
-        for c in report.results {
+        // A swept check's cells are checks of their own: each compared with the kernel's connect.
+        for (r, check) in zip(report.results, topology.checks) { #expect((r.sweep?.cells.count ?? 0) == check.cells.count, "\(r.name)") }
+        for c in report.results.flatMap({ r in r.sweep.map { $0.cells.map(\.result) } ?? [r] }) {
             #expect(c.passed, "\(c.name): \(c.failures)")
             let e = try #require(c.engine), k = try #require(c.kernel, "\(c.name): no kernel run")
             #expect(e.result == k.result && e.errno == k.errno, "\(c.name)")
@@ -68,12 +71,13 @@ struct CheckCommandTests {
         let xml = try XMLDocument(contentsOf: URL(fileURLWithPath: "\(d)/j.xml"))
         // One testcase per check, and per step of each experiment (a suite of its own).
         let steps = topology.experiments.reduce(0) { $0 + $1.steps.count }
-        #expect(try xml.nodes(forXPath: "//testcase").count == topology.checks.count + steps)
+        let cases = topology.checks.reduce(0) { $0 + max(1, $1.cells.count) }
+        #expect(try xml.nodes(forXPath: "//testcase").count == cases + steps)
         #expect(try xml.nodes(forXPath: "//testsuite").count == 1 + topology.experiments.count)
         #expect(try xml.nodes(forXPath: "//failure").isEmpty && xml.nodes(forXPath: "//skipped").isEmpty)
         let html = try String(contentsOfFile: "\(d)/r.html", encoding: .utf8)
         // Self-contained: inline SVG, no external scripts, styles or images.
-        #expect(html.components(separatedBy: "<svg").count == topology.checks.count + 2)
+        #expect(html.components(separatedBy: "<svg").count == cases + 2)
         #expect(!html.contains("<script") && !html.contains("<link ") && !html.contains("<img"))
         #expect(try String(contentsOfFile: "\(d)/r.md", encoding: .utf8).contains("\(topology.checks.count)/\(topology.checks.count) passed"))
         #expect(f.namespaces().isEmpty, "left behind: \(f.namespaces())")

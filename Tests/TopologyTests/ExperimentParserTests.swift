@@ -117,6 +117,45 @@ import Testing
         #expect(d.count == 1 && d[0].message == "node server already listens on port 80" && d[0].hint == "it listens on 80")
     }
 
+    /// A sweep expands into cells in row-major order; expect-table rows give per-cell expectations over `expect:`.
+    @Test func sweepCellsAndTheirExpectations() throws {
+        let t = try Topology.parse(try lab().replacingOccurrences(of: "checks:\n", with: """
+        checks:
+          - name: matrix
+            from: client
+            sweep: {connect: [192.0.2.80:80, 192.0.2.80:81], mark: [0, 0x1], bind: [0.0.0.0, 203.0.113.10:40000]}
+            expect: {result: established}
+            expect-table:
+              - {connect: 192.0.2.80:81, expect: {result: refused}}
+              - {connect: 192.0.2.80:81, mark: 0x1, expect: {dev: eth1}}
+
+        """), file: "t.topo")
+        let c = try #require(t.checks.first { $0.name == "matrix" })
+        let cells = c.cells
+        #expect(cells.count == 8 && c.sweep?.dimensions.map(\.dimension) == [.connect, .mark, .bind])
+        #expect(cells.map { $0.values.joined(separator: " ") }.prefix(3) == ["192.0.2.80:80 0 0.0.0.0", "192.0.2.80:80 0 203.0.113.10:40000", "192.0.2.80:80 0x1 0.0.0.0"])
+        let last = cells[7].check
+        #expect(last.port == 81 && last.mark == 1 && last.bindAddress == IPv4Address("203.0.113.10") && last.bindPort == 40000)
+        #expect(last.expect.result == .refused && last.expect.dev == "eth1" && last.sweep == nil)
+        #expect(cells[0].check.expect.result == .established && cells[0].check.expect.dev == nil && cells[0].check.bindAddress == nil)
+        #expect(cells[5].check.name == "matrix [connect=192.0.2.80:81 mark=0 bind=203.0.113.10:40000]" && cells[5].check.expect.dev == nil)
+        // Mistakes: a node that is not one, a device a swept source lacks, a table row naming an unswept value.
+        let d = try diagnostics(try lab().replacingOccurrences(of: "checks:\n", with: """
+        checks:
+          - name: bad
+            sweep: {from: [client, clint], dev: [eth0, eth5], connect: [192.0.2.80:80]}
+            expect-table:
+              - {dev: eth9, expect: {dev: eth0}}
+              - {dev: eth0}
+
+        """))
+        #expect(d.contains { $0.message == "sweep source \"clint\" is not a node of this lab" && $0.hint == "did you mean \"client\"?" })
+        #expect(d.contains { $0.message == "node client has no interface \"eth5\"" })
+        #expect(d.contains { $0.message == "dev \"eth9\" is not one of the swept values" })
+        #expect(d.contains { $0.message == "a row of expect-table needs `expect:`" })
+        #expect(!d.contains { $0.message.contains("needs `from:`") || $0.message.contains("needs `connect:") })
+    }
+
     @Test func durations() {
         #expect(parseDuration("200ms") == 200 && parseDuration("5s") == 5000 && parseDuration("1.5s") == 1500 && parseDuration("0s") == 0)
         #expect(parseDuration("5") == nil && parseDuration("-1s") == nil && parseDuration("11m") == nil && parseDuration("601s") == nil)
