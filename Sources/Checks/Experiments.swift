@@ -68,6 +68,7 @@ public struct ExperimentResult: Codable, Sendable {
     public var seconds: Double
     public var steps: [StepResult]
     public var failed: Int { steps.filter { $0.status == "failed" }.count }
+    enum CodingKeys: String, CodingKey { case name, line, passed, continueOnFailure = "continue_on_failure", lab, seconds, steps }
     public var skipped: Int { steps.filter { $0.status == "skipped" }.count }
 }
 

@@ -12,14 +12,14 @@ extension CheckCommand {
         let experiments = (only != nil && experiment == nil) ? [] : topology.experiments.filter { e in experiment.map { e.name == $0 } ?? true }
         if let name = experiment, experiments.isEmpty {
             let names = topology.experiments.map(\.name)
-            Terminal.error("\(file): no experiment is named \"\(name)\"")
+            Terminal.error("\(file): no experiment is named \"\(visible(name))\"")
             Terminal.note("   hint: " + (nearest(name, in: names).map { "did you mean \"\($0)\"?" }
                 ?? (names.isEmpty ? "declare experiments under `experiments:` (docs/topology.md#experiments)" : "its experiments: " + names.joined(separator: ", "))))
             throw ExitStatus.badInput
         }
         if checks.isEmpty && experiments.isEmpty {
             let nothing = topology.checks.isEmpty && topology.experiments.isEmpty
-            Terminal.error("\(file): \(nothing ? "no `checks:` or `experiments:` to run" : "no check name contains \"\(only ?? "")\"")")
+            Terminal.error("\(file): \(nothing ? "no `checks:` or `experiments:` to run" : "no check name contains \"\(visible(only ?? ""))\"")")
             Terminal.note("   hint: declare checks under `checks:` (docs/topology.md#checks)")
             throw ExitStatus.badInput
         }
@@ -51,19 +51,19 @@ extension CheckCommand {
                 }
                 session = try LabSession(topology: topology)
             }
-            print("experiment \(e.name) (lab \(how))")
+            Terminal.say("experiment \(visible(e.name)) (lab \(how))")
             let width = e.steps.map(\.text.count).max() ?? 10
             let r = ExperimentRunner.run(e, topology: topology, session: session, lab: how, progress: { step, r in
                 guard let r else { Terminal.progress("  \(step.text)", 0, 1); return }
                 Terminal.endProgress()
                 let mark = r.status == "passed" ? "✔" : "✘"
-                var line = String(format: "  %@ %2d  %@  +%.2f s  %.0f ms", mark, r.index, r.text.padding(toLength: width, withPad: " ", startingAt: 0), r.started, r.seconds * 1000)
+                var line = String(format: "  %@ %2d  %@  +%.2f s  %.0f ms", mark, r.index, visible(r.text).padding(toLength: width, withPad: " ", startingAt: 0), r.started, r.seconds * 1000)
                 if let c = r.converged { line += String(format: "  converged after %.0f ms (%d attempt%@)", c * 1000, r.attempts ?? 1, (r.attempts ?? 1) == 1 ? "" : "s") }
-                print(line)
-                for f in r.failures { print("        \(f)") }
+                Terminal.say(line)
+                for f in r.failures { Terminal.say("        \(visible(f))") }
             }, interrupted: { Interrupts.signal != nil })
-            for s in r.steps where s.status == "skipped" { print("  - \(String(format: "%2d", s.index))  \(s.text)  skipped") }
-            print("experiment \(e.name): \(r.passed ? "passed" : "FAILED") (\(String(format: "%.2f", r.seconds)) s)")
+            for s in r.steps where s.status == "skipped" { Terminal.say("  - \(String(format: "%2d", s.index))  \(visible(s.text))  skipped") }
+            Terminal.say("experiment \(visible(e.name)): \(r.passed ? "passed" : "FAILED") (\(String(format: "%.2f", r.seconds)) s)")
             out.append(r)
         }
         return out

@@ -19,32 +19,42 @@ struct SetCommand: ParsableCommand {
         discussion: """
             Routes and rules are written as in a topology file. `carrier IF off` takes the peer end of IF's link down, so \
             the node sees its carrier go. A device that comes up again gets back the routes its going down flushed. \
-            Add --json for the outcome as JSON. Exit status: 0 changed, 1 the kernel refused (nothing changed) or the \
+            --json prints the outcome as JSON instead (--json-file PATH writes it). Exit status: 0 changed, 1 the kernel refused (nothing changed) or the \
             lab is not up, 2 bad input (nothing changed).
             """)
     @Argument(help: "The lab (as `up` named it).") var lab: String
     @Argument(parsing: .captureForPassthrough, help: "NODE VERB ARGS... (and --json).") var words: [String] = []
 
     func run() throws {
+        // --json and --json-file PATH are read from among the words (which may hold `--both`).
         var words = self.words
-        let json = words.contains("--json")
-        words.removeAll { $0 == "--json" }
+        var json = false, jsonFile: String?
         if words.first == "--" { words.removeFirst() }
-        guard LabNames.isLab(lab) else {
-            Terminal.error("\"\(lab)\" is not a lab name (\(LabNames.labRule))")
-            throw ExitStatus.badInput
+        while let i = words.firstIndex(where: { $0 == "--json" || $0 == "--json-file" || $0.hasPrefix("--json-file=") }) {
+            if words[i] == "--json" { json = true; words.remove(at: i); continue }
+            if words[i].hasPrefix("--json-file=") { jsonFile = String(words[i].dropFirst(12)); words.remove(at: i); continue }
+            guard i + 1 < words.count else { throw ValidationError("--json-file needs a path") }
+            jsonFile = words[i + 1]
+            words.removeSubrange(i...(i + 1))
         }
+        if json, jsonFile != nil { throw ValidationError("give --json or --json-file PATH, not both") }
         guard !words.isEmpty else {
-            Terminal.error("give NODE and a change, e.g. netlab set \(lab) client link eth0 down")
+            Terminal.error("give NODE and a change, e.g. netlab set \(visible(lab)) client link eth0 down")
             throw ExitStatus.badInput
         }
+        let target: OutputTarget? = json ? .standardOutput : try jsonFile.map { try Terminal.output($0, option: "--json-file") }
         try Terminal.requireRoot("set")
+        // LAB NODE as every command names a node: a lab that is not up, or a node it does not have, is exit 2.
+        var node = try NodeTarget.parse([])
+        node.lab = nil
+        _ = try node.resolve([lab, words[0]])
         do {
             let o = try LabController.set(lab: lab, words: words, waiting: Terminal.waiting(lab))
-            if json { try Terminal.printJSON(o) } else {
-                print("\(lab): \(o.change)" + String(format: " (%.1f ms)", o.milliseconds))
+            if target != .standardOutput {
+                Terminal.say("\(lab): \(visible(o.change))" + String(format: " (%.1f ms)", o.milliseconds))
                 for n in o.notes { Terminal.note("  \(n)") }
             }
+            try emitJSON(o, to: target)
         } catch let e as LabError {
             switch e {
             case .badChange(let t):

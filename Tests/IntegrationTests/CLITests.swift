@@ -93,6 +93,8 @@ struct CLITests {
         let connect = try netlab("connect", f.name, "client", "192.0.2.80:80", "--kernel", "--json")
         try fits("connect", connect, status: connect.status == 1 ? 1 : 0)
         #expect((try jsonObject(connect.stdout)["engine"] as? [String: Any])?["via"] as? String == "198.51.100.1")
+        try fits("set", try netlab("set", f.name, "client", "sysctl", "net.ipv4.conf.all.rp_filter=0", "--json"))
+        try fits("status", try netlab("status", f.name, "--json"))
         try fits("check", try netlab("check", f.file, "--only", "bound source", "--json"))
         try fits("selftest-route", try netlab("selftest", "route", "--lab", f.name, "--lookups", "5", "--repro-dir", f.directory + "/r", "--json"))
         try fits("down", try netlab("down", f.name, "--json"))

@@ -41,7 +41,7 @@ struct ExperimentCommandTests {
               - check: default route uses ISP1
         """)
         let d = f.directory
-        let r = try netlab("check", f.file, "--junit", "\(d)/j.xml", "--json", "\(d)/r.json")
+        let r = try netlab("check", f.file, "--junit", "\(d)/j.xml", "--json-file", "\(d)/r.json")
         #expect(r.status == 1, "\(r.stdout)\n\(r.stderr)")
         #expect(r.stdout.contains("experiment failover passes: passed") && r.stdout.contains("experiment wrong expectation stops: FAILED"))
         // The lab is rebuilt before an experiment once one changed it: the second starts from the file, so its
@@ -65,7 +65,9 @@ struct ExperimentCommandTests {
         let refusal = try goOn.nodes(forXPath: "testcase[1]/failure").first?.stringValue ?? ""
         #expect(refusal.contains("Nexthop has invalid gateway"), "\(refusal)")
         #expect(try goOn.nodes(forXPath: "testcase[2]/failure").isEmpty)
-        // JSON: steps in order with their times; wait-until reports its convergence.
+        // JSON: steps in order with their times; wait-until reports its convergence; the whole fits check's schema.
+        let text = try String(contentsOfFile: "\(d)/r.json", encoding: .utf8)
+        #expect(JSONSchema.problems("check", text).isEmpty, "\(JSONSchema.problems("check", text))")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(d)/r.json"))) as? [String: Any]
         let experiments = try #require(json?["experiments"] as? [[String: Any]])
         #expect(experiments.map { $0["passed"] as? Bool } == [true, false, false])
