@@ -48,6 +48,7 @@ public struct LiveChange: Sendable {
         }
         var p = TopologyParser(file: file, source: line)
         p.tables = topology.tables
+        p.anyAddresses = topology.anyAddresses
         let c = p.parseChange(tokens, whole: SourceLocation(line: 1, column: 1), topology: topology)
         if let c, p.reader.diagnostics.isEmpty { return c }
         let d = p.reader.diagnostics.isEmpty ? [Diagnostic(SourceLocation(line: 1, column: 1), "not a change")] : p.reader.diagnostics
@@ -58,6 +59,7 @@ public struct LiveChange: Sendable {
     public static func parse(line: String, topology: Topology, file: String = "netlab set") throws(TopologyError) -> LiveChange {
         var p = TopologyParser(file: file, source: line)
         p.tables = topology.tables
+        p.anyAddresses = topology.anyAddresses
         let start = SourceLocation(line: 1, column: 1)
         if let tokens = p.splitWords(line, at: start), let c = p.parseChange(tokens, whole: start, topology: topology),
            p.reader.diagnostics.isEmpty { return c }
@@ -187,7 +189,7 @@ extension TopologyParser {
             let words = rest(2)
             guard !words.isEmpty else { missing("an address", "address \(op) \(i) 198.51.100.20/25"); return nil }
             guard let a = parseAddress(tokens: words, at: words[0].at) else { return nil }
-            if !LabAddressSpace.contains(a.address) {
+            if !(anyAddresses || LabAddressSpace.contains(a.address)) {
                 reader.error(a.location, "address \(a.address) is outside the lab's address ranges",
                              hint: "labs use only \(LabAddressSpace.description)", length: a.prefix.description.count)
                 return nil
@@ -216,7 +218,7 @@ extension TopologyParser {
             bareRoutes = op == "del"
             defer { bareRoutes = false }
             guard let r = parseRule(text: text, tokens: words, at: words[0].at) else { return nil }
-            for p in [r.from, r.to].compactMap({ $0 }) where p.length > 0 && !LabAddressSpace.contains(p) {
+            for p in [r.from, r.to].compactMap({ $0 }) where p.length > 0 && !(anyAddresses || LabAddressSpace.contains(p)) {
                 reader.error(r.location, "rule prefix \(p) is outside the lab's address ranges", hint: "labs use only \(LabAddressSpace.description)")
                 return nil
             }
@@ -267,7 +269,7 @@ extension TopologyParser {
     /// a gateway is reachable is the kernel's to say (its refusal comes back with its extack message).
     mutating func routeFits(_ r: Route, node: Node) -> Bool {
         let devs = node.interfaces.map(\.name) + (node.interface("lo") == nil ? ["lo"] : [])
-        if r.destination.length > 0, !LabAddressSpace.contains(r.destination) {
+        if r.destination.length > 0, !(anyAddresses || LabAddressSpace.contains(r.destination)) {
             reader.error(r.location, "route destination \(r.destination) is outside the lab's address ranges",
                          hint: "labs route only \(LabAddressSpace.description) (or default)")
             return false
@@ -279,7 +281,7 @@ extension TopologyParser {
                              length: d.count)
                 return false
             }
-            if let g = h.gateway, !LabAddressSpace.contains(g) {
+            if let g = h.gateway, !(anyAddresses || LabAddressSpace.contains(g)) {
                 reader.error(h.location, "gateway \(g) is outside the lab's address ranges", hint: "labs use only \(LabAddressSpace.description)")
                 return false
             }
