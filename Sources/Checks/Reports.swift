@@ -27,10 +27,14 @@ public enum Reports {
 
     /// JUnit XML: one testsuite per lab, one testcase per check; a failure lists expected, engine and kernel values.
     public static func junit(_ run: CheckRun) -> String {
+        // A swept check is a testcase per cell; each experiment a suite of its own (its steps), counted in the total.
+        let cases = run.results.flatMap { r in r.sweep.map { $0.cells.map(\.result) } ?? [r] }
+        let caseFailures = cases.filter { !$0.passed }.count
+        let steps = run.experiments.reduce(0) { $0 + $1.steps.count }, stepFailures = run.experiments.reduce(0) { $0 + $1.failed }
         var x = ["<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
-                 "<testsuites name=\"netlab\" tests=\"\(run.results.count)\" failures=\"\(run.failed)\" time=\"\(String(format: "%.3f", run.seconds))\">",
-                 "  <testsuite name=\"\(escapeXML(run.lab))\" tests=\"\(run.results.count)\" failures=\"\(run.failed)\" errors=\"0\" time=\"\(String(format: "%.3f", run.seconds))\" timestamp=\"\(ISO8601DateFormatter().string(from: run.started))\">"]
-        for r in run.results.flatMap({ r in r.sweep.map { $0.cells.map(\.result) } ?? [r] }) {
+                 "<testsuites name=\"netlab\" tests=\"\(cases.count + steps)\" failures=\"\(caseFailures + stepFailures)\" time=\"\(String(format: "%.3f", run.seconds + run.experiments.reduce(0) { $0 + $1.seconds }))\">",
+                 "  <testsuite name=\"\(escapeXML(run.lab))\" tests=\"\(cases.count)\" failures=\"\(caseFailures)\" errors=\"0\" time=\"\(String(format: "%.3f", run.seconds))\" timestamp=\"\(ISO8601DateFormatter().string(from: run.started))\">"]
+        for r in cases {
             x.append("    <testcase classname=\"netlab.\(escapeXML(run.lab))\" name=\"\(escapeXML(visible(r.name)))\" file=\"\(escapeXML(run.file))\" line=\"\(r.line)\" time=\"\(String(format: "%.3f", r.seconds))\">")
             if !r.passed {
                 var body = ["check: \(visible(r.name)) (from \(r.from) to \(r.connect), \(run.file):\(r.line))"]
@@ -76,6 +80,11 @@ public enum Reports {
         return x
     }
 
+    /// `, experiments 2/3 passed` when the run had experiments.
+    static func experimentsSummary(_ run: CheckRun) -> String {
+        run.experiments.isEmpty ? "" : ", experiments \(run.experiments.filter(\.passed).count)/\(run.experiments.count) passed"
+    }
+
     /// A step's timing and outcome in a few lines.
     static func stepDetail(_ s: StepResult) -> String {
         var out = [String(format: "started at +%.3f s, took %.3f s", s.started, s.seconds)]
@@ -89,6 +98,7 @@ public enum Reports {
         var parts: [String] = []
         if let c = s.converged { parts.append(String(format: "converged after %.0f ms (%d attempt%@)", c * 1000, s.attempts ?? 1, (s.attempts ?? 1) == 1 ? "" : "s")) }
         if let c = s.check { parts.append(sideLine(c.engine)); if c.kernel != nil { parts.append(c.differences.isEmpty ? "kernel agrees" : "kernel differs") } }
+        if let ops = s.operations { parts += ops }
         parts += s.failures
         return parts.joined(separator: "; ")
     }
@@ -129,7 +139,7 @@ public enum Reports {
 
     /// A Markdown summary (what `$GITHUB_STEP_SUMMARY` shows).
     public static func markdown(_ run: CheckRun) -> String {
-        var m = ["## netlab check: \(run.lab) — \(run.passed)/\(run.results.count) passed", "",
+        var m = ["## netlab check: \(run.lab) — \(run.passed)/\(run.results.count) passed" + experimentsSummary(run), "",
                  "`\(run.file)`, \(String(format: "%.1f", run.seconds)) s", "",
                  "| | check | from | connect | engine | source | dev | via | path | kernel |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
@@ -211,17 +221,17 @@ public enum Reports {
     public static func html(_ run: CheckRun, topology: Topology) -> String {
         let g = TopologyGraph(topology)
         var h = ["<!doctype html>", "<html><head><meta charset=\"utf-8\"><title>netlab check: \(escapeXML(run.lab))</title>",
-                 "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.pass{color:#080}.fail{color:#b00}section{border-top:1px solid #ddd;margin-top:1.5em}.matrix td a{color:inherit;text-decoration:none}.matrix td{font-family:monospace}.cellfail{background:#fdd}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}.legend span{margin-right:2em}</style>",
+                 "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.pass{color:#080}.fail{color:#b00}section{border-top:1px solid #ddd;margin-top:1.5em}.matrix td a{color:inherit;text-decoration:none}.matrix td{font-family:monospace}.cellfail{background:#fdd}.nowrap{white-space:nowrap}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}.legend span{margin-right:2em}</style>",
                  "</head><body>",
                  "<h1>netlab check: \(escapeXML(run.lab))</h1>",
-                 "<p>\(escapeXML(run.file)) — <b>\(run.passed)/\(run.results.count)</b> passed in \(String(format: "%.1f", run.seconds)) s</p>",
+                 "<p>\(escapeXML(run.file)) — <b>\(run.passed)/\(run.results.count)</b> passed in \(String(format: "%.1f", run.seconds)) s\(escapeXML(experimentsSummary(run)))</p>",
                  g.svg(title: run.lab),
                  "<p class=\"legend\"><span style=\"color:#1f77b4\">━ SYN path</span><span style=\"color:#d62728\">╍ reply path</span></p>",
-                 "<table><tr><th></th><th>check</th><th>from</th><th>connect</th><th>engine</th><th>kernel</th></tr>"]
+                 run.results.isEmpty ? "" : "<table><tr><th></th><th>check</th><th>from</th><th>connect</th><th>engine</th><th>kernel</th></tr>"]
         for (i, r) in run.results.enumerated() {
             h.append("<tr><td class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘")</td><td><a href=\"#c\(i)\">\(escapeXML(visible(r.name)))</a></td><td>\(escapeXML(r.from))</td><td>\(r.connect)</td><td>\(escapeXML(r.sweep.map { "sweep: \($0.passed)/\($0.cells.count) cells" } ?? sideLine(r.engine)))</td><td>\(escapeXML(r.sweep != nil ? "per cell" : r.kernel == nil ? "skipped" : (r.differences.isEmpty ? "agrees" : "differs")))</td></tr>")
         }
-        h.append("</table>")
+        if !run.results.isEmpty { h.append("</table>") }
         for (i, r) in run.results.enumerated() {
             if let sw = r.sweep {
                 h.append(sweepHTML(sw, r, index: i, graph: g))
@@ -246,7 +256,7 @@ public enum Reports {
                 let mark = s.status == "passed" ? "✔" : s.status == "failed" ? "✘" : "–"
                 let at = s.status == "skipped" ? "" : String(format: "+%.3f s", s.started)
                 let took = s.status == "skipped" ? "skipped" : String(format: "%.1f ms", s.seconds * 1000)
-                h.append("<tr><td class=\"\(cls)\">\(mark)</td><td>\(s.index)</td><td>\(escapeXML(s.text))</td><td>\(at)</td><td>\(took)</td><td>\(escapeXML(stepOutcome(s)))</td></tr>")
+                h.append("<tr><td class=\"\(cls)\">\(mark)</td><td>\(s.index)</td><td>\(escapeXML(s.text))</td><td class=\"nowrap\">\(at)</td><td class=\"nowrap\">\(took)</td><td>\(escapeXML(stepOutcome(s)))</td></tr>")
             }
             h.append("</table></section>")
         }
