@@ -203,6 +203,26 @@ struct SetCommandTests {
         #expect(try journal(f).changes == nil)
     }
 
+    /// Recorded changes are journal input like the rest: a change naming something that is not a node, or words that
+    /// are not printable, makes the journal unreadable (status and set say so, exit 1); down still removes the lab,
+    /// finding its namespaces by netlab's mark.
+    @Test func recordedChangesAreCheckedWhenRead() throws {
+        let f = try upLab("jrnl")
+        #expect(try set(f, "client", "link", "eth0", "down").status == 0)
+        for bad: [String: Any] in [["node": "../etc", "words": ["link", "eth0", "up"], "time": "2026-12-01T00:00:00Z"],
+                                   ["node": "client", "words": ["link\n", "eth0", "up"], "time": "2026-12-01T00:00:00Z"]] {
+            var j = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: f.journal))) as? [String: Any])
+            j["changes"] = [bad]
+            try JSONSerialization.data(withJSONObject: j).write(to: URL(fileURLWithPath: f.journal))
+            let st = try nl(["status", f.name])
+            #expect(st.status == 1 && st.stderr.contains("unreadable"), "\(bad): \(st.stdout)\(st.stderr)")
+            let s = try set(f, "client", "link", "eth0", "up")
+            #expect(s.status != 0 && s.stderr.contains("unreadable"), "\(bad): \(s.stderr)")
+        }
+        let d = try nl(["down", f.name])
+        #expect(d.status == 0 && f.namespaces().isEmpty, "\(d.stdout)\(d.stderr)")
+    }
+
     /// Random sequences of changes (a seed per run, printed on failure): after each, iproute2 shows what the file
     /// plus the journal's changes say, whether the kernel took the change (exit 0, recorded) or refused it (exit 1,
     /// nothing recorded); `status` sees no drift; `down` leaves no namespace and no journal.
