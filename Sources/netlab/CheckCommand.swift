@@ -59,9 +59,14 @@ struct CheckCommand: ParsableCommand {
         let lock = try LabLock.acquire(lab: topology.lab, command: "check", waiting: Terminal.waiting(topology.lab))
         defer { lock.release() }
         var broughtUp = false
+        var served = topology   // whose `listen:` ports the session serves: the lab's state, `set` changes included
         if let j = try Journal.read(lab: topology.lab), j.state == .up {
             if j.source != topology.source {
                 Terminal.note("note: lab \(topology.lab) is up from a different version of the file; checking the lab as it is (`netlab down \(topology.lab)` to rebuild)")
+            }
+            if let n = j.changes?.count, n > 0 {
+                Terminal.note("note: lab \(topology.lab) is up with \(count(n, "change")) `netlab set` made (`netlab status \(topology.lab)` lists them); checking the lab as it is")
+                if let t = try? LabController.expected(j).topology { served = t }
             }
         } else {
             if try Journal.read(lab: topology.lab) != nil { _ = try? LabController.down(lab: topology.lab) }
@@ -83,7 +88,7 @@ struct CheckCommand: ParsableCommand {
                 }
             } else if keep { Terminal.note("\(topology.lab) left up (--keep); `netlab down \(topology.lab)` removes it") }
         }
-        var session = try LabSession(topology: topology)
+        var session = try LabSession(topology: served)
         let width = checks.map { visible($0.name).count }.max() ?? 10
         let run = CheckRunner.run(topology, session: session, pcapDirectory: outputs.pcapDir, only: checks, progress: { i, n, c, r in
             guard let r else { Terminal.progress("[\(i + 1)/\(n)] \(visible(c.name))", i, n); return }
