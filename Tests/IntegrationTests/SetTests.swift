@@ -129,10 +129,10 @@ struct SetCommandTests {
         }
         ok(try set(f, "server", "unlisten", "80"))
         var c = try connect()
-        #expect((c?["kernel"] as? [String: Any])?["result"] as? String == "refused" && c?["agree"] as? Bool == true)
+        #expect((c?["kernel"] as? [String: Any])?["result"] as? String == "refused" && c?["agree"] as? Bool == true, "\(c?["differences"] ?? "")")
         ok(try set(f, "server", "listen", "80"))
         c = try connect()
-        #expect((c?["kernel"] as? [String: Any])?["result"] as? String == "established" && c?["agree"] as? Bool == true)
+        #expect((c?["kernel"] as? [String: Any])?["result"] as? String == "established" && c?["agree"] as? Bool == true, "\(c?["differences"] ?? "")")
         // Every change is in the journal, and the kernel is what the file plus them says, for iproute2 and status.
         #expect(try journal(f).changes?.count == 16)
         #expect(try drift(f) == [])
