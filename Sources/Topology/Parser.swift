@@ -251,6 +251,7 @@ struct TopologyParser {
                         continue
                     }
                     node.listen.append(port)
+                    node.listenLocations.append(reader.textLocation(p))
                 }
             default: break
             }
