@@ -17,6 +17,7 @@ struct CheckCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write a self-contained HTML page (topology and paths as SVG) to this file.", valueName: "path")) var html: String?
     @Option(help: ArgumentHelp("Write one pcapng per check into this directory (made if missing).", valueName: "dir")) var pcapDir: String?
     @Option(help: "Run only the checks whose name contains this text.") var only: String?
+    @Flag(help: "Check a lab that is already up even when it has drifted from its file (refused otherwise).") var allowDrift = false
 
     /// Every report's destination, checked before the file is read or anything is built.
     struct Outputs { var junit, json, markdown, html: OutputTarget?; var pcapDir: String? }
@@ -64,8 +65,26 @@ struct CheckCommand: ParsableCommand {
         defer { lock.release() }
         var broughtUp = false
         if let j = try Journal.read(lab: topology.lab), j.state == .up {
+            // A lab that is up is reused as it is, and said so; one that has drifted from its file (an address
+            // deleted by hand, a route added) would make checks fail for reasons the file does not show: refused
+            // unless --allow-drift.
+            let f = DateFormatter(); f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+            let since = f.string(from: j.started)
+            Terminal.note("lab \(topology.lab) is already up (since \(since)): checking it as it is, and leaving it up")
             if j.source != topology.source {
-                Terminal.note("note: lab \(topology.lab) is up from a different version of the file; checking the lab as it is (`netlab down \(topology.lab)` to rebuild)")
+                Terminal.note("note: it was brought up from a different version of \(visible(file)) (`netlab down \(topology.lab)` to rebuild)")
+            }
+            let status = try LabController.status(lab: topology.lab)
+            if !status.drift.isEmpty {
+                let shown = status.drift.prefix(8).map { "   \($0)" }
+                let more = status.drift.count > 8 ? ["   ... and \(status.drift.count - 8) more (`netlab status \(topology.lab)`)"] : []
+                if allowDrift {
+                    Terminal.note((["lab \(topology.lab) has drifted from its file (--allow-drift: checking it anyway):"] + shown + more).joined(separator: "\n"))
+                } else {
+                    Terminal.error((["lab \(topology.lab) has drifted from its file; its checks would not test what the file says:"] + shown + more).joined(separator: "\n"))
+                    Terminal.note("   hint: `netlab down \(topology.lab)` and check again to rebuild it, or --allow-drift to check it as it is")
+                    throw ExitStatus.failed
+                }
             }
         } else {
             if try Journal.read(lab: topology.lab) != nil { _ = try? LabController.down(lab: topology.lab) }

@@ -60,7 +60,10 @@ struct Down: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove everything a lab's `up` made (from its journal; idempotent).")
     @Argument(help: "A topology file or a lab name.") var target: String?
-    @Flag(help: "Take down every lab that has a journal.") var all = false
+    @Flag(help: "Take down every lab that has a journal (asks first on a terminal).") var all = false
+    @Option(help: ArgumentHelp("Take down the labs whose names start with this (asks first on a terminal).", valueName: "P"))
+    var prefix: String?
+    @Flag(name: .shortAndLong, help: "Do not ask (--all, --prefix).") var yes = false
     @OptionGroup var output: JSONOutput
 
     /// `netlab down --json`: one entry per lab, the namespaces removed (none: the lab was not up).
@@ -79,7 +82,20 @@ struct Down: ParsableCommand {
     }
 
     func validate() throws {
-        if all == (target != nil) { throw ValidationError("give a topology file or lab name, or --all") }
+        let many = all || prefix != nil
+        if many == (target != nil) { throw ValidationError("give a topology file or lab name, or --all, or --prefix P") }
+        if let p = prefix, p.isEmpty || p.count > LabNames.labLimit || !p.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) {
+            throw ValidationError("--prefix takes the start of a lab name (1-\(LabNames.labLimit) of a-z, 0-9 and '-')")
+        }
+    }
+
+    /// On a terminal, `down --all` and `down --prefix` name the labs and ask (every lab on the machine may be
+    /// someone else's); without a terminal (a script) or with --yes they go ahead.
+    static func confirm(_ labs: [String]) -> Bool {
+        guard isatty(0) == 1, isatty(2) == 1, !labs.isEmpty else { return true }
+        FileHandle.standardError.write("take down \(count(labs.count, "lab")): \(labs.joined(separator: ", "))? [y/N] ".data(using: .utf8)!)
+        guard let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() else { return false }
+        return answer == "y" || answer == "yes"
     }
 
     func run() throws {
@@ -87,10 +103,18 @@ struct Down: ParsableCommand {
         try Terminal.requireRoot("down")
         Interrupts.trap()   // Ctrl-C stops between namespaces; the journal stays, so `down` again finishes
         let labs: [String]
-        if all { labs = Journal.labs() } else { labs = [try labName(target!)] }
+        if all || prefix != nil {
+            labs = Journal.labs().filter { $0.hasPrefix(prefix ?? "") }
+            if labs.isEmpty, out != .standardOutput { Terminal.say(prefix.map { "no lab whose name starts with \($0) is up" } ?? "no lab is up") }
+        } else { labs = [try labName(target!)] }
         for lab in labs where !LabNames.isLab(lab) {
             Terminal.error("\"\(lab)\" is not a lab name (\(LabNames.labRule))")
             throw ExitStatus.badInput
+        }
+        if (all || prefix != nil), !yes, !Self.confirm(labs) {
+            Terminal.say("nothing was taken down")
+            try emitJSON([Report](), to: out)
+            return
         }
         var failed = false
         var reports: [Report] = []
@@ -110,7 +134,7 @@ struct Down: ParsableCommand {
                 if out == .standardOutput { continue }
                 if !r.wasUp {
                     Terminal.say("\(lab): nothing to remove")
-                    if !all { Terminal.notUpNote(lab) }
+                    if !all && prefix == nil { Terminal.notUpNote(lab) }
                 } else {
                     var line = "\(lab) down: removed \(count(r.deleted.count, "namespace"))"
                     if r.processesEnded > 0 { line += ", ended \(count(r.processesEnded, "process", "processes")) running inside" }
