@@ -59,7 +59,7 @@ struct Up: ParsableCommand {
 struct Down: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove everything a lab's `up` made (from its journal; idempotent).")
-    @Argument(help: "A topology file or a lab name.") var target: String?
+    @Argument(help: "A topology file or a lab name.", completion: .custom(Completions.labs)) var target: String?
     @Flag(help: "Take down every lab that has a journal (asks first on a terminal).") var all = false
     @Option(help: ArgumentHelp("Take down the labs whose names start with this (asks first on a terminal).", valueName: "P"))
     var prefix: String?
@@ -235,8 +235,8 @@ struct Exec: ParsableCommand {
         abstract: "Run a command inside a node of a lab (setns, then exec); with no command, your shell.",
         usage: "netlab exec LAB NODE [-- CMD [ARGS...]]",
         discussion: "Exit status: the command's; 2 an unknown lab or node; 127 the command could not be run.")
-    @Argument(help: "The lab.") var lab: String
-    @Argument(help: "The node.") var node: String
+    @Argument(help: "The lab.", completion: .custom(Completions.labs)) var lab: String
+    @Argument(help: "The node.", completion: .custom(Completions.nodes)) var node: String
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after -- (default: $SHELL, else /bin/sh).") var command: [String] = []
 
     func run() throws {
