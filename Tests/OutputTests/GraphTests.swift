@@ -121,6 +121,19 @@ struct GraphTests {
         }
     }
 
+    /// The reading of the SVG sees a line that does cross a box (the geometry check above can fail).
+    @Test func aLineThroughABoxIsSeen() throws {
+        let svg = """
+            <svg xmlns="http://www.w3.org/2000/svg"><g class="graph">
+            <g class="node"><title>gw</title><path d="M100,-50C100,-50 160,-50 160,-50 160,-50 160,-10 160,-10 160,-10 100,-10 100,-10Z"/></g>
+            <g class="edge"><title>h3--gw2</title><path d="M0,-30C60,-30 200,-30 260,-30"/></g>
+            </g></svg>
+            """
+        let (boxes, lines) = try Self.read(svg)
+        let gw = try #require(boxes["gw"]), l = try #require(lines.first)
+        #expect(l.points.contains { gw.holds($0) })
+    }
+
     /// campus: h3:eth1 — gw2:eth1 was once a straight line through gw's box (issue 14).
     @Test func campusH3ToGw2AvoidsGw() throws {
         let t = try Topology.load(path: Self.root.appendingPathComponent("Labs/campus.topo").path)
