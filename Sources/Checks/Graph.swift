@@ -1,108 +1,292 @@
+import Foundation
 import Topology
 
-/// The topology as a drawing: nodes in layers (breadth-first from the first node), veth links as lines, LAN
-/// segments as a small hub joined to each member. Self-made SVG (no external assets) and Graphviz DOT.
+/// The topology as a drawing laid out by Graphviz (`dot`): nodes as boxes, a veth link as one edge with each end's
+/// interface name at that end (`taillabel`/`headlabel`), a LAN segment as a node of its own joined to each member
+/// (so no line passes through a box it does not belong to: dot routes its splines around nodes). Addresses on
+/// request. Paths are drawn as extra arrows beside the links (`constraint=false`, so they do not move the layout,
+/// and without labels, so they hide none).
 public struct TopologyGraph {
-    public struct Point { public var x: Double; public var y: Double }
     public let topology: Topology
-    public private(set) var positions: [String: Point] = [:]
-    /// Edges between drawn points (node names and `lan<i>` hubs), labelled with the interfaces.
-    public private(set) var edges: [(a: String, b: String, label: String)] = []
-    public private(set) var width: Double = 0
-    public private(set) var height: Double = 0
+    /// Interface addresses at the link ends, subnets on the LAN nodes.
+    public var addresses: Bool
 
-    public init(_ topology: Topology) {
+    /// One drawn line: a veth link between two nodes, or a LAN member's line to its segment's node (`b` = `lan<i>`).
+    public struct Edge: Sendable, Hashable {
+        public var a: String, aInterface: String
+        public var b: String, bInterface: String?
+        public var link: Int
+        /// What a pointer over the line shows: `a:if — b:if`, or `a:if on the LAN segment`.
+        public var tooltip: String { bInterface.map { "\(a):\(aInterface) — \(b):\($0)" } ?? "\(a):\(aInterface) on the LAN segment" }
+    }
+    public private(set) var edges: [Edge] = []
+    /// BFS depth from the first node: edges are written from the nearer end so dot ranks left to right.
+    private var depth: [String: Int] = [:]
+
+    public init(_ topology: Topology, addresses: Bool = false) {
         self.topology = topology
+        self.addresses = addresses
         var adj: [String: [String]] = [:]
         for (i, l) in topology.links.enumerated() {
             if l.isSegment {
-                let hub = "lan\(i)"
-                for e in l.ends { edges.append((e.node, hub, e.interface)); adj[e.node, default: []].append(hub); adj[hub, default: []].append(e.node) }
+                let hub = Self.hub(i)
+                for e in l.ends {
+                    edges.append(Edge(a: e.node, aInterface: e.interface, b: hub, bInterface: nil, link: i))
+                    adj[e.node, default: []].append(hub); adj[hub, default: []].append(e.node)
+                }
             } else if l.ends.count == 2 {
-                edges.append((l.ends[0].node, l.ends[1].node, "\(l.ends[0].interface)–\(l.ends[1].interface)"))
+                edges.append(Edge(a: l.ends[0].node, aInterface: l.ends[0].interface, b: l.ends[1].node,
+                                  bInterface: l.ends[1].interface, link: i))
                 adj[l.ends[0].node, default: []].append(l.ends[1].node)
                 adj[l.ends[1].node, default: []].append(l.ends[0].node)
             }
         }
-        var depth: [String: Int] = [:]
-        var order: [String] = []
         for start in topology.nodes.map(\.name) where depth[start] == nil {
-            let base = (depth.values.max() ?? -1) + 1
-            depth[start] = base
-            var queue = [start]
-            while !queue.isEmpty {
-                let n = queue.removeFirst()
-                order.append(n)
+            depth[start] = 0
+            var queue = [start], k = 0
+            while k < queue.count {
+                let n = queue[k]; k += 1
                 for m in adj[n] ?? [] where depth[m] == nil { depth[m] = depth[n]! + 1; queue.append(m) }
             }
         }
-        var perLayer: [Int: Int] = [:]
-        for n in order {
-            let d = depth[n]!
-            let k = perLayer[d, default: 0]
-            perLayer[d] = k + 1
-            positions[n] = Point(x: 70 + Double(d) * 150, y: 50 + Double(k) * 90)
-        }
-        width = (positions.values.map(\.x).max() ?? 0) + 80
-        height = (positions.values.map(\.y).max() ?? 0) + 60
     }
 
+    static func hub(_ link: Int) -> String { "lan\(link)" }
     public func isHub(_ p: String) -> Bool { topology.node(p) == nil }
 
-    /// The drawn points a path of nodes passes through (hubs inserted between members of one LAN).
-    public func route(_ path: [String]) -> [String] {
-        guard var out = path.first.map({ [$0] }) else { return [] }
-        for n in path.dropFirst() {
-            let prev = out.last!
-            if edges.contains(where: { ($0.a == prev && $0.b == n) || ($0.a == n && $0.b == prev) }) { out.append(n); continue }
-            if let hub = edges.first(where: { f in f.a == prev && isHub(f.b) && edges.contains { e in e.a == n && e.b == f.b } })?.b {
-                out.append(hub)
+    /// One arrow of an overlay: from a drawn point to the next (node or LAN node).
+    public struct Step: Sendable, Hashable { public var from: String; public var to: String }
+
+    /// The steps of a path given as node names (`[h1, gw, r1]`): each pair joined by a link between them, through
+    /// the LAN node when they share a segment (the first link that joins them, as the file lists them).
+    public func steps(nodes path: [String]) -> [Step] {
+        var out: [Step] = []
+        for (p, n) in zip(path, path.dropFirst()) {
+            if edges.contains(where: { !isHub($0.b) && (($0.a == p && $0.b == n) || ($0.a == n && $0.b == p)) }) {
+                out.append(Step(from: p, to: n))
+            } else if let hub = edges.first(where: { f in f.a == p && isHub(f.b) && edges.contains { $0.a == n && $0.b == f.b } })?.b {
+                out += [Step(from: p, to: hub), Step(from: hub, to: n)]
+            } else {
+                out.append(Step(from: p, to: n))   // not adjacent: still drawn, dot routes it around the boxes
             }
-            out.append(n)
         }
         return out
     }
 
-    /// DOT for Graphviz (`netlab graph FILE --format dot | dot -Tpng`).
-    public func dot() -> String {
-        var s = ["graph \"\(topology.lab)\" {", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
-        for n in topology.nodes {
-            let addrs = n.addresses.map { "\($0.interface) \($0.address.prefix)" }.joined(separator: "\\n")
-            s.append("  \"\(n.name)\" [label=\"\(n.name)\(addrs.isEmpty ? "" : "\\n" + addrs)\"];")
-        }
-        for h in Set(edges.map(\.b)).filter(isHub).sorted() { s.append("  \"\(h)\" [shape=point, width=0.15, label=\"\"];") }
-        for e in edges { s.append("  \"\(e.a)\" -- \"\(e.b)\" [label=\"\(e.label)\", fontsize=9];") }
-        s.append("}")
-        return s.joined(separator: "\n")
-    }
-
-    /// An SVG drawing; `paths` are overlaid as arrows (SYN paths solid, reply paths dashed).
-    public func svg(syn: [String] = [], reply: [String] = [], title: String? = nil) -> String {
-        var s = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">"]
-        if let title { s.append("<title>\(escapeXML(title))</title>") }
-        s.append("<defs><marker id=\"a\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0L10,5L0,10z\" fill=\"context-stroke\"/></marker></defs>")
-        for e in edges {
-            guard let a = positions[e.a], let b = positions[e.b] else { continue }
-            s.append("<line x1=\"\(a.x)\" y1=\"\(a.y)\" x2=\"\(b.x)\" y2=\"\(b.y)\" stroke=\"#999\" stroke-width=\"2\"/>")
-            s.append("<text x=\"\((a.x + b.x) / 2)\" y=\"\((a.y + b.y) / 2 - 4)\" fill=\"#666\" font-size=\"9\" text-anchor=\"middle\">\(escapeXML(e.label))</text>")
-        }
-        func polyline(_ nodes: [String], color: String, dash: Bool, offset: Double) {
-            let pts = route(nodes).compactMap { positions[$0] }
-            guard pts.count > 1 else { return }
-            for (p, q) in zip(pts, pts.dropFirst()) {
-                s.append("<line x1=\"\(p.x + offset)\" y1=\"\(p.y + offset)\" x2=\"\(q.x + offset)\" y2=\"\(q.y + offset)\" stroke=\"\(color)\" stroke-width=\"3\"\(dash ? " stroke-dasharray=\"6 4\"" : "") marker-end=\"url(#a)\"/>")
+    /// The steps of a path as the capture saw it (`client:eth1>`, `isp2:eth0<`, ...): each packet that left
+    /// `node:if` is drawn along the link of that interface (a LAN's node when it is a segment), so two links between
+    /// the same nodes are told apart.
+    public func steps(hops: [String]) -> [Step] {
+        var out: [Step] = []
+        var lastOut: (node: String, interface: String)?
+        for h in hops {
+            guard let dir = h.last, dir == ">" || dir == "<", let colon = h.firstIndex(of: ":") else { continue }
+            let node = String(h[..<colon]), interface = String(h[h.index(after: colon)..<h.index(before: h.endIndex)])
+            if dir == ">" { lastOut = (node, interface); continue }
+            guard let o = lastOut else { continue }
+            lastOut = nil
+            if let e = edges.first(where: { $0.a == o.node && $0.aInterface == o.interface }), isHub(e.b) {
+                out += [Step(from: o.node, to: e.b), Step(from: e.b, to: node)]
+            } else {
+                out.append(Step(from: o.node, to: node))
             }
         }
-        polyline(syn, color: "#1f77b4", dash: false, offset: -4)
-        polyline(reply, color: "#d62728", dash: true, offset: 4)
-        for (name, p) in positions.sorted(by: { $0.key < $1.key }) {
-            if isHub(name) { s.append("<circle cx=\"\(p.x)\" cy=\"\(p.y)\" r=\"6\" fill=\"#555\"><title>LAN segment</title></circle>"); continue }
-            let onPath = syn.contains(name) || reply.contains(name)
-            s.append("<rect x=\"\(p.x - 45)\" y=\"\(p.y - 16)\" width=\"90\" height=\"32\" rx=\"8\" fill=\"\(onPath ? "#eef5fc" : "#fff")\" stroke=\"#333\"/>")
-            s.append("<text x=\"\(p.x)\" y=\"\(p.y + 4)\" text-anchor=\"middle\">\(escapeXML(name))</text>")
+        return out
+    }
+
+    /// An overlay: a path drawn as arrows of one colour and style.
+    public struct Overlay: Sendable {
+        public var steps: [Step]
+        public var color: String
+        public var dashed: Bool
+        public init(steps: [Step], color: String, dashed: Bool = false) { self.steps = steps; self.color = color; self.dashed = dashed }
+    }
+    public static let synColor = "#1f77b4", replyColor = "#d62728", expectedColor = "#2ca02c"
+
+    /// DOT for Graphviz (`netlab graph FILE --format dot | dot -Tpng`).
+    public func dot(overlays: [Overlay] = []) -> String { dot(overlays: overlays, slots: nil) }
+
+    /// With `slots`, the overlay arrows are those slots, grey and of class `ov ovsK`, coloured per drawing by CSS.
+    func dot(overlays: [Overlay], slots: [Step]?) -> String {
+        let classes = slots != nil
+        var s = ["graph \(quote(topology.lab)) {",
+                 "  rankdir=LR; nodesep=0.5; ranksep=1.1; pad=0.2; fontname=\"sans-serif\";",
+                 "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\", fontname=\"sans-serif\", fontsize=12, margin=\"0.15,0.06\"];",
+                 "  edge [color=\"#999999\", penwidth=1.6, fontname=\"sans-serif\", fontsize=9, fontcolor=\"#555555\", labeldistance=2.2, labelangle=30];"]
+        let onPath = classes ? [] : Set(overlays.flatMap { $0.steps.flatMap { [$0.from, $0.to] } })
+        for n in topology.nodes {
+            let fill = onPath.contains(n.name) ? "fillcolor=\"#eef5fc\", " : ""
+            if addresses {
+                // A table: the name, then one row per interface with its addresses; links attach to the row (port).
+                let linked = Set(edges.filter { $0.a == n.name }.map(\.aInterface) + edges.filter { $0.b == n.name }.compactMap(\.bInterface))
+                var rows = ["<tr><td><b>\(html(n.name))</b></td></tr>"]
+                for i in n.interfaces where linked.contains(i.name) || !i.addresses.isEmpty {
+                    // One cell per interface, the port: a link aims at the middle of its row.
+                    let addrs = i.addresses.map { html($0.prefix.description) }.joined(separator: ", ")
+                    rows.append("<tr><td port=\"\(html(i.name))\" align=\"left\"><font point-size=\"10\"><font color=\"#1f5f99\">\(html(i.name))</font> \(addrs)</font></td></tr>")
+                }
+                s.append("  \(quote(n.name)) [shape=plain, \(fill)label=<<table border=\"1\" cellborder=\"0\" cellspacing=\"0\" cellpadding=\"3\" style=\"rounded\" bgcolor=\"\(onPath.contains(n.name) ? "#eef5fc" : "#ffffff")\">\(rows.joined())</table>>, tooltip=\(quote(n.name))];")
+            } else {
+                s.append("  \(quote(n.name)) [\(fill)tooltip=\(quote(n.name))];")
+            }
         }
-        s.append("</svg>")
-        return s.joined(separator: "\n")
+        for (i, l) in topology.links.enumerated() where l.isSegment {
+            var label = "LAN"
+            if addresses {
+                let subnets = l.ends.flatMap { e in
+                    topology.node(e.node)?.interface(e.interface)?.addresses.map { $0.prefix.canonical.description } ?? []
+                }
+                var seen = Set<String>()
+                let distinct = subnets.filter { seen.insert($0).inserted }
+                if !distinct.isEmpty { label = distinct.joined(separator: "\n") }
+            }
+            s.append("  \(Self.hub(i)) [shape=ellipse, style=filled, fillcolor=\"#e8e8e8\", color=\"#777777\", fontsize=9, height=0.3, margin=\"0.05,0.02\", label=\(quote(label)), tooltip=\"LAN segment\"];")
+        }
+        for e in edges {
+            // Written from the end nearer the first node, so the drawing reads left to right.
+            let flip = (depth[e.b] ?? 0) < (depth[e.a] ?? 0)
+            var attrs: [String] = []
+            // Each end names its interface: the row it attaches to (with addresses), else a label at that end.
+            var aEnd = quote(e.a), bEnd = quote(e.b)
+            if addresses {
+                aEnd += ":" + quote(e.aInterface)
+                if let bi = e.bInterface { bEnd += ":" + quote(bi) }
+            } else {
+                attrs.append("\(flip ? "headlabel" : "taillabel")=\(quote(e.aInterface))")
+                if let bi = e.bInterface { attrs.append("\(flip ? "taillabel" : "headlabel")=\(quote(bi))") }
+            }
+            attrs.append("tooltip=\(quote(e.tooltip))")
+            s.append("  \(flip ? bEnd : aEnd) -- \(flip ? aEnd : bEnd) [\(attrs.joined(separator: ", "))];")
+        }
+        if let slots {
+            // One layout serves several drawings (`svg(drawings:)`): each slot an arrow that CSS shows and colours.
+            for (k, st) in slots.enumerated() {
+                s.append("  \(quote(st.from)) -- \(quote(st.to)) [dir=forward, constraint=false, penwidth=2.6, arrowsize=0.8, class=\"ov ovs\(k)\"];")
+            }
+        } else {
+            for a in Self.arrows(overlays) {
+                s.append("  \(quote(a.step.from)) -- \(quote(a.step.to)) [dir=forward, constraint=false, color=\(quote(a.color)), penwidth=2.6, arrowsize=0.8\(a.dashed ? ", style=dashed" : "")];")
+            }
+        }
+        s.append("}")
+        return s.joined(separator: "\n") + "\n"
+    }
+
+    /// The drawing as SVG, laid out by Graphviz's `dot` program; `overlays` are drawn as arrows beside the links.
+    /// The `<svg>` element alone (no XML prolog), ready to be embedded in HTML or written to a file.
+    public func svg(overlays: [Overlay] = []) throws -> String {
+        try Self.element(Graphviz.run(dot(overlays: overlays), format: "svg"))
+    }
+
+    /// An arrow of an overlay: a step with its colour and style (one edge in the DOT, however often it is drawn).
+    struct Arrow: Hashable { var step: Step; var color: String; var dashed: Bool }
+    static func arrows(_ overlays: [Overlay]) -> [Arrow] {
+        var seen = Set<Arrow>(), out: [Arrow] = []
+        for o in overlays { for st in o.steps { let a = Arrow(step: st, color: o.color, dashed: o.dashed); if seen.insert(a).inserted { out.append(a) } } }
+        return out
+    }
+
+    /// Several drawings of the same layout: one `dot` run lays out the topology with a slot for every arrow any
+    /// drawing needs — one per direction of a step, a second only when one drawing crosses the same step the same
+    /// way twice — so the boxes stay where they are from one drawing to the next, and arrows run beside the links
+    /// (dot spreads parallel edges apart) rather than over them and their labels. `style(i, scope:)` is the CSS
+    /// that shows and colours drawing i's arrows inside `scope` and hides the other slots.
+    public struct Drawings {
+        public var svg: String
+        public var arrowsOf: [[(slot: Int, color: String, dashed: Bool)]]
+        public func style(_ i: Int, scope: String) -> String {
+            "\(scope) .ov{display:none}" + arrowsOf[i].map { a in
+                "\(scope) .ovs\(a.slot){display:inline}\(scope) .ovs\(a.slot) path{stroke:\(a.color)\(a.dashed ? ";stroke-dasharray:6,3" : "")}"
+                    + "\(scope) .ovs\(a.slot) polygon{stroke:\(a.color);fill:\(a.color)}"
+            }.joined()
+        }
+    }
+    public func svg(drawings: [[Overlay]]) throws -> Drawings {
+        struct Key: Hashable { var step: Step; var ordinal: Int }
+        var slots: [Step] = [], slotOf: [Key: Int] = [:]
+        var arrowsOf: [[(slot: Int, color: String, dashed: Bool)]] = []
+        for d in drawings {
+            var used: [Step: Int] = [:], seen = Set<Arrow>(), arrows: [(slot: Int, color: String, dashed: Bool)] = []
+            for a in Self.arrows(d) where seen.insert(a).inserted {
+                let key = Key(step: a.step, ordinal: used[a.step, default: 0])
+                used[a.step, default: 0] += 1
+                let slot = slotOf[key] ?? { slots.append(a.step); slotOf[key] = slots.count - 1; return slots.count - 1 }()
+                arrows.append((slot, a.color, a.dashed))
+            }
+            arrowsOf.append(arrows)
+        }
+        let svg = try Self.element(Graphviz.run(dot(overlays: [], slots: slots), format: "svg"))
+        return Drawings(svg: svg, arrowsOf: arrowsOf)
+    }
+
+    /// The `<svg>` element of dot's output (without the XML prolog and doctype).
+    static func element(_ out: String) throws -> String {
+        guard let start = out.range(of: "<svg") else { throw Graphviz.Failure.output("dot wrote no <svg> element") }
+        return String(out[start.lowerBound...])
+    }
+
+    /// Text inside an HTML-like label.
+    private func html(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    private func quote(_ s: String) -> String {
+        var o = "\""
+        for c in s {
+            switch c {
+            case "\"": o += "\\\""
+            case "\\": o += "\\\\"
+            case "\n": o += "\\n"
+            default: o.append(c)
+            }
+        }
+        return o + "\""
+    }
+}
+
+/// Graphviz's `dot` program, run as a subprocess (Debian's `graphviz`; scripts/install-deps installs it).
+public enum Graphviz {
+    public enum Failure: Error, CustomStringConvertible {
+        case missing, failed(Int32, String), output(String)
+        public var description: String {
+            switch self {
+            case .missing: return "Graphviz's dot program is not installed (apt-get install graphviz, or scripts/install-deps)"
+            case .failed(let rc, let err): return "dot exited with \(rc): \(err)"
+            case .output(let m): return m
+            }
+        }
+    }
+
+    /// The `dot` found on PATH (then /usr/bin), or nil.
+    public static var program: String? {
+        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/bin", "/usr/local/bin"]
+        return dirs.map { $0 + "/dot" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// `dot -T<format>` over `source`; its standard output.
+    public static func run(_ source: String, format: String) throws -> String {
+        guard let path = program else { throw Failure.missing }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = ["-T\(format)"]
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        p.standardInput = input; p.standardOutput = output; p.standardError = errors
+        try p.run()
+        // dot reads its whole input before it writes; stderr is drained meanwhile so warnings cannot stall it.
+        final class Box: @unchecked Sendable { var data = Data() }
+        let err = Box(), drained = DispatchSemaphore(value: 0)
+        let stderrHandle = errors.fileHandleForReading
+        DispatchQueue.global().async { err.data = stderrHandle.readDataToEndOfFile(); drained.signal() }
+        input.fileHandleForWriting.write(source.data(using: .utf8)!)
+        try? input.fileHandleForWriting.close()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        drained.wait()
+        guard p.terminationStatus == 0 else {
+            throw Failure.failed(p.terminationStatus, String(decoding: err.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -190,7 +190,7 @@ public enum Reports {
     }
 
     /// A sweep's section: the matrix (each cell linking to its own details: paths drawn, expectations, trace).
-    static func sweepHTML(_ sw: SweepReport, _ r: CheckResult, index i: Int, graph g: TopologyGraph) -> String {
+    static func sweepHTML(_ sw: SweepReport, _ r: CheckResult, index i: Int, drawing: (Int) -> String) -> String {
         let mx = matrix(sw)
         var h = ["<section id=\"c\(i)\"><h2 class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘") \(escapeXML(r.name))</h2>",
                  "<p>sweep of \(escapeXML(sw.dimensions.joined(separator: " × "))): <b>\(sw.passed)/\(sw.cells.count)</b> cells passed (line \(r.line)); each cell: source, device and next hop, or the outcome; ✘ marks a cell that failed, ≠ kernel one where the kernel did otherwise</p>",
@@ -207,7 +207,7 @@ public enum Reports {
         for (k, cell) in sw.cells.enumerated() {
             let c = cell.result
             h.append("<details id=\"c\(i)-\(k)\"\(c.passed ? "" : " open")><summary class=\"\(c.passed ? "pass" : "fail")\">\(c.passed ? "✔" : "✘") \(escapeXML(visible(cell.values.joined(separator: " · "))))</summary>")
-            h.append(g.svg(syn: c.engine?.path ?? [], reply: c.engine?.reply_path ?? [], title: c.name))
+            h.append(drawing(k))
             if !c.failures.isEmpty { h.append("<ul>" + c.failures.map { "<li class=\"fail\">\(escapeXML($0))</li>" }.joined() + "</ul>") }
             h.append("<pre>expected: \(escapeXML(c.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))\nengine:   \(escapeXML(sideLine(c.engine)))\nkernel:   \(escapeXML(sideLine(c.kernel)))</pre>")
             if let t = c.engine?.trace, !t.isEmpty { h.append("<details><summary>engine trace</summary><pre>\(escapeXML(t.joined(separator: "\n")))</pre></details>") }
@@ -217,29 +217,67 @@ public enum Reports {
         return h.joined(separator: "\n")
     }
 
-    /// One HTML page with no external assets: the topology as SVG, then each check with its path drawn on it.
+    /// One HTML page with no external assets: a summary line that stands out, the topology (laid out by Graphviz,
+    /// addresses shown), the checks with failures first, and each check's paths drawn on the topology — for a failed
+    /// check with an expected path, the expected path beside the one taken.
     public static func html(_ run: CheckRun, topology: Topology) -> String {
         let g = TopologyGraph(topology)
-        var h = ["<!doctype html>", "<html><head><meta charset=\"utf-8\"><title>netlab check: \(escapeXML(run.lab))</title>",
-                 "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.pass{color:#080}.fail{color:#b00}section{border-top:1px solid #ddd;margin-top:1.5em}.matrix td a{color:inherit;text-decoration:none}.matrix td{font-family:monospace}.cellfail{background:#fdd}.nowrap{white-space:nowrap}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}.legend span{margin-right:2em}</style>",
+        let ordered = run.results.enumerated().sorted { ($0.element.passed ? 1 : 0, $0.offset) < ($1.element.passed ? 1 : 0, $1.offset) }
+        // Every drawing of a check: the paths taken, and for a failed check with expected paths those beside them.
+        // One layout for all of them (TopologyGraph.svg(drawings:)): the boxes stay put from check to check.
+        var overlays: [[TopologyGraph.Overlay]] = [], drawingsOf: [Int: (expected: Int?, taken: Int)] = [:]
+        var cellDrawings: [Int: [Int]] = [:]   // a sweep's cells, each drawn in the same layout
+        for (i, r) in ordered {
+            if let sw = r.sweep {
+                cellDrawings[i] = sw.cells.map { cell in overlays.append(takenOverlays(g, cell.result.engine)); return overlays.count - 1 }
+                continue
+            }
+            let expected = expectedOverlays(g, r)
+            var e: Int?
+            if !r.passed, !expected.isEmpty { e = overlays.count; overlays.append(expected) }
+            drawingsOf[i] = (e, overlays.count); overlays.append(takenOverlays(g, r.engine))
+        }
+        let drawings: Result<TopologyGraph.Drawings, Error> = Result { try g.svg(drawings: overlays) }
+        func noDrawing(_ error: Error) -> String { "<p class=\"nodraw\">no drawing: \(escapeXML(String(describing: error)))</p>" }
+        func drawing(_ k: Int) -> String {
+            switch drawings {
+            case .success(let d): return "<div class=\"d\(k)\">\(d.svg)</div>"
+            case .failure(let e): return noDrawing(e)
+            }
+        }
+        let topologyDrawing: String
+        do { topologyDrawing = try TopologyGraph(topology, addresses: true).svg() } catch { topologyDrawing = noDrawing(error) }
+        let drawingStyles = (try? drawings.get()).map { d in overlays.indices.map { d.style($0, scope: ".d\($0)") }.joined() } ?? ""
+        let summary = run.failed == 0
+            ? "all \(run.results.count) checks passed"
+            : "\(run.failed) of \(run.results.count) checks failed"
+        var h = ["<!doctype html>", "<html><head><meta charset=\"utf-8\"><title>netlab check: \(escapeXML(run.lab)) — \(summary)</title>",
+                 "<style>body{font-family:sans-serif;margin:2em;max-width:1700px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.pass{color:#080}.fail{color:#b00}section{border-top:1px solid #ddd;margin-top:1.5em}pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}.legend span{margin-right:2em}svg{max-width:100%;height:auto}.summary{font-size:1.5em;font-weight:bold;padding:.5em .8em;border-radius:6px;margin:.5em 0 1em}.summary.ok{background:#e6f4e6;color:#1a5e1a;border:2px solid #2ca02c}.summary.bad{background:#fdecea;color:#8b0000;border:2px solid #d62728}.pair{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}.pair figure{margin:0;flex:1 1 600px}figcaption{font-weight:bold;font-size:13px;margin-bottom:4px}.nodraw{color:#777;font-style:italic}tr.failed td{background:#fff5f5}.matrix td a{color:inherit;text-decoration:none}.matrix td{font-family:monospace}.cellfail{background:#fdd}.nowrap{white-space:nowrap}\(drawingStyles)</style>",
                  "</head><body>",
                  "<h1>netlab check: \(escapeXML(run.lab))</h1>",
-                 "<p>\(escapeXML(run.file)) — <b>\(run.passed)/\(run.results.count)</b> passed in \(String(format: "%.1f", run.seconds)) s\(escapeXML(experimentsSummary(run)))</p>",
-                 g.svg(title: run.lab),
-                 "<p class=\"legend\"><span style=\"color:#1f77b4\">━ SYN path</span><span style=\"color:#d62728\">╍ reply path</span></p>",
-                 run.results.isEmpty ? "" : "<table><tr><th></th><th>check</th><th>from</th><th>connect</th><th>engine</th><th>kernel</th></tr>"]
-        for (i, r) in run.results.enumerated() {
-            h.append("<tr><td class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘")</td><td><a href=\"#c\(i)\">\(escapeXML(visible(r.name)))</a></td><td>\(escapeXML(r.from))</td><td>\(r.connect)</td><td>\(escapeXML(r.sweep.map { "sweep: \($0.passed)/\($0.cells.count) cells" } ?? sideLine(r.engine)))</td><td>\(escapeXML(r.sweep != nil ? "per cell" : r.kernel == nil ? "skipped" : (r.differences.isEmpty ? "agrees" : "differs")))</td></tr>")
+                 "<div class=\"summary \(run.failed == 0 ? "ok" : "bad")\">\(run.failed == 0 ? "✔" : "✘") \(summary)</div>",
+                 "<p>\(escapeXML(run.file)) — \(run.passed)/\(run.results.count) passed in \(String(format: "%.1f", run.seconds)) s\(escapeXML(experimentsSummary(run)))</p>",
+                 topologyDrawing,
+                 "<p class=\"legend\"><span style=\"color:\(TopologyGraph.synColor)\">━ SYN path</span><span style=\"color:\(TopologyGraph.replyColor)\">╍ reply path</span><span style=\"color:\(TopologyGraph.expectedColor)\">━ expected path (failed checks)</span></p>",
+                 "<table><tr><th></th><th>check</th><th>from</th><th>connect</th><th>engine</th><th>kernel</th></tr>"]
+        for (i, r) in ordered {
+            h.append("<tr\(r.passed ? "" : " class=\"failed\"")><td class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘")</td><td><a href=\"#c\(i)\">\(escapeXML(visible(r.name)))</a></td><td>\(escapeXML(r.from))</td><td>\(r.connect)</td><td>\(escapeXML(r.sweep.map { "sweep: \($0.passed)/\($0.cells.count) cells" } ?? sideLine(r.engine)))</td><td>\(escapeXML(r.sweep != nil ? "per cell" : r.kernel == nil ? "skipped" : (r.differences.isEmpty ? "agrees" : "differs")))</td></tr>")
         }
-        if !run.results.isEmpty { h.append("</table>") }
-        for (i, r) in run.results.enumerated() {
+        h.append("</table>")
+        for (i, r) in ordered {
             if let sw = r.sweep {
-                h.append(sweepHTML(sw, r, index: i, graph: g))
+                let cells = cellDrawings[i] ?? []
+                h.append(sweepHTML(sw, r, index: i, drawing: { k in k < cells.count ? drawing(cells[k]) : "" }))
                 continue
             }
             h.append("<section id=\"c\(i)\"><h2 class=\"\(r.passed ? "pass" : "fail")\">\(r.passed ? "✔" : "✘") \(escapeXML(visible(r.name)))</h2>")
             h.append("<p>from <b>\(escapeXML(r.from))</b> to \(r.connect) (line \(r.line))</p>")
-            h.append(g.svg(syn: r.engine?.path ?? [], reply: r.engine?.reply_path ?? [], title: visible(r.name)))
+            if let (e, t) = drawingsOf[i], let e {
+                h.append("<div class=\"pair\"><figure><figcaption>expected</figcaption>\(drawing(e))</figure>"
+                         + "<figure><figcaption>taken (engine)</figcaption>\(drawing(t))</figure></div>")
+            } else if let t = drawingsOf[i]?.taken {
+                h.append(drawing(t))
+            }
             if !r.failures.isEmpty { h.append("<ul>" + r.failures.map { "<li class=\"fail\">\(escapeXML($0))</li>" }.joined() + "</ul>") }
             h.append("<pre>expected: \(escapeXML(r.expected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))\nengine:   \(escapeXML(sideLine(r.engine)))\nkernel:   \(escapeXML(sideLine(r.kernel)))\(r.notes.isEmpty ? "" : "\n" + escapeXML(r.notes.joined(separator: "\n")))</pre>")
             if let t = r.engine?.trace, !t.isEmpty {
@@ -262,5 +300,23 @@ public enum Reports {
         }
         h.append("</body></html>")
         return h.joined(separator: "\n") + "\n"
+    }
+
+    /// The SYN and reply paths the engine's packets took, along the interfaces the capture saw (node names when
+    /// there are no hops).
+    static func takenOverlays(_ g: TopologyGraph, _ side: SideReport?) -> [TopologyGraph.Overlay] {
+        guard let side else { return [] }
+        let syn = side.hops.isEmpty ? g.steps(nodes: side.path) : g.steps(hops: side.hops)
+        let reply = side.reply_hops.isEmpty ? g.steps(nodes: side.reply_path) : g.steps(hops: side.reply_hops)
+        return [TopologyGraph.Overlay(steps: syn, color: TopologyGraph.synColor),
+                TopologyGraph.Overlay(steps: reply, color: TopologyGraph.replyColor, dashed: true)].filter { !$0.steps.isEmpty }
+    }
+
+    /// The paths the check expected (`expect: path`, `reply-path`), by node names.
+    static func expectedOverlays(_ g: TopologyGraph, _ r: CheckResult) -> [TopologyGraph.Overlay] {
+        func nodes(_ key: String) -> [String] { r.expected[key].map { $0.components(separatedBy: " → ") } ?? [] }
+        return [TopologyGraph.Overlay(steps: g.steps(nodes: nodes("path")), color: TopologyGraph.expectedColor),
+                TopologyGraph.Overlay(steps: g.steps(nodes: nodes("reply_path")), color: TopologyGraph.expectedColor, dashed: true)]
+            .filter { !$0.steps.isEmpty }
     }
 }

@@ -20,6 +20,9 @@ public struct BPFProgram: Sendable, Equatable {
         sock_filter(code: code, jt: jt, jf: jf, k: k)
     }
 
+    /// Every frame (`netlab capture`: ARP too).
+    public static let everything: BPFProgram = BPFProgram(instructions: [op(ret, 0x40000)])
+
     /// IPv4 frames only (ethertype 0x0800): what a lab capture keeps.
     public static let ipv4: BPFProgram = BPFProgram(instructions: [
         op(ldH, 12), op(jeq, 0x0800, 0, 1), op(ret, 0x40000), op(ret, 0),

@@ -86,7 +86,7 @@ public enum ConnectRun {
             mark("engine connect")
             usleep(5_000)   // the last ACK or RST crosses the lab (veth hops are processed within microseconds)
             let eObs = try capture.collect()
-            for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: comment) }
+            for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, direction: o.frame.isOutgoing ? .outbound : .inbound, comment: comment) }
             e.observed = observe(eObs, e, spec: spec, scope: scope)
             let wire = try nextHop(e.observed, in: ns, links: state.snapshot.links, prefer: e.nextHop)
             mark("engine observed")
@@ -102,7 +102,7 @@ public enum ConnectRun {
             usleep(5_000)
             let kObs = try capture.collect()
             mark("kernel collected \(kObs.count)")
-            for o in kObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, comment: "kernel") }
+            for o in kObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, direction: o.frame.isOutgoing ? .outbound : .inbound, comment: "kernel") }
             ko.observed = observe(kObs, ko, spec: spec, scope: scope)
             mark("kernel analysed")
             if let obs = ko.observed {

@@ -1,5 +1,7 @@
 /// A pcapng file (pure: bytes in, bytes out): one interface per `node:interface` (its `if_name`), nanosecond
-/// timestamps, and a comment on each packet (`engine` or `kernel`). Wireshark and tcpdump -r read it.
+/// timestamps, each packet's direction on its interface (`epb_flags`: inbound or outbound, so a packet seen on both
+/// ends of a link reads as sent there and received here), and a comment (`engine` or `kernel`). Wireshark, tshark
+/// and tcpdump -r read it. Written whole (`bytes`) or as it goes (`take`).
 public struct PcapNG {
     public private(set) var bytes: [UInt8] = []
     var interfaceIDs: [String: UInt32] = [:]
@@ -17,14 +19,26 @@ public struct PcapNG {
         block(1, body: u16(1) + u16(0) + u32(262144) + opts)
     }
 
+    /// A packet's direction on its interface: pcapng `epb_flags` bits 0-1 (01 inbound, 10 outbound).
+    public enum Direction: UInt32, Sendable { case inbound = 1, outbound = 2 }
+
     /// Enhanced Packet Block.
-    public mutating func add(_ frame: [UInt8], interface: String, time: Int64, comment: String? = nil) {
+    public mutating func add(_ frame: [UInt8], interface: String, time: Int64, direction: Direction? = nil, comment: String? = nil) {
         addInterface(interface)
         let t = UInt64(bitPattern: time)
         var body = u32(interfaceIDs[interface]!) + u32(UInt32(t >> 32)) + u32(UInt32(t & 0xffff_ffff))
         body += u32(UInt32(frame.count)) + u32(UInt32(frame.count)) + padded(frame)
-        if let comment { body += option(1, Array(comment.utf8)) + option(0, []) }
+        var opts: [UInt8] = []
+        if let comment { opts += option(1, Array(comment.utf8)) }
+        if let direction { opts += option(2, u32(direction.rawValue)) }
+        if !opts.isEmpty { body += opts + option(0, []) }
         block(6, body: body)
+    }
+
+    /// The bytes written since the last `take` (a stream: the section header and interfaces come first).
+    public mutating func take() -> [UInt8] {
+        defer { bytes = [] }
+        return bytes
     }
 
     mutating func block(_ type: UInt32, body: [UInt8]) {

@@ -185,3 +185,59 @@ func temporaryName() -> String { ".netlab-\(getpid())-\(UInt32.random(in: 0...UI
 
 func major(_ dev: dev_t) -> UInt32 { UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)) }
 func minor(_ dev: dev_t) -> UInt32 { UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~0xff)) }
+
+/// A file written as it goes (a capture until Ctrl-C): standard output, a FIFO or terminal in place, or — for a
+/// regular file — a new temporary file (`O_CREAT|O_EXCL|O_NOFOLLOW`) in the target's directory, renamed over the
+/// target by `finish` (the same rules as `OutputTarget.write`: never through a symbolic link).
+public final class OutputStream {
+    let fd: Int32
+    let label: String
+    let rename: (dirfd: Int32, temp: String, base: String)?
+    private var finished = false
+
+    init(fd: Int32, label: String, rename: (dirfd: Int32, temp: String, base: String)?) { self.fd = fd; self.label = label; self.rename = rename }
+
+    public func write(_ bytes: [UInt8]) throws(FileProblem) { if !bytes.isEmpty { try writeAll(fd, bytes, label: label) } }
+
+    /// Close, and put a regular file in place.
+    public func finish() throws(FileProblem) {
+        guard !finished else { return }
+        finished = true
+        if fd != 1 { close(fd) }
+        guard let r = rename else { return }
+        defer { close(r.dirfd) }
+        if case .failure(let e) = retryingInterrupts({ renameat(r.dirfd, r.temp, r.dirfd, r.base) }) {
+            unlinkat(r.dirfd, r.temp, 0)
+            throw FileProblem(path: label, "cannot be replaced: " + FileProblem.words(e))
+        }
+    }
+
+    deinit { try? finish() }
+}
+
+extension OutputTarget {
+    /// Open for writing as it goes (`OutputStream`).
+    public func stream() throws(FileProblem) -> OutputStream {
+        switch self {
+        case .standardOutput:
+            fflush(nil)
+            return OutputStream(fd: 1, label: "standard output", rename: nil)
+        case .file(let path):
+            let base = lastComponent(path)
+            let dirfd = try Self.openDirectory(directoryPart(path), label: path)
+            switch try Self.disposition(dirfd, base, label: path) {
+            case .inPlace:
+                defer { close(dirfd) }
+                let fd = try Self.open(dirfd, base, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, label: path)
+                return OutputStream(fd: fd, label: path, rename: nil)
+            case .replace:
+                let temp = temporaryName()
+                let fd: Int32
+                do { fd = try Self.open(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, label: path) } catch {
+                    close(dirfd); throw error
+                }
+                return OutputStream(fd: fd, label: path, rename: (dirfd, temp, base))
+            }
+        }
+    }
+}

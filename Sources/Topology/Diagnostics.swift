@@ -17,12 +17,18 @@ public struct Diagnostic: Error, Hashable, Sendable, CustomStringConvertible {
     public var hint: String?
     /// How many characters to underline at `location` (1 for a caret).
     public var length: Int
+    /// An error makes the file invalid; a warning (`validate`'s lint: probably not what was meant) does not, unless
+    /// `validate --strict`.
+    public var severity: Severity
 
-    public init(_ location: SourceLocation, _ message: String, hint: String? = nil, length: Int = 1) {
+    public enum Severity: String, Sendable, Hashable, Codable { case error, warning }
+
+    public init(_ location: SourceLocation, _ message: String, hint: String? = nil, length: Int = 1, severity: Severity = .error) {
         self.location = location
         self.message = message
         self.hint = hint
         self.length = max(1, length)
+        self.severity = severity
     }
     public var description: String { "\(location): \(message)" }
 }
@@ -44,10 +50,10 @@ public struct TopologyError: Error, Sendable, CustomStringConvertible {
         let lines = source.split(separator: "\n", omittingEmptySubsequences: false)
         var out: [String] = []
         for d in diagnostics {
-            let red = color ? "\u{1B}[1;31m" : "", bold = color ? "\u{1B}[1m" : "", reset = color ? "\u{1B}[0m" : ""
+            let red = color ? (d.severity == .error ? "\u{1B}[1;31m" : "\u{1B}[1;33m") : "", bold = color ? "\u{1B}[1m" : "", reset = color ? "\u{1B}[0m" : ""
             // A hostile file's control characters are shown escaped, never sent to the terminal (the caret may then
             // sit a few columns early on that line).
-            out.append("\(bold)\(visible(file)):\(d.location.line):\(d.location.column):\(reset) \(red)error:\(reset) \(visible(d.message, keepNewlines: true))")
+            out.append("\(bold)\(visible(file)):\(d.location.line):\(d.location.column):\(reset) \(red)\(d.severity.rawValue):\(reset) \(visible(d.message, keepNewlines: true))")
             if d.location.line >= 1, d.location.line <= lines.count {
                 let text = visible(String(lines[d.location.line - 1]).replacingTabs())
                 let number = String(d.location.line)
@@ -59,8 +65,9 @@ public struct TopologyError: Error, Sendable, CustomStringConvertible {
             }
             if let h = d.hint { out.append("   hint: \(visible(h, keepNewlines: true))") }
         }
-        let n = diagnostics.count
-        out.append("\(n) error\(n == 1 ? "" : "s") in \(visible(file))")
+        let e = diagnostics.filter { $0.severity == .error }.count, w = diagnostics.count - e
+        let counts = [e > 0 || w == 0 ? "\(e) error\(e == 1 ? "" : "s")" : nil, w > 0 ? "\(w) warning\(w == 1 ? "" : "s")" : nil]
+        out.append("\(counts.compactMap { $0 }.joined(separator: " and ")) in \(visible(file))")
         return out.joined(separator: "\n")
     }
 

@@ -43,6 +43,8 @@ public struct Node: Sendable {
     public var routes: [Route]
     public var rules: [Rule]
     public var listen: [UInt16]
+    /// Where each `listen` port was written (same order as `listen`).
+    public var listenLocations: [SourceLocation] = []
 
     public func interface(_ name: String) -> Interface? { interfaces.first { $0.name == name } }
     /// Every address of the node, with its interface.

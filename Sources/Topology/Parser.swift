@@ -256,6 +256,7 @@ struct TopologyParser {
                         continue
                     }
                     node.listen.append(port)
+                    node.listenLocations.append(reader.textLocation(p))
                 }
             default: break
             }

@@ -18,6 +18,7 @@ struct CheckCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write one pcapng per check into this directory (made if missing).", valueName: "dir")) var pcapDir: String?
     @Option(help: "Run only the checks whose name contains this text (and no experiment unless --experiment).") var only: String?
     @Option(help: "Run only the experiment with this name (and no check unless --only).") var experiment: String?
+    @Flag(help: "Check a lab that is already up even when it has drifted from its file (refused otherwise).") var allowDrift = false
 
     /// Every report's destination, checked before the file is read or anything is built.
     struct Outputs { var junit, json, markdown, html: OutputTarget?; var pcapDir: String? }
@@ -61,8 +62,26 @@ struct CheckCommand: ParsableCommand {
         var broughtUp = false
         var served = topology   // whose `listen:` ports the session serves: the lab's state, `set` changes included
         if let j = try Journal.read(lab: topology.lab), j.state == .up {
+            // A lab that is up is reused as it is, and said so; one that has drifted from its file (an address
+            // deleted by hand, a route added) would make checks fail for reasons the file does not show: refused
+            // unless --allow-drift.
+            let f = DateFormatter(); f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+            let since = f.string(from: j.started)
+            Terminal.note("lab \(topology.lab) is already up (since \(since)): checking it as it is, and leaving it up")
             if j.source != topology.source {
-                Terminal.note("note: lab \(topology.lab) is up from a different version of the file; checking the lab as it is (`netlab down \(topology.lab)` to rebuild)")
+                Terminal.note("note: it was brought up from a different version of \(visible(file)) (`netlab down \(topology.lab)` to rebuild)")
+            }
+            let status = try LabController.status(lab: topology.lab)
+            if !status.drift.isEmpty {
+                let shown = status.drift.prefix(8).map { "   \($0)" }
+                let more = status.drift.count > 8 ? ["   ... and \(status.drift.count - 8) more (`netlab status \(topology.lab)`)"] : []
+                if allowDrift {
+                    Terminal.note((["lab \(topology.lab) has drifted from its file (--allow-drift: checking it anyway):"] + shown + more).joined(separator: "\n"))
+                } else {
+                    Terminal.error((["lab \(topology.lab) has drifted from its file; its checks would not test what the file says:"] + shown + more).joined(separator: "\n"))
+                    Terminal.note("   hint: `netlab down \(topology.lab)` and check again to rebuild it, or --allow-drift to check it as it is")
+                    throw ExitStatus.failed
+                }
             }
             if let n = j.changes?.count, n > 0 {
                 Terminal.note("note: lab \(topology.lab) is up with \(count(n, "change")) `netlab set` made (`netlab status \(topology.lab)` lists them); checking the lab as it is")
@@ -133,11 +152,14 @@ struct CheckCommand: ParsableCommand {
     }
 }
 
-/// `netlab graph FILE`: the topology as DOT or SVG.
+/// `netlab graph FILE`: the topology laid out by Graphviz, as SVG (or the DOT it is drawn from).
 struct Graph: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Draw a topology (self-made SVG, or DOT for Graphviz).")
+    static let configuration = CommandConfiguration(
+        abstract: "Draw a topology: SVG laid out by Graphviz's dot, or the DOT source.",
+        discussion: "Interface names sit at their ends of each link, LAN segments are nodes of their own. Needs Graphviz (apt-get install graphviz) for SVG.")
     @Argument(help: "The topology file.") var file: String
-    @Option(help: "dot or svg.") var format: String = "svg"
+    @Option(help: "svg or dot.") var format: String = "svg"
+    @Flag(help: "Show the interface addresses at the link ends and the subnets on LAN segments.") var addresses = false
 
     func validate() throws {
         if !["dot", "svg"].contains(format) { throw ValidationError("--format must be dot or svg") }
@@ -145,7 +167,14 @@ struct Graph: ParsableCommand {
 
     func run() throws {
         let t = try Terminal.load(file)
-        let g = TopologyGraph(t)
-        print(format == "dot" ? g.dot() : g.svg(title: t.lab))
+        let g = TopologyGraph(t, addresses: addresses)
+        if format == "dot" { print(g.dot(), terminator: ""); return }
+        do {
+            print(try g.svg())
+        } catch let e as Graphviz.Failure {
+            Terminal.error(e.description)
+            Terminal.note("`--format dot` prints the drawing's source without Graphviz")
+            throw ExitStatus.failed
+        }
     }
 }

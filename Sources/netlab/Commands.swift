@@ -59,8 +59,11 @@ struct Up: ParsableCommand {
 struct Down: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Remove everything a lab's `up` made (from its journal; idempotent).")
-    @Argument(help: "A topology file or a lab name.") var target: String?
-    @Flag(help: "Take down every lab that has a journal.") var all = false
+    @Argument(help: "A topology file or a lab name.", completion: .custom(Completions.labs)) var target: String?
+    @Flag(help: "Take down every lab that has a journal (asks first on a terminal).") var all = false
+    @Option(help: ArgumentHelp("Take down the labs whose names start with this (asks first on a terminal).", valueName: "P"))
+    var prefix: String?
+    @Flag(name: .shortAndLong, help: "Do not ask (--all, --prefix).") var yes = false
     @OptionGroup var output: JSONOutput
 
     /// `netlab down --json`: one entry per lab, the namespaces removed (none: the lab was not up).
@@ -79,7 +82,20 @@ struct Down: ParsableCommand {
     }
 
     func validate() throws {
-        if all == (target != nil) { throw ValidationError("give a topology file or lab name, or --all") }
+        let many = all || prefix != nil
+        if many == (target != nil) { throw ValidationError("give a topology file or lab name, or --all, or --prefix P") }
+        if let p = prefix, p.isEmpty || p.count > LabNames.labLimit || !p.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) {
+            throw ValidationError("--prefix takes the start of a lab name (1-\(LabNames.labLimit) of a-z, 0-9 and '-')")
+        }
+    }
+
+    /// On a terminal, `down --all` and `down --prefix` name the labs and ask (every lab on the machine may be
+    /// someone else's); without a terminal (a script) or with --yes they go ahead.
+    static func confirm(_ labs: [String]) -> Bool {
+        guard isatty(0) == 1, isatty(2) == 1, !labs.isEmpty else { return true }
+        FileHandle.standardError.write("take down \(count(labs.count, "lab")): \(labs.joined(separator: ", "))? [y/N] ".data(using: .utf8)!)
+        guard let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() else { return false }
+        return answer == "y" || answer == "yes"
     }
 
     func run() throws {
@@ -87,10 +103,18 @@ struct Down: ParsableCommand {
         try Terminal.requireRoot("down")
         Interrupts.trap()   // Ctrl-C stops between namespaces; the journal stays, so `down` again finishes
         let labs: [String]
-        if all { labs = Journal.labs() } else { labs = [try labName(target!)] }
+        if all || prefix != nil {
+            labs = Journal.labs().filter { $0.hasPrefix(prefix ?? "") }
+            if labs.isEmpty, out != .standardOutput { Terminal.say(prefix.map { "no lab whose name starts with \($0) is up" } ?? "no lab is up") }
+        } else { labs = [try labName(target!)] }
         for lab in labs where !LabNames.isLab(lab) {
             Terminal.error("\"\(lab)\" is not a lab name (\(LabNames.labRule))")
             throw ExitStatus.badInput
+        }
+        if (all || prefix != nil), !yes, !Self.confirm(labs) {
+            Terminal.say("nothing was taken down")
+            try emitJSON([Report](), to: out)
+            return
         }
         var failed = false
         var reports: [Report] = []
@@ -110,7 +134,7 @@ struct Down: ParsableCommand {
                 if out == .standardOutput { continue }
                 if !r.wasUp {
                     Terminal.say("\(lab): nothing to remove")
-                    if !all { Terminal.notUpNote(lab) }
+                    if !all && prefix == nil { Terminal.notUpNote(lab) }
                 } else {
                     var line = "\(lab) down: removed \(count(r.deleted.count, "namespace"))"
                     if r.processesEnded > 0 { line += ", ended \(count(r.processesEnded, "process", "processes")) running inside" }
@@ -215,8 +239,8 @@ struct Exec: ParsableCommand {
         abstract: "Run a command inside a node of a lab (setns, then exec); with no command, your shell.",
         usage: "netlab exec LAB NODE [-- CMD [ARGS...]]",
         discussion: "Exit status: the command's; 2 an unknown lab or node; 127 the command could not be run.")
-    @Argument(help: "The lab.") var lab: String
-    @Argument(help: "The node.") var node: String
+    @Argument(help: "The lab.", completion: .custom(Completions.labs)) var lab: String
+    @Argument(help: "The node.", completion: .custom(Completions.nodes)) var node: String
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments, after -- (default: $SHELL, else /bin/sh).") var command: [String] = []
 
     func run() throws {
@@ -240,8 +264,14 @@ struct Exec: ParsableCommand {
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check topology files without touching the system (no root needed).",
-        discussion: "Exit status: 0 every file is valid, 2 one is not (or cannot be read). - reads standard input.")
+        discussion: """
+            Errors make a file invalid; warnings point at what is probably not what was meant (link ends in different \
+            subnets, a gateway no neighbour has, a check without expect, a source route through a node that drops it, \
+            a listener no check connects to). Exit status: 0 every file is valid (warnings or not), 2 one is not (or \
+            cannot be read, or has warnings with --strict). - reads standard input.
+            """)
     @Argument(help: "Topology files.") var files: [String]
+    @Flag(help: "Treat warnings as errors (exit 2).") var strict = false
     @OptionGroup var output: JSONOutput
 
     /// `netlab validate --json`: one entry per file.
@@ -251,7 +281,12 @@ struct Validate: ParsableCommand {
         var lab: String?
         var nodes, links, addresses, routes, rules: Int?
         var errors: [Problem]
-        struct Problem: Encodable { var line, column: Int; var message: String; var hint: String? }
+        var warnings: [Problem]
+        struct Problem: Encodable {
+            var line, column: Int; var message: String; var hint: String?
+            init(line: Int, column: Int, message: String, hint: String?) { self.line = line; self.column = column; self.message = message; self.hint = hint }
+            init(_ d: Diagnostic) { self.init(line: d.location.line, column: d.location.column, message: d.message, hint: d.hint) }
+        }
     }
 
     func run() throws {
@@ -260,22 +295,31 @@ struct Validate: ParsableCommand {
         var reports: [Report] = []
         for f in files {
             do {
-                let t = try Topology.parse(try InputFile.readText(f), file: f == "-" ? "<stdin>" : f)
+                let name = f == "-" ? "<stdin>" : f
+                let t = try Topology.parse(try InputFile.readText(f), file: name)
                 let p = LabPlan(t).counts
+                let warnings = TopologyWarnings.of(t)
+                if strict, !warnings.isEmpty {
+                    let asErrors = warnings.map { var d = $0; d.severity = .error; return d }
+                    throw TopologyError(file: name, source: t.source, diagnostics: asErrors)
+                }
                 reports.append(Report(file: f, valid: true, lab: t.lab, nodes: p.nodes, links: p.links, addresses: p.addresses,
-                                      routes: p.routes, rules: p.rules, errors: []))
+                                      routes: p.routes, rules: p.rules, errors: [], warnings: warnings.map(Report.Problem.init)))
                 if out != .standardOutput {
+                    if !warnings.isEmpty {
+                        let w = TopologyError(file: name, source: t.source, diagnostics: warnings)
+                        FileHandle.standardError.write((w.rendered(color: Terminal.color) + "\n").data(using: .utf8)!)
+                    }
                     print("\(f): ok (lab \(t.lab): \(count(p.nodes, "node")), \(count(p.links, "link")), "
-                          + "\(count(p.addresses, "address", "addresses")), \(count(p.routes, "route")), \(count(p.rules, "rule")))")
+                          + "\(count(p.addresses, "address", "addresses")), \(count(p.routes, "route")), \(count(p.rules, "rule")))"
+                          + (warnings.isEmpty ? "" : ", \(count(warnings.count, "warning"))"))
                 }
             } catch let e as TopologyError {
-                reports.append(Report(file: f, valid: false, errors: e.diagnostics.map {
-                    .init(line: $0.location.line, column: $0.location.column, message: $0.message, hint: $0.hint)
-                }))
+                reports.append(Report(file: f, valid: false, errors: e.diagnostics.map(Report.Problem.init), warnings: []))
                 if out != .standardOutput { FileHandle.standardError.write((e.rendered(color: Terminal.color) + "\n").data(using: .utf8)!) }
                 bad = true
             } catch let e as FileProblem {
-                reports.append(Report(file: f, valid: false, errors: [.init(line: e.line ?? 0, column: e.column ?? 0, message: e.problem, hint: e.hint)]))
+                reports.append(Report(file: f, valid: false, errors: [.init(line: e.line ?? 0, column: e.column ?? 0, message: e.problem, hint: e.hint)], warnings: []))
                 if out != .standardOutput { Terminal.fileProblem(e) }
                 bad = true
             }

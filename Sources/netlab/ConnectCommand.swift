@@ -15,7 +15,7 @@ struct Connect: ParsableCommand {
               interrupted.
             """)
     @OptionGroup var target: NodeTarget
-    @Argument(help: ArgumentHelp("LAB NODE DEST:PORT (DEST:PORT alone with --netns).", valueName: "lab node dest:port")) var positional: [String]
+    @Argument(help: ArgumentHelp("LAB NODE DEST:PORT (DEST:PORT alone with --netns).", valueName: "lab node dest:port"), completion: .custom(Completions.labThenNode)) var positional: [String]
     @Option(help: "bind() first: ADDR or ADDR:PORT.") var bind: String?
     @Option(help: "SO_BINDTODEVICE.") var dev: String?
     @Option(help: "SO_MARK (decimal or 0x hex).") var mark: String?

@@ -10,7 +10,7 @@ struct Route: ParsableCommand {
         usage: "netlab route (LAB NODE | --netns NAME) DEST [--from A] [--dev IF | --iif IF] [--mark M] [--tos T] [--ipproto P] [--sport N] [--dport N] [--uid U] [--connect] [--trace] [--json | --json-file PATH]",
         discussion: "Exit status: 0 the resolver and the kernel agree, 1 they do not, 2 bad input (an unknown lab or node, a bad option).")
     @OptionGroup var target: NodeTarget
-    @Argument(help: ArgumentHelp("LAB NODE DEST (DEST alone with --netns).", valueName: "lab node dest")) var positional: [String]
+    @Argument(help: ArgumentHelp("LAB NODE DEST (DEST alone with --netns).", valueName: "lab node dest"), completion: .custom(Completions.labThenNode)) var positional: [String]
     @Option(help: "Source address (ip route get ... from A).") var from: String?
     @Option(help: "Output device (oif; SO_BINDTODEVICE with --connect).") var dev: String?
     @Option(help: "Input device: the route of a packet from --from arriving on IF (ip route get ... iif IF).") var iif: String?
