@@ -262,72 +262,49 @@ public struct ConnectEngine<Resolver: RouteResolver> {
             }
             return (.addressFamilyNotSupported, out)
         }
-        var finalDestination = daddr
-        var nexthop = daddr
-        if let opt = ipOptions, let first = opt.firstHop {
-            if daddr == .any {
-                out.append(trace(now, "tcp_v4_connect", "source route with daddr 0.0.0.0: EINVAL"))
-                return (.invalidArgument, out)
-            }
-            nexthop = first
-            out.append(trace(now, "tcp_v4_connect", "IP options carry \(opt.isStrict ? "SSRR" : "LSRR"): nexthop = faddr \(first), daddr stays \(daddr)"))
-        }
         let origSport = boundPort
-        // ip_route_connect: lookups #1 (choose saddr) and #2.
-        var flow = Flow(destination: nexthop, source: sourceAddress, outputDevice: boundDevice, mark: mark, tos: tos & 0xfc,
-                        dontRoute: dontRoute, proto: 6, sourcePort: origSport, destinationPort: dport, uid: uid)
-        let first = ipRouteConnect(&flow, now: now, out: &out)
-        guard case .success(var rt) = first else {
-            if case .failure(let e) = first { return (e, out) }
-            return (.networkUnreachable, out)
-        }
-        if rt.kind == .broadcast || rt.kind == .multicast {
-            out.append(trace(now, "tcp_v4_connect", "route is \(rt.kind.rawValue): ENETUNREACH"))
-            return (.networkUnreachable, out)
-        }
-        if ipOptions?.hasSourceRoute != true { finalDestination = rt.destination }
-        if sourceAddress == .any { sourceAddress = rt.source }
-        destination = finalDestination
-        destinationPort = dport
-        mssClamp = 536
-        state = .synSent
-        out.append(trace(now, "tcp_v4_connect", "saddr \(sourceAddress) daddr \(finalDestination):\(dport), ext_hdr_len \(ipOptions?.optlen ?? 0), mss_clamp 536, state SYN_SENT"))
-        // inet_hash_connect: the source port.
-        if boundPort == 0 {
-            let offset = SipHash.hash3u32(be(sourceAddress.value), be(finalDestination.value), be(dport), key: config.netSecret)
-            switch ports.choose(portOffset: offset, source: sourceAddress, destination: finalDestination, destinationPort: dport,
-                                sysctls: config.sysctls, table: config.ports, random: &random) {
-            case .success(let c):
-                sourcePort = c.port
-                out.append(trace(now, "inet_hash_connect", "port \(c.port) from range \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound) (offset \(c.offset), \(c.tried) tried, parity of low first)"))
-            case .failure(let e):
-                out.append(trace(now, "inet_hash_connect", "no free port in \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound): EADDRNOTAVAIL"))
-                failToClose()
-                return (e, out)
+        // The route decisions (source route, ip_route_connect's lookups, the route type, ip_route_newports) are
+        // ConnectRoute.decide's; inet_hash_connect, in between, is ours.
+        let q = connectRouteQuery(to: daddr, port: dport)
+        let r = resolver
+        let decision = ConnectRoute.decide(q, resolver: r) { saddr, finalDestination, steps in
+            sourceAddress = saddr
+            destination = finalDestination
+            destinationPort = dport
+            mssClamp = 536
+            state = .synSent
+            steps.append(ConnectRoute.Step("tcp_v4_connect", "saddr \(saddr) daddr \(finalDestination):\(dport), ext_hdr_len \(ipOptions?.optlen ?? 0), mss_clamp 536, state SYN_SENT"))
+            // inet_hash_connect: the source port.
+            if origSport == 0 {
+                let offset = SipHash.hash3u32(be(saddr.value), be(finalDestination.value), be(dport), key: config.netSecret)
+                switch ports.choose(portOffset: offset, source: saddr, destination: finalDestination, destinationPort: dport,
+                                    sysctls: config.sysctls, table: config.ports, random: &random) {
+                case .success(let c):
+                    sourcePort = c.port
+                    steps.append(ConnectRoute.Step("inet_hash_connect", "port \(c.port) from range \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound) (offset \(c.offset), \(c.tried) tried, parity of low first)"))
+                    return .success(c.port)
+                case .failure(let e):
+                    steps.append(ConnectRoute.Step("inet_hash_connect", "no free port in \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound): EADDRNOTAVAIL"))
+                    return .failure(e)
+                }
             }
-        } else {
-            let t = PortTable.FourTuple(source: sourceAddress, sourcePort: boundPort, destination: finalDestination, destinationPort: dport)
+            let t = PortTable.FourTuple(source: saddr, sourcePort: origSport, destination: finalDestination, destinationPort: dport)
             if config.ports.connections.contains(t) {
-                out.append(trace(now, "inet_hash_connect", "bound port \(boundPort): 4-tuple in use: EADDRNOTAVAIL"))
-                failToClose()
-                return (.addressNotAvailable, out)
+                steps.append(ConnectRoute.Step("inet_hash_connect", "bound port \(origSport): 4-tuple in use: EADDRNOTAVAIL"))
+                return .failure(.addressNotAvailable)
             }
-            out.append(trace(now, "inet_hash_connect", "bound port \(boundPort): check_established ok"))
+            steps.append(ConnectRoute.Step("inet_hash_connect", "bound port \(origSport): check_established ok"))
+            return .success(origSport)
         }
-        // ip_route_newports: lookup #3 with the real ports.
-        if sourcePort != origSport {
-            flow.sourcePort = sourcePort
-            flow.anySourcePort = false
-            switch resolver.outputRoute(flow) {
-            case .success(let r):
-                rt = r
-                out.append(trace(now, "ip_route_newports", "lookup #3 (\(flow)): dev \(r.device) via \(r.nextHop)\(r.table.map { " table \($0)" } ?? "")\(r.explanation.isEmpty ? "" : " — \(r.explanation)")"))
-            case .failure(let e):
-                out.append(trace(now, "ip_route_newports", "lookup #3 (\(flow)) failed: \(name(e))"))
-                failToClose()
-                return (e, out)
-            }
+        out += decision.steps.map { trace(now, $0.function, $0.detail) }
+        let rt: ResolvedRoute
+        switch decision.result {
+        case .failure(let e):
+            if decision.port != nil || decision.portFailed { failToClose() }
+            return (e, out)
+        case .success(let route): rt = route
         }
+        let finalDestination = decision.destination
         route = rt
         wireOptions = ipOptions?.parsed(finalDestination: finalDestination) ?? []
         // secure_tcp_seq and secure_tcp_ts_off.
@@ -343,6 +320,14 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         return (nil, out)
     }
 
+    /// The socket's side of connect's route decisions (`ConnectRoute.decide`): its bound address and port, options
+    /// and a source route's first hop, for a connect to `daddr:dport`.
+    public func connectRouteQuery(to daddr: IPv4Address, port dport: UInt16) -> ConnectRouteQuery {
+        ConnectRouteQuery(destination: daddr, destinationPort: dport, source: sourceAddress, sourcePort: boundPort,
+                          device: boundDevice, mark: mark, tos: tos, dontRoute: dontRoute, uid: uid,
+                          sourceRouteFirstHop: ipOptions?.firstHop)
+    }
+
     /// The `failure:` path of tcp_v4_connect: back to CLOSE, saddr and dport reset.
     mutating func failToClose() {
         state = .close
@@ -350,28 +335,6 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         if boundPort == 0 { sourcePort = 0 }
         destination = .any
         destinationPort = 0
-    }
-
-    /// Mirrors `ip_route_connect()` in include/net/route.h: lookup #1 when the source or destination is unset (it
-    /// chooses the source), then lookup #2 with it.
-    mutating func ipRouteConnect(_ flow: inout Flow, now: Instant, out: inout [Action]) -> Result<ResolvedRoute, Errno> {
-        if flow.destination == .any || flow.source == .any {
-            switch resolver.outputRoute(flow) {
-            case .failure(let e):
-                out.append(trace(now, "ip_route_connect", "lookup #1 (\(flow)) failed: \(name(e))"))
-                return .failure(e)
-            case .success(let r):
-                out.append(trace(now, "ip_route_connect", "lookup #1 (\(flow)): saddr \(r.source) dev \(r.device)\(r.table.map { " table \($0)" } ?? "")\(r.explanation.isEmpty ? "" : " — \(r.explanation)")"))
-                flow.source = r.source
-                flow.destination = r.destination
-            }
-        }
-        let r = resolver.outputRoute(flow)
-        switch r {
-        case .failure(let e): out.append(trace(now, "ip_route_connect", "lookup #2 (\(flow)) failed: \(name(e))"))
-        case .success(let rt): out.append(trace(now, "ip_route_connect", "lookup #2 (\(flow)): dev \(rt.device) via \(rt.nextHop)\(rt.table.map { " table \($0)" } ?? "")"))
-        }
-        return r
     }
 
     // MARK: tcp_connect

@@ -38,8 +38,11 @@ public struct NexthopInfo: Sendable, Hashable {
     public var index: Int32
     public var weight: Int
     public var flags: UInt32
-    public init(gateway: IPv4Address?, index: Int32, weight: Int = 1, flags: UInt32 = 0) {
-        self.gateway = gateway; self.index = index; self.weight = weight; self.flags = flags
+    /// The nexthop's scope when known (a nexthop object dumps it: 253 link, 254 host for a local gateway); nil for
+    /// a route's own nexthops, whose scope the resolver derives as `fib_check_nh_v4_gw` does.
+    public var scope: UInt8?
+    public init(gateway: IPv4Address?, index: Int32, weight: Int = 1, flags: UInt32 = 0, scope: UInt8? = nil) {
+        self.gateway = gateway; self.index = index; self.weight = weight; self.flags = flags; self.scope = scope
     }
     public static let onlinkFlag: UInt32 = 4      // RTNH_F_ONLINK
     public var onlink: Bool { flags & 4 != 0 }

@@ -12,6 +12,9 @@ public enum KernelConnect {
         public var port: UInt16
     }
 
+    /// The port a connect goes to: the query's, 80 when it has none.
+    public static func destinationPort(_ q: RouteQuery) -> UInt16 { q.destinationPort == 0 ? 80 : q.destinationPort }
+
     public static func attempt(_ q: RouteQuery, in namespace: NetworkNamespace) throws -> Outcome {
         let fd: Int32 = try namespace.run { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
         guard fd >= 0 else { throw NetlinkError(operation: "socket", errno: Errno(rawValue: Glibc.errno)) }
@@ -37,7 +40,7 @@ public enum KernelConnect {
             let rc = withUnsafePointer(to: &b) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             if rc != 0 { return Outcome(error: Errno(rawValue: Glibc.errno), source: .any, port: 0) }
         }
-        var d = sin(q.destination, q.destinationPort == 0 ? 80 : q.destinationPort)
+        var d = sin(q.destination, destinationPort(q))
         let rc = withUnsafePointer(to: &d) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         if rc != 0, Glibc.errno != EINPROGRESS { return Outcome(error: Errno(rawValue: Glibc.errno), source: .any, port: 0) }
         var local = sockaddr_in()

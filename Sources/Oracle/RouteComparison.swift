@@ -188,6 +188,7 @@ public struct RouteComparison: Sendable {
         // Kernel: a real non-blocking connect with the same options; getsockname gives the source and port, and the
         // egress is what RTM_GETROUTE says for that 4-tuple (connect's lookup #3).
         let kc = try KernelConnect.attempt(query, in: namespace)
+        let dport = KernelConnect.destinationPort(query)
         var kernel: RouteAnswer
         if let err = kc.error {
             kernel = RouteAnswer(error: name(err))
@@ -195,48 +196,102 @@ public struct RouteComparison: Sendable {
             var q3 = query
             q3.source = kc.source
             q3.sourcePort = kc.port
+            q3.destinationPort = dport
             q3.proto = 6
+            q3.uid = 0
+            // A connect to 0.0.0.0 goes to the source the kernel chose (ip_route_output_key_hash_rcu: daddr = saddr,
+            // 127.0.0.1 when none); getpeername answers ENOTCONN in SYN_SENT, so the source says it.
+            if q3.destination == .any { q3.destination = kc.source }
             kernel = kernelGet(q3)
             kernel.source = kc.source.description
         }
-        // Resolver: connect's lookups (#1 picks the source, #2 with it, #3 with the port the kernel chose).
+        // Resolver: the engine's socket (options, bind) and ConnectRoute.decide, the engine's own route decisions,
+        // with the port the kernel chose; once per equal-cost leg the kernel may take at each lookup.
+        let branches = Branches(resolver)
+        var outcomes: [RouteAnswer] = []
         var trace: [String] = []
-        var flow = query.flow
-        flow.proto = 6
-        flow.sourcePort = query.sourcePort
-        flow.anySourcePort = query.sourcePort == 0     // ip_route_connect_init
-        var engine = RouteAnswer()
-        var candidates: [RouteAnswer] = []
-        var sources: [IPv4Address] = [query.source]
-        if query.source == .any {
-            let d1 = resolver.decide(flow)
-            trace += ["lookup #1 (\(flow)):"] + d1.trace.map { "  " + $0 }
-            switch d1.result {
-            case .failure(let e): engine.error = name(e)
-            case .success: sources = d1.candidates.map(\.source)
-            }
-        }
-        if engine.error == nil {
-            for s in Array(Set(sources.map(\.value))).sorted().map(IPv4Address.init) {
-                var f2 = flow
-                f2.source = s
-                let d2 = resolver.decide(f2)
-                trace += ["lookup #2 (\(f2)):"] + d2.trace.map { "  " + $0 }
-                if case .failure(let e) = d2.result { engine.error = name(e); break }
-                var f3 = f2
-                f3.sourcePort = kc.error == nil ? kc.port : 0
-                f3.anySourcePort = false
-                let d3 = resolver.decide(f3)
-                trace += ["lookup #3 (\(f3)):"] + d3.trace.map { "  " + $0 }
-                switch d3.result {
-                case .failure(let e): engine.error = name(e)
-                case .success: candidates += d3.candidates.map { var a = answer($0); a.source = s.description; return a }
+        repeat {
+            var e = ConnectEngine(resolver: branches, config: EngineConfig(seed: 1))
+            if let d = query.device { _ = e.setOption(.bindToDevice(d)) }
+            if query.mark != 0 { _ = e.setOption(.mark(query.mark)) }
+            if query.tos != 0 { _ = e.setOption(.tos(query.tos)) }
+            var answer: RouteAnswer
+            if query.source != .any || query.sourcePort != 0, let err = e.bind(address: query.source, port: query.sourcePort).0 {
+                answer = RouteAnswer(error: name(err))
+                if outcomes.isEmpty { trace.append("inet_bind \(query.source):\(query.sourcePort): \(name(err))") }
+            } else {
+                let d = ConnectRoute.decide(e.connectRouteQuery(to: query.destination, port: dport), resolver: branches) { _, _, _ in
+                    .success(kc.error == nil ? kc.port : query.sourcePort)
                 }
-                if engine.error != nil { break }
+                switch d.result {
+                case .success(let r): answer = Self.answer(r); answer.source = d.source.description
+                case .failure(let err): answer = RouteAnswer(error: name(err))
+                }
+                if outcomes.isEmpty { trace += d.steps.map { "\($0.function): \($0.detail)" } }
             }
+            if !outcomes.contains(answer) { outcomes.append(answer) }
+        } while branches.next() && outcomes.count < 64
+        trace += branches.mismatches
+        let engine = outcomes[0]
+        let agree = branches.mismatches.isEmpty && outcomes.contains { c in
+            if c.error != nil || kernel.error != nil { return c.error == kernel.error }
+            return c.source == kernel.source && c.dev == kernel.dev && c.gateway == kernel.gateway &&
+                (c.table == nil || kernel.table == nil || c.table == kernel.table)
         }
-        if engine.error == nil, let first = candidates.first { engine = first } else { candidates = [] }
-        return RouteComparison(query: query, connect: true, engine: engine, candidates: candidates, kernel: kernel,
-                               agree: decide(engine, candidates, kernel), trace: trace)
+        return RouteComparison(query: query, connect: true, engine: engine, candidates: outcomes.count > 1 ? outcomes : [engine],
+                               kernel: kernel, agree: agree, trace: trace)
+    }
+}
+
+/// The resolver for connect's lookups, answering each with one of the legs the kernel may take (its hash unseen):
+/// run after run, `next()` walks every combination of choices, as an odometer over the lookups made. Each lookup's
+/// trace rides in the answer's explanation; the untraced lookup (the engine's) must agree with the traced one.
+final class Branches: RouteResolver {
+    let resolver: FibResolver
+    /// The choice at each lookup of the current run, and how many candidates each had.
+    var choices: [Int] = []
+    var counts: [Int] = []
+    var call = 0
+    var mismatches: [String] = []
+
+    init(_ resolver: FibResolver) { self.resolver = resolver }
+
+    func outputRoute(_ flow: Flow) -> Result<ResolvedRoute, Errno> {
+        let d = resolver.decide(flow)
+        defer { call += 1 }
+        let fast = resolver.outputRoute(flow)
+        var first = d.result
+        if case .success(var r) = first { r.explanation = ""; first = .success(r) }
+        if fast != first { mismatches.append("the untraced lookup (the engine's) answered otherwise for \(flow): \(fast)") }
+        let n = d.candidates.count > 1 ? d.candidates.count : 1
+        if call < counts.count { counts[call] = n } else { counts.append(n) }
+        if call >= choices.count { choices.append(0) }
+        guard case .success = d.result, n > 1 else {
+            return d.result.map { var r = $0; r.explanation = d.trace.joined(separator: "; "); return r }
+        }
+        var r = d.candidates[min(choices[call], n - 1)]
+        r.explanation = d.trace.joined(separator: "; ")
+        return .success(r)
+    }
+
+    func inetAddrType(_ address: IPv4Address) -> RouteType { resolver.inetAddrType(address) }
+
+    /// The next combination of choices; false when every one was run.
+    func next() -> Bool {
+        let n = call
+        call = 0
+        choices = Array(choices.prefix(n))
+        counts = Array(counts.prefix(n))
+        var i = n - 1
+        while i >= 0 {
+            if choices[i] + 1 < counts[i] {
+                choices[i] += 1
+                choices = Array(choices.prefix(i + 1))
+                counts = Array(counts.prefix(i + 1))
+                return true
+            }
+            i -= 1
+        }
+        return false
     }
 }

@@ -84,9 +84,15 @@ public struct FibResolver: RouteResolver, Sendable {
         fib = FibTables()
         let slotOfLink = Dictionary(snapshot.links.indices.map { (snapshot.links[$0].index, Int32($0)) }, uniquingKeysWith: { a, _ in a })
         let me = self
+        // fib_check_nh_v4_gw: a gateway is looked up (scope link or narrower, oif = the nexthop's device) when the
+        // route is added; a local route there (the gateway is an address of that device) gives the nexthop host
+        // scope, and rt_set_nexthop then uses no gateway. Nexthop objects dump their scope.
+        let localOn = Set(snapshot.routes.filter { $0.table == RoutingTable.local && $0.type == .local && $0.destination.length == 32 }
+            .compactMap { r in r.nexthops.first.map { UInt64(r.destination.address.value) << 32 | UInt64(UInt32(bitPattern: $0.index)) } })
         fib = FibTables(routes: snapshot.routes) { r, nh in
             var quiet = Tracer(false)
-            return FibNexthop(gateway: nh.gateway ?? .any, index: nh.index, link: slotOfLink[nh.index] ?? -1, dead: me.isDead(nh),
+            let host = nh.gateway.map { g in nh.scope.map { $0 == 254 } ?? localOn.contains(UInt64(g.value) << 32 | UInt64(UInt32(bitPattern: nh.index))) } ?? false
+            return FibNexthop(gateway: host ? .any : nh.gateway ?? .any, hostScopeGateway: host ? nh.gateway! : .any, index: nh.index, link: slotOfLink[nh.index] ?? -1, dead: me.isDead(nh),
                               linkdownIgnored: nh.linkdown && me.ignoreLinkdown(nh.index), linkdown: nh.linkdown, weight: nh.weight,
                               upperBound: -1,
                               saddr: me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: r.scope, trace: &quiet))
@@ -238,7 +244,7 @@ public struct FibResolver: RouteResolver, Sendable {
                     t.add("saddr \(s): the route's prefsrc")
                 } else {
                     s = nh.saddr     // FIB_RES_PREFSRC: the nexthop's cached inet_select_addr
-                    if t.enabled { _ = inetSelectAddr(nh.index, dst: nh.gateway, scope: alias.scope, trace: &t) }
+                    if t.enabled { _ = inetSelectAddr(nh.index, dst: nh.gateway != .any ? nh.gateway : nh.hostScopeGateway, scope: alias.scope, trace: &t) }
                 }
             }
             if s.isLoopback, (linkByIndex[nh.index]?.flags ?? 0) & 0x8 == 0, !routeLocalnet(nh.index) {
@@ -246,9 +252,14 @@ public struct FibResolver: RouteResolver, Sendable {
                 continue
             }
             let link = nh.link >= 0 ? snapshot.links[Int(nh.link)] : nil
-            // Broadcast and multicast leave the device directly (__mkroute_output drops the nexthop).
+            if k == 0, nh.hostScopeGateway != .any {
+                t.add("gateway \(nh.hostScopeGateway) is an address of \(link?.name ?? "?"): nexthop scope host (fib_check_nh_v4_gw), no gateway (rt_set_nexthop): on-link")
+            }
+            // __mkroute_output drops the route's nexthop (fi = NULL) for broadcast, and for multicast matched by a
+            // route shorter than /4 (the default): those leave the device without a gateway.
+            let keepsNexthop = kind == .unicast || (kind == .multicast && res.prefixLength >= 4 && alias.type != .broadcast)
             let r = resolved(daddr, s, name: link?.name ?? "?", mtu: Int(link?.mtu ?? 1500),
-                             gateway: kind == .unicast && nh.gateway != .any ? nh.gateway : nil, kind: kind,
+                             gateway: keepsNexthop && nh.gateway != .any ? nh.gateway : nil, kind: kind,
                              alias: alias, table: res.table, explanation: "")
             if k == 0 { finalTrace.add(contentsOf: t); first = r }
             if candidates == nil { break }   // the engine needs one answer; `netlab route` wants every candidate

@@ -21,6 +21,9 @@ struct FibAlias: Sendable {
 struct FibNexthop: Sendable {
     /// `.any` when the nexthop has no gateway.
     var gateway: IPv4Address
+    /// The gateway of a nexthop whose scope is host (`fib_check_nh_v4_gw` found it local): `gateway` is then `.any`,
+    /// as `rt_set_nexthop` uses a gateway only at link scope; kept for the source choice and traces.
+    var hostScopeGateway: IPv4Address = .any
     var index: Int32
     /// Position of the device in the snapshot's links, -1 when the dump named an unknown device.
     var link: Int32
