@@ -67,6 +67,9 @@ public struct RouteInfo: Sendable, Hashable {
     public var nexthops: [NexthopInfo]
     /// True when the route was given (or dumped) as RTA_MULTIPATH.
     public var multipath: Bool
+    /// `nhid N`: the route uses nexthop object N (RTA_NH_ID). With `nexthop_compat_mode` on (the default) the dump
+    /// also expands the object into `nexthops`.
+    public var nexthopID: UInt32?
 
     public init(table: UInt32 = 254, type: RouteType = .unicast, scope: UInt8 = 0, proto: UInt8 = 3,
                 destination: IPv4Prefix, tos: UInt8 = 0, metric: UInt32 = 0, prefsrc: IPv4Address? = nil,
@@ -76,6 +79,46 @@ public struct RouteInfo: Sendable, Hashable {
         self.tos = tos; self.metric = metric; self.prefsrc = prefsrc; self.mtu = mtu; self.advmss = advmss
         self.hoplimit = hoplimit; self.flags = flags; self.nexthops = nexthops; self.multipath = multipath
     }
+}
+
+/// A nexthop object (`ip nexthop add id N via G dev D`, `id N group A/B,W`, `id N blackhole`), as added or dumped.
+public struct NexthopObject: Sendable, Hashable {
+    public struct Member: Sendable, Hashable {
+        public var id: UInt32
+        public var weight: Int
+        public init(id: UInt32, weight: Int = 1) { self.id = id; self.weight = weight }
+    }
+    public var id: UInt32
+    public var gateway: IPv4Address?
+    /// The device's ifindex (0 for a group or a blackhole).
+    public var index: Int32
+    /// `nhm_scope` as dumped: 253 link, 254 host (the gateway is an address of the device: `fib_check_nh_v4_gw`).
+    public var scope: UInt8
+    /// RTNH_F_* (RTNH_F_ONLINK 4; RTNH_F_DEAD 1 and RTNH_F_LINKDOWN 16 as dumped).
+    public var flags: UInt32
+    public var blackhole: Bool
+    /// The members of a group, in order, with weights (`group 1/2,3`); empty for a single nexthop.
+    public var group: [Member]
+    /// `type resilient`: members are chosen by bucket (`nexthop_select_path_res`), not by hash threshold.
+    public var resilient: Bool
+    public init(id: UInt32, gateway: IPv4Address? = nil, index: Int32 = 0, scope: UInt8 = 0, flags: UInt32 = 0,
+                blackhole: Bool = false, group: [Member] = [], resilient: Bool = false) {
+        self.id = id; self.gateway = gateway; self.index = index; self.scope = scope; self.flags = flags
+        self.blackhole = blackhole; self.group = group; self.resilient = resilient
+    }
+    public var isGroup: Bool { !group.isEmpty }
+}
+
+/// A neighbour entry (`ip neigh`): what `nexthop_is_good_nh` reads for a group member's gateway.
+public struct NeighbourInfo: Sendable, Hashable {
+    public var index: Int32
+    public var address: IPv4Address
+    /// NUD_* bits (NUD_INCOMPLETE 0x01, REACHABLE 0x02, STALE 0x04, DELAY 0x08, PROBE 0x10, FAILED 0x20,
+    /// NOARP 0x40, PERMANENT 0x80).
+    public var state: UInt16
+    public init(index: Int32, address: IPv4Address, state: UInt16) { self.index = index; self.address = address; self.state = state }
+    /// NUD_VALID.
+    public var isValid: Bool { state & (0x80 | 0x40 | 0x02 | 0x10 | 0x04 | 0x08) != 0 }
 }
 
 /// A policy rule with every selector the kernel knows, as added or as dumped (`ip -j rule show`).
@@ -115,8 +158,13 @@ public struct RoutingSnapshot: Sendable {
     /// `net.ipv4.fib_multipath_hash_policy`, `net.ipv4.conf.<all|dev>.ignore_routes_with_linkdown`,
     /// `net.ipv4.conf.<all|dev>.route_localnet`, ...
     public var sysctls: [String: String]
+    /// Nexthop objects (`ip nexthop show`) and neighbour entries (`ip neigh show`, for group members' liveness).
+    public var nexthopObjects: [NexthopObject]
+    public var neighbours: [NeighbourInfo]
 
-    public init(links: [LinkInfo], addresses: [AddressInfo], routes: [RouteInfo], rules: [RuleInfo], sysctls: [String: String] = [:]) {
+    public init(links: [LinkInfo], addresses: [AddressInfo], routes: [RouteInfo], rules: [RuleInfo], sysctls: [String: String] = [:],
+                nexthopObjects: [NexthopObject] = [], neighbours: [NeighbourInfo] = []) {
         self.links = links; self.addresses = addresses; self.routes = routes; self.rules = rules; self.sysctls = sysctls
+        self.nexthopObjects = nexthopObjects; self.neighbours = neighbours
     }
 }

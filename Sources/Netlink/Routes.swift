@@ -17,6 +17,7 @@ public struct Routes {
     /// through libnl's route object. `text` names the route in errors.
     public func add(_ r: RouteInfo, text: String) throws(NetlinkError) {
         let op = "ip route add \(text)"
+        if let id = r.nexthopID { return try addUsingNexthop(r, id: id, op) }
         let route = try object(r, op)
         defer { rtnl_route_put(route) }
         try socket.call(op) { rtnl_route_add($0, route, NLM_F_CREATE | NLM_F_EXCL) }
@@ -77,6 +78,30 @@ public struct Routes {
         return route
     }
 
+    /// `ip route add [TYPE] PREFIX nhid N [table T] [metric M] [src S] [proto P] [scope S] [tos T]`: RTM_NEWROUTE
+    /// with RTA_NH_ID, which libnl's route object cannot carry.
+    func addUsingNexthop(_ r: RouteInfo, id: UInt32, _ op: String) throws(NetlinkError) {
+        let m = NetlinkMessage(type: attr(RTM_NEWROUTE), flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+        var h = rtmsg()
+        h.rtm_family = UInt8(AF_INET)
+        h.rtm_dst_len = UInt8(r.destination.length)
+        h.rtm_tos = r.tos
+        h.rtm_table = r.table < 256 ? UInt8(r.table) : UInt8(RT_TABLE_UNSPEC.rawValue)
+        h.rtm_protocol = r.proto
+        h.rtm_scope = r.scope
+        h.rtm_type = r.type.value
+        m.append(h)
+        m.put(attr(RTA_TABLE), u32: r.table)
+        if r.destination.length > 0 { m.put(attr(RTA_DST), ipv4: r.destination.address.value) }
+        if r.metric != 0 { m.put(attr(RTA_PRIORITY), u32: r.metric) }
+        if let s = r.prefsrc { m.put(attr(RTA_PREFSRC), ipv4: s.value) }
+        m.put(Self.nexthopIDAttribute, u32: id)
+        try socket.send(m, op)
+    }
+
+    /// RTA_NH_ID (linux/rtnetlink.h).
+    static let nexthopIDAttribute: Int32 = 30
+
     /// `ip -4 route show table all`.
     public func list() throws(NetlinkError) -> [RouteInfo] {
         var hdr = rtmsg()
@@ -94,6 +119,7 @@ public struct Routes {
                           destination: IPv4Prefix(IPv4Address(a[attr16(RTA_DST)]?.ipv4 ?? 0), Int(h.rtm_dst_len)),
                           tos: h.rtm_tos, metric: a[attr16(RTA_PRIORITY)]?.u32 ?? 0,
                           prefsrc: a[attr16(RTA_PREFSRC)].map { IPv4Address($0.ipv4) }, flags: h.rtm_flags)
+        r.nexthopID = a[UInt16(Self.nexthopIDAttribute)]?.u32
         if let metrics = a[attr16(RTA_METRICS)] {
             let mx = parseAttributes(metrics, from: 0)
             r.mtu = mx[attr16(RTAX_MTU)]?.u32

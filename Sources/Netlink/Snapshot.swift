@@ -16,6 +16,8 @@ extension RoutingSnapshot {
         let addresses = try socket.addresses.list()
         let routes = try socket.routes.list()
         let rules = try socket.rules.list()
+        let nexthopObjects = try socket.nexthops.list()
+        let neighbours = nexthopObjects.isEmpty ? [] : try socket.neighbours.list()
         var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh", "net.ipv4.fib_multipath_hash_seed"]
         // Per-device IPv4 conf (and `all`): output lookups read the first two, input lookups (`iif`) the next six, and
         // the connect engine `accept_source_route` (whether a reply carrying a source route is taken in).
@@ -27,7 +29,8 @@ extension RoutingSnapshot {
             for k in keys { if let s = try? Sysctls.read(k) { v[k.replacingSlashes] = s } }
             return v
         }
-        return RoutingSnapshot(links: links, addresses: addresses, routes: routes, rules: rules, sysctls: values)
+        return RoutingSnapshot(links: links, addresses: addresses, routes: routes, rules: rules, sysctls: values,
+                               nexthopObjects: nexthopObjects, neighbours: neighbours)
     }
 }
 

@@ -48,6 +48,8 @@ public struct FibResolver: RouteResolver, Sendable {
     /// The multipath hash when the namespace makes it knowable: `fib_multipath_hash_seed` set (non-zero), policy 0
     /// (L3) or 1 (L4), `fib_multipath_use_neigh` off. Nil: the hash is unseen and every live leg is a candidate.
     let multipathHash: (seed: UInt32, policy: Int)?
+    /// Neighbour entries by (address, ifindex): valid or not (`nexthop_is_good_nh` for group members).
+    var neighbourState: [UInt64: Bool] = [:]
 
     public init(snapshot: RoutingSnapshot) {
         self.snapshot = snapshot
@@ -89,7 +91,28 @@ public struct FibResolver: RouteResolver, Sendable {
         // scope, and rt_set_nexthop then uses no gateway. Nexthop objects dump their scope.
         let localOn = Set(snapshot.routes.filter { $0.table == RoutingTable.local && $0.type == .local && $0.destination.length == 32 }
             .compactMap { r in r.nexthops.first.map { UInt64(r.destination.address.value) << 32 | UInt64(UInt32(bitPattern: $0.index)) } })
-        fib = FibTables(routes: snapshot.routes) { r, nh in
+        // Routes using nexthop objects take the object's nexthops (a blackhole object makes a blackhole route:
+        // fib_table_lookup → nexthop_is_blackhole → EINVAL).
+        let objects = Dictionary(snapshot.nexthopObjects.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var groups: [Int: UInt8] = [:]
+        let routes = snapshot.routes.enumerated().map { n, r0 -> RouteInfo in
+            guard let id = r0.nexthopID, let o = objects[id] else { return r0 }
+            var r = r0
+            func hop(_ o: NexthopObject, weight: Int) -> NexthopInfo {
+                NexthopInfo(gateway: o.gateway, index: o.index, weight: weight, flags: o.flags, scope: o.scope)
+            }
+            if o.blackhole { r.type = .blackhole; r.nexthops = []; return r }
+            if o.isGroup {
+                r.nexthops = o.group.compactMap { m in objects[m.id].map { hop($0, weight: m.weight) } }
+                groups[n] = o.resilient ? 2 : 1
+            } else {
+                r.nexthops = [hop(o, weight: 1)]
+            }
+            return r
+        }
+        neighbourState = Dictionary(snapshot.neighbours.map { (UInt64($0.address.value) << 32 | UInt64(UInt32(bitPattern: $0.index)), $0.isValid) },
+                                    uniquingKeysWith: { a, _ in a })
+        fib = FibTables(routes: routes, nexthopGroups: groups) { r, nh in
             var quiet = Tracer(false)
             let host = nh.gateway.map { g in nh.scope.map { $0 == 254 } ?? localOn.contains(UInt64(g.value) << 32 | UInt64(UInt32(bitPattern: nh.index))) } ?? false
             return FibNexthop(gateway: host ? .any : nh.gateway ?? .any, hostScopeGateway: host ? nh.gateway! : .any, index: nh.index, link: slotOfLink[nh.index] ?? -1, dead: me.isDead(nh),
@@ -481,6 +504,7 @@ public struct FibResolver: RouteResolver, Sendable {
     /// source set those whose own source (`nh_saddr`) is it, as the selection prefers them (6.16+). Answers positions
     /// in `fib.nexthops`.
     func selectMultipath(_ r: FibAlias, _ k: Key, saddr: IPv4Address, trace: inout Tracer) -> [Int] {
+        if r.group != 0 { return nexthopSelectPath(r, k, trace: &trace) }
         if let h = multipathHash, !r.nexthops.contains(where: { fib.nexthops[Int($0)].linkdown }), h.policy == 0 || !k.anySport {
             let hash = fibMultipathHash(k, seed: h.seed, policy: h.policy)
             if let leg = fibSelectMultipath(r, hash: hash, saddr: saddr) {
@@ -503,6 +527,34 @@ public struct FibResolver: RouteResolver, Sendable {
         }
         trace.add("fib_select_multipath: \(live.count) live legs; the multipath hash (seed unseen) picks one")
         return live
+    }
+
+    /// `nexthop_is_good_nh()` (net/ipv4/nexthop.c): a member is good unless its gateway has a neighbour entry on its
+    /// device in a state outside NUD_VALID (incomplete, failed). No sysctl changes this for nexthop objects.
+    func nexthopIsGood(_ nh: FibNexthop) -> Bool {
+        let g = nh.gateway != .any ? nh.gateway : nh.hostScopeGateway
+        return neighbourState[UInt64(g.value) << 32 | UInt64(UInt32(bitPattern: nh.index))] ?? true
+    }
+
+    /// Mirrors `fib_select_multipath()` → `nexthop_path_fib_result()` → `nexthop_select_path()` for a route using a
+    /// nexthop object group: the flow hash (`fib_multipath_hash`, the same as the legacy path's) against each member's
+    /// hash-threshold upper bound (`nexthop_select_path_hthr`), skipping members that are not good and falling back to
+    /// the first good one — never the legacy preference for the leg whose source is the flow's. Resilient groups pick
+    /// a bucket by hash (`nexthop_select_path_res`), whose members the snapshot does not read: every member is a
+    /// candidate. Answers positions in `fib.nexthops`.
+    /// `inputPolicy1`: an input lookup, whose L4 hash (policy 1) reads the packet and stays unseen.
+    func nexthopSelectPath(_ r: FibAlias, _ k: Key, inputPolicy1: Bool = false, trace: inout Tracer) -> [Int] {
+        let members = r.nexthops.map(Int.init)
+        let good = members.filter { nexthopIsGood(fib.nexthops[$0]) }
+        if r.group == 1, let h = multipathHash, h.policy == 0 || (!k.anySport && !inputPolicy1) {
+            let hash = fibMultipathHash(k, seed: h.seed, policy: h.policy)
+            var chosen = good.first ?? members[0]
+            for n in good where Int64(hash) <= fib.nexthops[n].upperBound { chosen = n; break }
+            trace.add("nexthop_select_path_hthr: fib_multipath_hash (policy \(h.policy), seed \(h.seed)) = \(hash): member \(chosen - members[0] + 1) of \(members.count) (upper bound \(fib.nexthops[chosen].upperBound))\(good.count < members.count ? "; \(members.count - good.count) not good (neighbour failed)" : "")")
+            return [chosen]
+        }
+        trace.add("nexthop_select_path: \(r.group == 2 ? "resilient group: the buckets (unread) decide" : "group; the hash (seed unseen) picks one of \(good.count) good members")")
+        return good.isEmpty ? [members[0]] : good
     }
 
     /// Mirrors `fib_multipath_hash()` (net/ipv4/route.c) for an output lookup (no skb) with policy 0 (addresses) or

@@ -15,6 +15,8 @@ struct FibAlias: Sendable {
     var mtu: UInt32?
     var advmss: UInt32?
     var hoplimit: UInt32?
+    /// The route uses a nexthop object group (`nhid`): 1 hash-threshold, 2 resilient; 0 otherwise (its own legs).
+    var group: UInt8 = 0
 }
 
 /// One nexthop (`struct fib_nh_common`) with what the kernel caches on it.
@@ -69,7 +71,8 @@ struct FibTables: Sendable {
     init() {}
 
     /// `routes` in dump order (aliases keep it within a prefix); `nexthop` makes a nexthop's cached fields.
-    init(routes: [RouteInfo], nexthop: (RouteInfo, NexthopInfo) -> FibNexthop) {
+    /// `nexthopGroups[n]`: route n uses a nexthop object group (1 hash-threshold, 2 resilient).
+    init(routes: [RouteInfo], nexthopGroups: [Int: UInt8] = [:], nexthop: (RouteInfo, NexthopInfo) -> FibNexthop) {
         var order: [UInt64] = []
         var members: [UInt64: [Int]] = [:]
         var lengthSets: [Int: Set<Int>] = [:]
@@ -102,10 +105,12 @@ struct FibTables: Sendable {
                 let nhStart = Int32(nexthops.count)
                 nexthops += r.nexthops.map { nexthop(r, $0) }
                 let range = nhStart..<Int32(nexthops.count)
-                if range.count > 1 { Self.rebalance(&nexthops[Int(nhStart)...]) }
+                let group: UInt8 = nexthopGroups[n] ?? 0
+                if group != 0 { Self.rebalanceGroup(&nexthops[Int(nhStart)...]) }
+                else if range.count > 1 { Self.rebalance(&nexthops[Int(nhStart)...]) }
                 aliases.append(FibAlias(route: Int32(n), type: r.type, scope: r.scope, tos: r.tos, prefsrc: r.prefsrc ?? .any,
                                         nexthops: range, allDead: !range.isEmpty && nexthops[Int(nhStart)...].allSatisfy(\.dead),
-                                        mtu: r.mtu, advmss: r.advmss, hoplimit: r.hoplimit))
+                                        mtu: r.mtu, advmss: r.advmss, hoplimit: r.hoplimit, group: group))
             }
             var i = Self.hash(k) & mask
             while keys[i] != 0 { i = (i + 1) & mask }
@@ -122,6 +127,17 @@ struct FibTables: Sendable {
             if legs[i].dead || legs[i].linkdownIgnored || total == 0 { legs[i].upperBound = -1; continue }
             w += Int64(legs[i].weight)
             legs[i].upperBound = ((w << 31) + total / 2) / total - 1     // DIV_ROUND_CLOSEST_ULL(w << 31, total) - 1
+        }
+    }
+
+    /// Mirrors `nh_hthr_group_rebalance()` (net/ipv4/nexthop.c): every member counts (a member whose device went
+    /// down or lost its carrier is removed from the group by the kernel, not marked).
+    static func rebalanceGroup(_ legs: inout ArraySlice<FibNexthop>) {
+        let total = legs.reduce(Int64(0)) { $0 + Int64($1.weight) }
+        var w: Int64 = 0
+        for i in legs.indices {
+            w += Int64(legs[i].weight)
+            legs[i].upperBound = total == 0 ? -1 : ((w << 31) + total / 2) / total - 1
         }
     }
 

@@ -135,7 +135,9 @@ extension FibResolver {
         // ip_mkroute_input: multipath picks a leg by the packet's hash (unseen but with a seed and policy 0: the
         // addresses); __mkroute_input then validates the source against the leg's device.
         var legs = [res.nexthop]
-        if alias.nexthops.count > 1 {
+        if alias.group != 0 {
+            legs = nexthopSelectPath(alias, key, inputPolicy1: true, trace: &trace)
+        } else if alias.nexthops.count > 1 {
             if let h = multipathHash, h.policy == 0, !alias.nexthops.contains(where: { fib.nexthops[Int($0)].linkdown }),
                let leg = fibSelectMultipath(alias, hash: fibMultipathHash(key, seed: h.seed, policy: 0), saddr: .any) {
                 legs = [leg]
