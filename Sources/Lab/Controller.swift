@@ -383,7 +383,7 @@ struct Builder {
                 for a in i.addresses {
                     do {
                         try s.addresses.add(index: idx[i.name]!, device: i.name, prefix: a.prefix, scope: a.scope?.value ?? 0,
-                                            noprefixroute: a.noprefixroute, metric: a.metric)
+                                            noprefixroute: a.noprefixroute, metric: a.metric, peer: a.peer, broadcast: a.broadcast)
                     } catch { throw rejected(a.location, "address \(a.text) on \(node.name):\(i.name)", error) }
                     done += 1
                     progress?("addresses", done, totalAddresses)
@@ -413,6 +413,9 @@ struct Builder {
         done = 0
         for node in topo.nodes {
             let s = try socket(ns(node)), idx = index[ns(node)]!
+            for n in node.nexthopObjects {   // nexthop objects first: routes name them (nhid)
+                do { try s.nexthops.add(KernelForm.nexthop(n, index: idx), text: n.text) } catch { throw rejected(n.location, "nexthop \"\(n.text)\"", error) }
+            }
             for r in node.routes {
                 do { try s.routes.add(KernelForm.route(r, index: idx), text: r.text) } catch {
                     throw rejected(r.location, "route \"\(r.text)\"", error)
@@ -494,7 +497,13 @@ public enum KernelForm {
                       NexthopInfo(gateway: $0.gateway, index: $0.dev.flatMap { index[$0] } ?? 0, weight: $0.weight,
                                   flags: $0.onlink ? NexthopInfo.onlinkFlag : 0)
                   },
-                  multipath: r.isMultipath)
+                  multipath: r.isMultipath, nexthopID: r.nexthopID)
+    }
+
+    /// A nexthop object as RTM_NEWNEXTHOP carries it.
+    public static func nexthop(_ n: NexthopSpec, index: [String: Int32]) -> NexthopObject {
+        NexthopObject(id: n.id, gateway: n.gateway, index: n.dev.flatMap { index[$0] } ?? 0, flags: n.onlink ? NexthopInfo.onlinkFlag : 0,
+                      blackhole: n.blackhole, group: n.group.map { .init(id: $0.id, weight: $0.weight) }, resilient: n.resilient)
     }
 
     public static func rule(_ r: Rule) -> RuleInfo {

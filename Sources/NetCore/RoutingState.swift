@@ -28,6 +28,10 @@ public struct AddressInfo: Sendable, Hashable {
     public var flags: UInt32
     public var metric: UInt32?
     public var label: String
+    /// IFA_ADDRESS when it differs from IFA_LOCAL (`peer P`): the prefix route and `inet_ifa_match` use it.
+    public var peer: IPv4Address?
+    /// What `inet_ifa_match()` tests a destination against: the peer's prefix, or the address's.
+    public var subnet: IPv4Prefix { IPv4Prefix(peer ?? prefix.address, prefix.length) }
     public var isSecondary: Bool { flags & 0x01 != 0 }     // IFA_F_SECONDARY
     public var noprefixroute: Bool { flags & 0x200 != 0 }    // IFA_F_NOPREFIXROUTE
 }
@@ -74,10 +78,11 @@ public struct RouteInfo: Sendable, Hashable {
     public init(table: UInt32 = 254, type: RouteType = .unicast, scope: UInt8 = 0, proto: UInt8 = 3,
                 destination: IPv4Prefix, tos: UInt8 = 0, metric: UInt32 = 0, prefsrc: IPv4Address? = nil,
                 mtu: UInt32? = nil, advmss: UInt32? = nil, hoplimit: UInt32? = nil, flags: UInt32 = 0,
-                nexthops: [NexthopInfo] = [], multipath: Bool = false) {
+                nexthops: [NexthopInfo] = [], multipath: Bool = false, nexthopID: UInt32? = nil) {
         self.table = table; self.type = type; self.scope = scope; self.proto = proto; self.destination = destination
         self.tos = tos; self.metric = metric; self.prefsrc = prefsrc; self.mtu = mtu; self.advmss = advmss
         self.hoplimit = hoplimit; self.flags = flags; self.nexthops = nexthops; self.multipath = multipath
+        self.nexthopID = nexthopID
     }
 }
 

@@ -615,7 +615,7 @@ public struct FibResolver: RouteResolver, Sendable {
         let localnet: UInt8 = routeLocalnet(index) ? 253 : 255
         var first: IPv4Address?
         for a in addressesByIndex[index] ?? [] where !a.isSecondary && min(a.scope, localnet) <= scope {
-            if dst != .any, a.prefix.contains(dst) {
+            if dst != .any, a.subnet.contains(dst) {     // inet_ifa_match: against IFA_ADDRESS (the peer, if any)
                 trace.add("saddr \(a.prefix.address): primary of \(name) whose subnet holds \(dst) (inet_select_addr)")
                 return a.prefix.address
             }

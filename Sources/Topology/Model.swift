@@ -40,6 +40,8 @@ public struct Node: Sendable {
     public var sourceRoute: Bool
     public var sysctls: [Sysctl]
     public var interfaces: [Interface]
+    /// Nexthop objects (`nexthops:`), made before the routes that use them (`nhid N`).
+    public var nexthopObjects: [NexthopSpec] = []
     public var routes: [Route]
     public var rules: [Rule]
     public var listen: [UInt16]
@@ -92,14 +94,22 @@ public struct InterfaceAddress: Sendable, Hashable {
     public var scope: AddressScope?
     public var noprefixroute: Bool
     public var metric: UInt32?
+    /// `peer P`: the other end of a point-to-point address (IFA_ADDRESS); the prefix length applies to it.
+    public var peer: IPv4Address? = nil
+    /// `broadcast B` (IFA_BROADCAST): the kernel adds a broadcast route for B.
+    public var broadcast: IPv4Address? = nil
     public var location: SourceLocation
     public var address: IPv4Address { prefix.address }
+    /// The subnet the kernel's prefix route covers: the peer's, or the address's.
+    public var subnet: IPv4Prefix { IPv4Prefix(peer ?? prefix.address, prefix.length).canonical }
     /// The iproute2 form: `198.51.100.10/25 scope link noprefixroute metric 10`.
     public var text: String {
         var s = prefix.description
         if let scope { s += " scope \(scope.rawValue)" }
         if noprefixroute { s += " noprefixroute" }
         if let metric { s += " metric \(metric)" }
+        if let peer { s += " peer \(peer)" }
+        if let broadcast { s += " broadcast \(broadcast)" }
         return s
     }
 }
@@ -133,6 +143,8 @@ public struct Route: Sendable {
     /// One entry for a plain route, several for `nexthop ... nexthop ...`, none for error types.
     public var nexthops: [Nexthop]
     public var isMultipath: Bool
+    /// `nhid N`: the route uses the node's nexthop object N instead of its own nexthops.
+    public var nexthopID: UInt32? = nil
 }
 
 public struct PortRange: Sendable, Hashable, CustomStringConvertible {

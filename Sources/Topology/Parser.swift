@@ -88,7 +88,7 @@ struct TopologyParser {
     var bareRoutes = false
 
     static let topKeys = ["lab", "address-ranges", "tables", "nodes", "links", "checks", "experiments"]
-    static let nodeKeys = ["forwarding", "source-route", "sysctl", "interfaces", "routes", "rules", "listen"]
+    static let nodeKeys = ["forwarding", "source-route", "sysctl", "interfaces", "nexthops", "routes", "rules", "listen"]
     static let interfaceKeys = ["addresses", "mtu", "type", "up"]
     static let linkKeys = ["a", "b", "ends", "mtu"]
 
@@ -240,6 +240,10 @@ struct TopologyParser {
             case "source-route": node.sourceRoute = reader.bool(v, "source-route") ?? false
             case "sysctl": node.sysctls = parseSysctls(v, node: name)
             case "interfaces": node.interfaces = parseInterfaces(v, node: name)
+            case "nexthops":
+                for r in reader.sequence(v, "nexthops") ?? [] {
+                    if let n = parseNexthopObject(r, node: name) { node.nexthopObjects.append(n) }
+                }
             case "routes":
                 for r in reader.sequence(v, "routes") ?? [] {
                     if let route = parseRoute(r, node: name) { node.routes.append(route) }
@@ -323,7 +327,7 @@ struct TopologyParser {
         return out
     }
 
-    /// `198.51.100.10/25 [scope S] [noprefixroute] [metric N]`
+    /// `198.51.100.10/25 [scope S] [noprefixroute] [metric N] [peer P] [broadcast B]`
     mutating func parseAddress(_ node: Yams.Node) -> InterfaceAddress? {
         guard let text = reader.scalar(node, "an address") else { return nil }
         return parseAddress(tokens: tokenize(text, at: reader.textLocation(node)), at: reader.location(node))
@@ -361,11 +365,21 @@ struct TopologyParser {
                 if let n = parseNumber(v.text), n <= UInt32.max { a.metric = UInt32(n) } else {
                     reader.error(v.at, "metric \"\(v.text)\" must be a number", length: v.text.count)
                 }
+            case "peer":
+                guard let v = arg() else { break }
+                if let p = IPv4Address(v.text) { a.peer = p } else {
+                    reader.error(v.at, "peer \"\(v.text)\" is not an IPv4 address", hint: "the prefix length after the address applies to the peer", length: v.text.count)
+                }
+            case "broadcast", "brd":
+                guard let v = arg() else { break }
+                if let b = IPv4Address(v.text) { a.broadcast = b } else {
+                    reader.error(v.at, "broadcast \"\(v.text)\" is not an IPv4 address", length: v.text.count)
+                }
             case "secondary":
                 reader.error(t.at, "\"secondary\" cannot be set; the kernel decides it",
                              hint: "list the address after another in the same subnet: the kernel makes it a secondary", length: t.text.count)
             default:
-                let valid = ["scope", "noprefixroute", "metric"]
+                let valid = ["scope", "noprefixroute", "metric", "peer", "broadcast"]
                 reader.error(t.at, "unknown address flag \"\(t.text)\"",
                              hint: nearest(t.text, in: valid).map { "did you mean \"\($0)\"?" } ?? "valid flags: " + valid.joined(separator: ", "),
                              length: t.text.count)

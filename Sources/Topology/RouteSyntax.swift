@@ -2,10 +2,10 @@ import Yams
 
 extension TopologyParser {
     static let routeKeys = ["to", "via", "dev", "src", "table", "metric", "scope", "proto", "mtu", "advmss", "hoplimit",
-                            "onlink", "type", "tos", "nexthops"]
+                            "onlink", "type", "tos", "nexthops", "nhid"]
     static let nexthopKeys = ["via", "dev", "weight", "onlink"]
     static let routeWords = ["via", "dev", "oif", "src", "table", "metric", "priority", "preference", "scope", "proto",
-                             "protocol", "mtu", "advmss", "hoplimit", "onlink", "nexthop", "type", "tos", "dsfield"]
+                             "protocol", "mtu", "advmss", "hoplimit", "onlink", "nexthop", "type", "tos", "dsfield", "nhid"]
 
     /// A route in iproute2 syntax (`default via 198.51.100.1 dev eth0 metric 100`) or as a mapping with the same keys.
     mutating func parseRoute(_ node: Yams.Node, node owner: String) -> Route? {
@@ -71,7 +71,7 @@ extension TopologyParser {
             case "metric", "priority", "preference": if let v = value(t) { s.set("metric", v) }
             case "protocol", "proto": if let v = value(t) { s.set("proto", v) }
             case "dsfield", "tos": if let v = value(t) { s.set("tos", v) }
-            case "src", "table", "scope", "mtu", "advmss", "hoplimit", "type": if let v = value(t) { s.set(t.text, v) }
+            case "src", "table", "scope", "mtu", "advmss", "hoplimit", "type", "nhid": if let v = value(t) { s.set(t.text, v) }
             case "onlink": s.set("onlink", Token(text: "true", at: t.at))
             default:
                 let hint = nearest(t.text, in: Self.routeWords).map { "did you mean \"\($0)\"?" }
@@ -185,12 +185,20 @@ extension TopologyParser {
             }
             route.nexthops.append(nh)
         }
+        if let t = s["nhid"] {
+            if let n = number(t, "nhid"), n >= 1 { route.nexthopID = UInt32(n) } else { ok = false }
+            if !hops.isEmpty {
+                reader.error(t.at, "a route with `nhid` takes its gateway and device from the nexthop object",
+                             hint: "drop via/dev/nexthop, or drop nhid", length: 4)
+                ok = false
+            }
+        }
         if type.isError, let h = route.nexthops.first {
             reader.error(h.location, "a \(type.rawValue) route has no gateway or device",
                          hint: "drop `via`/`dev`: \(type.rawValue) \(destination.routeDescription)")
             ok = false
         }
-        if !type.isError, type != .local, route.nexthops.isEmpty, !bareRoutes {
+        if !type.isError, type != .local, route.nexthops.isEmpty, route.nexthopID == nil, !bareRoutes {
             reader.error(to.at, "route \(destination.routeDescription) needs `via` or `dev`",
                          hint: "e.g. \(destination.routeDescription) via GATEWAY, or an error type such as unreachable \(destination.routeDescription)",
                          length: to.text.count)
@@ -217,6 +225,7 @@ extension Route {
             if let d = h.dev { w += ["dev", d] }
             if h.onlink { w.append("onlink") }
         }
+        if let nexthopID { w += ["nhid", String(nexthopID)] }
         if table != RoutingTable.main { w += ["table", tableName(table)] }
         if let proto { w += ["proto", String(proto)] }
         if let scope { w += ["scope", scope.rawValue] }

@@ -56,6 +56,10 @@ struct Validator {
                         reader.error(a.location, "address \(a.address) is outside the lab's address ranges",
                                      hint: "labs use only \(LabAddressSpace.description)", length: a.prefix.description.count)
                     }
+                    for extra in [a.peer, a.broadcast].compactMap({ $0 }) where !LabAddressSpace.contains(extra) && extra.value != UInt32.max {
+                        reader.error(a.location, "\(extra == a.peer ? "peer" : "broadcast") \(extra) is outside the lab's address ranges",
+                                     hint: "labs use only \(LabAddressSpace.description)", length: a.prefix.description.count)
+                    }
                     if let first = seen[a.address] {
                         reader.error(a.location, "address \(a.address) is declared twice in node \(node.name) (first at line \(first.line))",
                                      length: a.prefix.description.count)
@@ -67,6 +71,7 @@ struct Validator {
                     if iface.kind != .loopback, owners[a.address] == nil { owners[a.address] = (node.name, a.location) }
                 }
             }
+            validateNexthops(node, reader: &reader)
             validateRoutes(node, reader: &reader)
             validateRules(node, reader: &reader)
         }
@@ -76,7 +81,7 @@ struct Validator {
     func connected(_ node: Node) -> [(dev: String, prefix: IPv4Prefix)] {
         var out: [(String, IPv4Prefix)] = []
         for iface in node.interfaces where iface.kind != .loopback {
-            for a in iface.addresses where !a.noprefixroute && a.prefix.length < 32 { out.append((iface.name, a.prefix.canonical)) }
+            for a in iface.addresses where !a.noprefixroute && (a.prefix.length < 32 || a.peer != nil) { out.append((iface.name, a.subnet)) }
         }
         for r in node.routes where r.type == .unicast {
             for h in r.nexthops where h.gateway == nil { if let d = h.dev { out.append((d, r.destination)) } }
@@ -126,8 +131,15 @@ struct Validator {
                     continue
                 }
                 if local.contains(gw) {
-                    reader.error(h.location, "gateway \(gw) is an address of node \(node.name) itself", hint: "use the neighbour's address")
-                    continue
+                    // fib_check_nh_v4_gw: the kernel takes a gateway that is an address of the nexthop's device (or of
+                    // any device without `dev`) and gives the nexthop host scope: packets then go on-link. With
+                    // `onlink` it refuses one ("Nexthop has invalid gateway").
+                    if h.onlink {
+                        reader.error(h.location, "gateway \(gw) is an address of node \(node.name) itself; with `onlink` the kernel rejects it",
+                                     hint: "drop `onlink` (the route then sends on-link to each destination), or use the neighbour's address")
+                        continue
+                    }
+                    if h.dev == nil || node.interface(h.dev!)?.addresses.contains(where: { $0.address == gw }) == true { continue }
                 }
                 if h.onlink {
                     if h.dev == nil { reader.error(h.location, "`onlink` needs `dev`", hint: "add dev IFACE") }
@@ -139,6 +151,45 @@ struct Validator {
                     reader.error(h.location, "gateway \(gw) of route \"\(r.text)\" is on no connected subnet of node \(node.name)\(on); the kernel rejects it",
                                  hint: "add an address in \(gw)'s subnet\(on), or add `onlink` with `dev`")
                 }
+            }
+        }
+    }
+
+    /// Nexthop objects: unique ids, devices the node has, groups of existing single nexthops; `nhid` names one.
+    func validateNexthops(_ node: Node, reader: inout YAMLReader) {
+        let devs = node.interfaces.map(\.name) + (node.interface("lo") == nil ? ["lo"] : [])
+        var byID: [UInt32: NexthopSpec] = [:]
+        for n in node.nexthopObjects {
+            if let first = byID[n.id] {
+                reader.error(n.location, "nexthop id \(n.id) is declared twice in node \(node.name) (first at line \(first.location.line))")
+                continue
+            }
+            byID[n.id] = n
+            if let d = n.dev, !devs.contains(d) {
+                reader.error(n.location, "nexthop \(n.id) uses dev \(d), which node \(node.name) does not have",
+                             hint: nearest(d, in: devs).map { "did you mean \"\($0)\"?" } ?? "node \(node.name) has: " + devs.joined(separator: ", "))
+            }
+            if let g = n.gateway, !LabAddressSpace.contains(g) {
+                reader.error(n.location, "gateway \(g) is outside the lab's address ranges", hint: "labs use only \(LabAddressSpace.description)")
+            }
+        }
+        for n in node.nexthopObjects {
+            for m in n.group {
+                guard let member = byID[m.id], node.nexthopObjects.firstIndex(where: { $0.id == m.id })! < node.nexthopObjects.firstIndex(where: { $0.id == n.id })! else {
+                    reader.error(n.location, "group \(n.id) names nexthop \(m.id), which is not declared before it in node \(node.name)",
+                                 hint: "declare `id \(m.id) via G dev D` earlier under `nexthops:`")
+                    continue
+                }
+                if !member.group.isEmpty || member.blackhole {
+                    reader.error(n.location, "group \(n.id) names nexthop \(m.id), which is a \(member.blackhole ? "blackhole" : "group"); the kernel rejects it",
+                                 hint: "a group's members are single nexthops (via/dev)")
+                }
+            }
+        }
+        for r in node.routes {
+            if let id = r.nexthopID, byID[id] == nil {
+                reader.error(r.location, "route \"\(r.text)\" uses nhid \(id), which node \(node.name) does not declare",
+                             hint: "add `id \(id) via G dev D` under `nexthops:`")
             }
         }
     }
