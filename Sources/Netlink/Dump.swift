@@ -45,6 +45,17 @@ extension ArraySlice where Element == UInt8 {
 
 private final class DumpCollector {
     var messages: [DumpedMessage] = []
+    /// The sequence number of the request whose replies are collected.
+    var seq: UInt32 = 0
+}
+
+/// Replies belong to the request just sent: libnl's own check compares with a counter that a reply-only request
+/// (RTM_GETROUTE without NLM_F_ACK, in `request`) never advances, so a dump after one would fail with "Message
+/// sequence number mismatch". Replies to anything else are skipped.
+private let dumpSeqCheck: nl_recvmsg_msg_cb_t = { msg, arg in
+    guard let msg, let arg else { return attr(NL_OK) }
+    let collector = Unmanaged<DumpCollector>.fromOpaque(arg).takeUnretainedValue()
+    return nlmsg_hdr(msg)!.pointee.nlmsg_seq == collector.seq ? attr(NL_OK) : attr(NL_SKIP)
 }
 
 private let dumpCallback: nl_recvmsg_msg_cb_t = { msg, arg in
@@ -82,10 +93,12 @@ extension NetlinkSocket {
         guard let cb = nl_cb_clone(nl_socket_get_cb(sock)) else { throw NetlinkError(operation: operation, errno: .noMemory) }
         defer { nl_cb_put(cb) }
         nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, dumpCallback, arg)
+        nl_cb_set(cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, dumpSeqCheck, arg)
         let m = NetlinkMessage(type: type, flags: NLM_F_REQUEST | NLM_F_DUMP)
         m.append(header)
         defer { nlmsg_free(m.msg) }
         try call(operation) { nl_send_auto($0, m.msg) }
+        collector.seq = nlmsg_hdr(m.msg)!.pointee.nlmsg_seq
         try call(operation) { nl_recvmsgs($0, cb) }
         return collector.messages
     }

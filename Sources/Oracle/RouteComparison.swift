@@ -18,6 +18,8 @@ public struct RouteQuery: Sendable, Codable, Equatable {
     public var uid: UInt32
     /// An input lookup (`iif`): the route of a packet arriving on this device, instead of an output lookup.
     public var inputDevice: String?
+    /// Compare connect's route decisions (a kernel connect) instead of one lookup (`route --connect`).
+    public var connect = false
     public init(destination: IPv4Address, source: IPv4Address = .any, device: String? = nil, mark: UInt32 = 0, tos: UInt8 = 0,
                 proto: UInt8 = 6, sourcePort: UInt16 = 0, destinationPort: UInt16 = 0, uid: UInt32 = 0,
                 inputDevice: String? = nil) {
@@ -139,6 +141,10 @@ public struct RouteComparison: Sendable {
 
     public static func run(_ query: RouteQuery, resolver: FibResolver, socket: NetlinkSocket, namespace: NetworkNamespace,
                            connect: Bool) throws -> RouteComparison {
+        var resolver = resolver
+        // Group members are chosen among those whose neighbour is valid: take the neighbour table of this moment
+        // (after the kernel's connect for --connect, as its RTM_GETROUTE sees it).
+        func refreshNeighbours() throws { if resolver.usesNexthopGroups { resolver.updateNeighbours(try socket.neighbours.list()) } }
         let names = Dictionary(resolver.snapshot.links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
         let index = Dictionary(resolver.snapshot.links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
         /// 0 for none, -1 for a device the namespace does not have (the kernel answers ENODEV).
@@ -154,6 +160,7 @@ public struct RouteComparison: Sendable {
             }
         }
         if !connect {
+            try refreshNeighbours()
             let d: RouteDecision, untraced: Result<ResolvedRoute, Errno>
             if let iif = query.inputDevice {
                 d = resolver.decideInput(query.flow, inputDevice: iif)
@@ -188,6 +195,7 @@ public struct RouteComparison: Sendable {
         // Kernel: a real non-blocking connect with the same options; getsockname gives the source and port, and the
         // egress is what RTM_GETROUTE says for that 4-tuple (connect's lookup #3).
         let kc = try KernelConnect.attempt(query, in: namespace)
+        try refreshNeighbours()
         let dport = KernelConnect.destinationPort(query)
         var kernel: RouteAnswer
         if let err = kc.error {

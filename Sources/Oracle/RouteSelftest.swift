@@ -22,7 +22,7 @@ public struct RouteSelftest {
         }
         /// "input 5200 (forwarded 1100, delivered 900, EINVAL 2500, ...)" and the same for output.
         public var outcomeSummary: [String] {
-            ["output", "input"].compactMap { side in
+            ["output", "input", "connect"].compactMap { side in
                 let mine = outcomes.filter { $0.key.hasPrefix(side + " ") }
                 guard !mine.isEmpty else { return nil }
                 let parts = mine.sorted { $0.value > $1.value }.map { "\($0.key.dropFirst(side.count + 1)) \($0.value)" }
@@ -47,6 +47,15 @@ public struct RouteSelftest {
             out.append(RouteQuery(destination: d, destinationPort: 443))
             out.append(RouteQuery(destination: d, sourcePort: 1500, destinationPort: 80))
             out.append(RouteQuery(destination: d, uid: 1500))
+            // Connect's route decisions (a kernel connect beside ConnectRoute.decide): plainly, from each own
+            // address, bound to each device, with a mark and a tos.
+            var c = RouteQuery(destination: d)
+            c.connect = true
+            out.append(c)
+            for s in locals { var q = c; q.source = s; out.append(q) }
+            for dev in devices { var q = c; q.device = dev; out.append(q) }
+            var m = c; m.mark = 1; out.append(m)
+            var t = c; t.tos = 0x10; out.append(t)
             // Input lookups: a packet to d arriving on each device, from another lab address (forwarded or
             // delivered), from none, and from one of the namespace's own (a martian unless accept_local).
             let others = destinations.filter { $0 != d }
@@ -65,7 +74,8 @@ public struct RouteSelftest {
             if random.below(5) == 0 { q.tos = [0, 0x10, 0x20][Int(random.below(3))] }
             if random.below(4) == 0 { q.destinationPort = [22, 80, 443, 500][Int(random.below(4))] }
             if random.below(6) == 0 { q.sourcePort = UInt16(900 + random.below(1200)) }
-            if random.below(6) == 0 { q.proto = [6, 17, 1][Int(random.below(3))] }
+            if random.below(6) == 0, !q.connect { q.proto = [6, 17, 1][Int(random.below(3))] }
+            if q.connect { q.uid = 0 }
             sample.append(q)
         }
         return sample
@@ -77,11 +87,11 @@ public struct RouteSelftest {
         let resolver = FibResolver(snapshot: try RoutingSnapshot.read(socket: socket, namespace: namespace))
         var r = Result()
         for q in queries {
-            let c = try RouteComparison.run(q, resolver: resolver, socket: socket, namespace: namespace, connect: false)
+            let c = try RouteComparison.run(q, resolver: resolver, socket: socket, namespace: namespace, connect: q.connect)
             r.lookups += 1
             if c.agree { r.agreements += 1 } else { r.disagreements.append(c) }
-            let side = q.inputDevice == nil ? "output" : "input"
-            let what = c.kernel.error ?? (side == "output" ? "route" : c.kernel.dev == "lo" ? "delivered" : "forwarded")
+            let side = q.connect ? "connect" : q.inputDevice == nil ? "output" : "input"
+            let what = c.kernel.error ?? (side == "input" ? (c.kernel.dev == "lo" ? "delivered" : "forwarded") : c.kernel.dev == "lo" ? "local" : c.kernel.gateway != nil ? "via gateway" : "on-link")
             r.outcomes[side + " " + what, default: 0] += 1
         }
         return r

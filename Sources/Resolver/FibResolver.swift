@@ -110,8 +110,6 @@ public struct FibResolver: RouteResolver, Sendable {
             }
             return r
         }
-        neighbourState = Dictionary(snapshot.neighbours.map { (UInt64($0.address.value) << 32 | UInt64(UInt32(bitPattern: $0.index)), $0.isValid) },
-                                    uniquingKeysWith: { a, _ in a })
         fib = FibTables(routes: routes, nexthopGroups: groups) { r, nh in
             var quiet = Tracer(false)
             let host = nh.gateway.map { g in nh.scope.map { $0 == 254 } ?? localOn.contains(UInt64(g.value) << 32 | UInt64(UInt32(bitPattern: nh.index))) } ?? false
@@ -120,6 +118,7 @@ public struct FibResolver: RouteResolver, Sendable {
                               upperBound: -1,
                               saddr: me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: r.scope, trace: &quiet))
         }
+        updateNeighbours(snapshot.neighbours)
         for i in compiled.indices { compiled[i].tableSlot = fib.slot(of: compiled[i].table) ?? -1 }
         mergedSlots = [RoutingTable.local, RoutingTable.main].compactMap { fib.slot(of: $0) }
         let f = fib
@@ -219,7 +218,9 @@ public struct FibResolver: RouteResolver, Sendable {
                 // The destination is assumed on-link through the bound device.
                 if saddr == .any { saddr = inetSelectAddr(dev.index, dst: .any, scope: 253, trace: &trace) }
                 trace.add("no route (\(errnoName(e))) but oif \(dev.name) is set: assume \(daddr) is on-link")
-                return made(daddr, saddr, dev.index, gateway: nil, kind: .unicast, alias: nil, table: nil, rule: nil)
+                // __mkroute_output: the type follows the destination (RTN_MULTICAST / RTN_BROADCAST).
+                let kind: ResolvedRoute.Kind = daddr.value == UInt32.max ? .broadcast : daddr.isMulticast ? .multicast : .unicast
+                return made(daddr, saddr, dev.index, gateway: nil, kind: kind, alias: nil, table: nil, rule: nil)
             }
             return fail(e, "fib_lookup: \(errnoName(e))")
         case .success(let r): res = r
@@ -527,6 +528,16 @@ public struct FibResolver: RouteResolver, Sendable {
         }
         trace.add("fib_select_multipath: \(live.count) live legs; the multipath hash (seed unseen) picks one")
         return live
+    }
+
+    /// True when a route uses a nexthop object group, whose member choice reads neighbour state.
+    public var usesNexthopGroups: Bool { fib.aliases.contains { $0.group != 0 } }
+
+    /// Take the neighbour table as it is now (connects change it: a gateway that does not answer ARP goes
+    /// INCOMPLETE, then FAILED, and `nexthop_is_good_nh` skips it).
+    public mutating func updateNeighbours(_ neighbours: [NeighbourInfo]) {
+        neighbourState = Dictionary(neighbours.map { (UInt64($0.address.value) << 32 | UInt64(UInt32(bitPattern: $0.index)), $0.isValid) },
+                                    uniquingKeysWith: { a, _ in a })
     }
 
     /// `nexthop_is_good_nh()` (net/ipv4/nexthop.c): a member is good unless its gateway has a neighbour entry on its

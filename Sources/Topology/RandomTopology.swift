@@ -1,6 +1,8 @@
 /// Random multi-homed labs for differential testing (`netlab selftest route`, the integration tests): a ring of
-/// nodes with chords, secondaries and scoped addresses, loopbacks, routes in several tables (gateways, multipath,
-/// unreachable/prohibit/blackhole/throw, prefsrc, metrics) and rules with random selectors and actions.
+/// nodes with chords; /29, /31 and point-to-point (`peer`) links; secondaries, scoped (link/host) /32s, explicit
+/// broadcasts and address metrics; loopbacks; routes in several tables (gateways, multipath,
+/// unreachable/prohibit/blackhole/throw, prefsrc, metrics, gateways that are the node's own address); nexthop
+/// objects (singles, a weighted group, a blackhole, routes using them); rules with random selectors and actions.
 /// Deterministic per seed; always valid.
 public struct RandomTopology: Sendable {
     public var text: String
@@ -12,6 +14,7 @@ public struct RandomTopology: Sendable {
         var ifaces: [[String]] = Array(repeating: [], count: n)
         var routes: [[String]] = Array(repeating: [], count: n)
         var rules: [[String]] = Array(repeating: [], count: n)
+        var nexthops: [[String]] = Array(repeating: [], count: n)
         var links: [String] = []
         var count = Array(repeating: 0, count: n)
         var neighbours: [[(gw: String, dev: String, local: String)]] = Array(repeating: [], count: n)
@@ -24,13 +27,23 @@ public struct RandomTopology: Sendable {
         for (k, (a, b)) in pairs.prefix(64).enumerated() {
             let range = k < 32 ? "198.51.100" : "203.0.113"
             let base = (k % 32) * 8
-            let (ea, eb) = ("\(range).\(base + 1)", "\(range).\(base + 2)")
             let ia = "eth\(count[a])", ib = "eth\(count[b])"
             count[a] += 1; count[b] += 1
-            var la = ["\(ea)/29"], lb = ["\(eb)/29"]
-            if chance(3) { la.append("\(range).\(base + 3)/29") }                   // a secondary
-            if chance(4) { lb.append("\(range).\(base + 4)/29 noprefixroute") }     // a secondary without prefix route
-            if chance(5) { la.insert("\(range).\(base + 5)/32 scope link", at: 0) }
+            // Addressing of the link: a /29 (most), a /31, or point-to-point /32s with `peer`.
+            let shape = rng.next() % 8
+            let (ea, eb) = shape == 0 ? ("\(range).\(base)", "\(range).\(base + 1)") : ("\(range).\(base + 1)", "\(range).\(base + 2)")
+            var la: [String], lb: [String]
+            switch shape {
+            case 0: la = ["\(ea)/31"]; lb = ["\(eb)/31"]
+            case 1: la = ["\(ea)/32 peer \(eb)"]; lb = ["\(eb)/32 peer \(ea)"]
+            default:
+                // An explicit broadcast (a second broadcast route), a metric on the prefix route.
+                la = ["\(ea)/29\(chance(4) ? " broadcast \(range).\(base + 6)" : "")\(chance(6) ? " metric \(10 + rng.next() % 90)" : "")"]
+                lb = ["\(eb)/29"]
+                if chance(3) { la.append("\(range).\(base + 3)/29") }                   // a secondary
+                if chance(4) { lb.append("\(range).\(base + 4)/29 noprefixroute") }     // a secondary without prefix route
+            }
+            if chance(5) { la.insert("\(range).\(base + 5)/32 scope \(pick(["link", "host"]))", at: 0) }
             ifaces[a].append("      \(ia): [\(la.map { "\"\($0)\"" }.joined(separator: ", "))]")
             ifaces[b].append("      \(ib): [\(lb.map { "\"\($0)\"" }.joined(separator: ", "))]")
             links.append("  - [n\(a):\(ia), n\(b):\(ib)]")
@@ -56,6 +69,26 @@ public struct RandomTopology: Sendable {
                 routes[i].append("\(pick(["unreachable", "blackhole", "prohibit", "throw"])) 192.0.2.\(pick([224, 232, 240, 248]))/29 table \(t)")
             }
             routes[i].append("\(pick(["unreachable", "blackhole", "prohibit"])) 192.0.2.\(pick([200, 208]))/29")
+            // A gateway that is the node's own address (fib_check_nh_v4_gw: host scope, sent on-link), with and
+            // without `dev`.
+            if chance(2) { routes[i].append("192.0.2.184/29 via \(first.local) dev \(first.dev)") }
+            if chance(3) { routes[i].append("192.0.2.32/28 via \(first.local)") }
+            // Nexthop objects: singles (one possibly a local gateway), a weighted hash-threshold group, a blackhole,
+            // and routes using them in main and table 100.
+            if !chance(3) {
+                var objs = ["id 1 via \(nb[0].gw) dev \(nb[0].dev)"]
+                var members = ["1,\(1 + rng.next() % 4)"]
+                if nb.count >= 2 { objs.append("id 2 via \(nb[1].gw) dev \(nb[1].dev)"); members.append("2,\(1 + rng.next() % 4)") }
+                if chance(3) { objs.append("id 3 via \(first.local) dev \(first.dev)"); members.append("3") }
+                if nb.count >= 3, chance(2) { objs.append("id 4 via \(nb[2].gw) dev \(nb[2].dev)"); members.append("4,\(1 + rng.next() % 4)") }
+                objs.append("id 10 group \(members.joined(separator: "/"))")
+                objs.append("id 11 blackhole")
+                nexthops[i] = objs
+                routes[i].append("192.0.2.144/28 nhid 10")
+                routes[i].append("192.0.2.160/28 nhid \(pick(objs.contains { $0.hasPrefix("id 3 ") } ? [1, 3, 10] : [1, 10]))")
+                routes[i].append("192.0.2.176/29 nhid 11")
+                if chance(2) { routes[i].append("192.0.2.128/28 nhid 10 table 100") }
+            }
             routes[i].append("192.0.2.96/27 via \(first.gw) src 192.0.2.\(i + 1) metric 5")
             let selectors = ["fwmark 0x1", "fwmark 0x2/0x3", "ipproto udp", "ipproto tcp dport 443", "sport 1000-2000",
                              "from 192.0.2.\(i + 1)", "from \(first.local)", "to 192.0.2.96/28", "tos 0x10", "uidrange 1000-2000",
@@ -85,6 +118,7 @@ public struct RandomTopology: Sendable {
             if rng.next() % 4 == 0 { sysctl.append("net.ipv4.conf.all.src_valid_mark: 1") }
             lines.append("    sysctl: {\(sysctl.joined(separator: ", "))}")
             lines += ["    interfaces:"] + ifaces[i]
+            if !nexthops[i].isEmpty { lines += ["    nexthops:"] + nexthops[i].map { "      - \($0)" } }
             if !routes[i].isEmpty { lines += ["    routes:"] + routes[i].map { "      - \($0)" } }
             if !rules[i].isEmpty { lines += ["    rules:"] + rules[i].map { "      - \($0)" } }
         }

@@ -87,13 +87,23 @@ struct SelftestRoute: ParsableCommand {
             d.insert(p.length == 32 ? p.address : IPv4Address(p.address.value + 1))
             d.insert(IPv4Address(p.address.value | ~p.mask))
             // Equal-cost legs: several hosts, so the multipath hash is exercised on several inputs.
-            if r.nexthops.count > 1, p.length <= 28 {
+            if r.nexthops.count > 1 || r.nexthopID != nil, p.length <= 28 {
                 let size = ~p.mask &+ 1
                 for k in 1...6 { d.insert(IPv4Address(p.address.value + size / 7 * UInt32(k))) }
             }
         }
-        for extra in ["192.0.2.99", "192.0.2.210", "192.0.2.230", "192.0.2.245", "198.51.100.200", "203.0.113.250", "224.0.0.5", "255.255.255.255"] {
+        for extra in ["192.0.2.99", "192.0.2.210", "192.0.2.230", "192.0.2.245", "198.51.100.200", "203.0.113.250", "224.0.0.5", "255.255.255.255",
+                      "0.0.0.0", "127.0.0.1", "127.1.2.3", "239.1.2.3", "192.0.2.150", "192.0.2.165", "192.0.2.180", "192.0.2.186", "192.0.2.40"] {
             d.insert(IPv4Address(extra)!)
+        }
+        // Destinations the kernel treats specially: each subnet's network and directed-broadcast address, explicit
+        // broadcasts and peers (own addresses and other devices' are among the lab's addresses above).
+        for a in t.nodes.flatMap({ $0.addresses.map(\.address) }) {
+            let p = a.subnet
+            d.insert(p.address)
+            d.insert(IPv4Address(p.address.value | ~p.mask))
+            if let b = a.broadcast { d.insert(b) }
+            if let q = a.peer { d.insert(q) }
         }
         return d.sorted()
     }
