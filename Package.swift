@@ -91,6 +91,7 @@ let package = Package(
         .testTarget(name: "OutputTests", dependencies: ["Files", "Checks", "Topology"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Wire"]),
+        .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Engine", "NetCore", .product(name: "SystemPackage", package: "swift-system")]),
         // Root tests: real namespaces, checked through iproute2's `ip -j` (an independent reader). They run in CI.
         // Labs/: the ported kernel selftest labs, read by path (repoRoot), not bundled as resources.
         .testTarget(name: "IntegrationTests", dependencies: ["NetLab", "netlab"], exclude: ["Labs"]),
