@@ -31,7 +31,8 @@ public struct Addresses {
         try socket.send(m, op)
     }
 
-    /// `ip addr del A/LEN dev IF`: RTM_DELADDR matching the local address and prefix length (inet_rtm_deladdr).
+    /// `ip addr del A/LEN dev IF`: RTM_DELADDR matching the local address and prefix length (inet_rtm_deladdr). With
+    /// `promote_secondaries` on, the kernel makes the next secondary of the subnet primary (`__inet_del_ifa`).
     public func delete(index: Int32, device: String, prefix: IPv4Prefix) throws(NetlinkError) {
         let m = NetlinkMessage(type: attr(RTM_DELADDR), flags: NLM_F_REQUEST | NLM_F_ACK)
         var ifa = ifaddrmsg()

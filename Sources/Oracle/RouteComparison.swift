@@ -194,8 +194,22 @@ public struct RouteComparison: Sendable {
         }
         // Kernel: a real non-blocking connect with the same options; getsockname gives the source and port, and the
         // egress is what RTM_GETROUTE says for that 4-tuple (connect's lookup #3).
+        // Group members' liveness is neighbour state, which timers change (PROBE → FAILED, INCOMPLETE → FAILED): read
+        // it before the connect (its lookups #1/#2) and after (lookup #3, RTM_GETROUTE); when a member's validity
+        // changed in between, the answers under either state count.
+        let neighboursBefore = resolver.usesNexthopGroups ? try socket.neighbours.list() : []
         let kc = try KernelConnect.attempt(query, in: namespace)
-        try refreshNeighbours()
+        let neighboursAfter = resolver.usesNexthopGroups ? try socket.neighbours.list() : []
+        var resolvers = [resolver]
+        if resolver.usesNexthopGroups {
+            resolvers[0].updateNeighbours(neighboursAfter)
+            let valid = { (n: [NeighbourInfo]) in Set(n.filter(\.isValid).map { "\($0.index) \($0.address)" }) }
+            if valid(neighboursBefore) != valid(neighboursAfter) {
+                var r = resolver
+                r.updateNeighbours(neighboursBefore)
+                resolvers.append(r)
+            }
+        }
         let dport = KernelConnect.destinationPort(query)
         var kernel: RouteAnswer
         if let err = kc.error {
@@ -215,33 +229,38 @@ public struct RouteComparison: Sendable {
         }
         // Resolver: the engine's socket (options, bind) and ConnectRoute.decide, the engine's own route decisions,
         // with the port the kernel chose; once per equal-cost leg the kernel may take at each lookup.
-        let branches = Branches(resolver)
         var outcomes: [RouteAnswer] = []
         var trace: [String] = []
-        repeat {
-            var e = ConnectEngine(resolver: branches, config: EngineConfig(seed: 1))
-            if let d = query.device { _ = e.setOption(.bindToDevice(d)) }
-            if query.mark != 0 { _ = e.setOption(.mark(query.mark)) }
-            if query.tos != 0 { _ = e.setOption(.tos(query.tos)) }
-            var answer: RouteAnswer
-            if query.source != .any || query.sourcePort != 0, let err = e.bind(address: query.source, port: query.sourcePort).0 {
-                answer = RouteAnswer(error: name(err))
-                if outcomes.isEmpty { trace.append("inet_bind \(query.source):\(query.sourcePort): \(name(err))") }
-            } else {
-                let d = ConnectRoute.decide(e.connectRouteQuery(to: query.destination, port: dport), resolver: branches) { _, _, _ in
-                    .success(kc.error == nil ? kc.port : query.sourcePort)
+        var mismatches: [String] = []
+        for (n, resolver) in resolvers.enumerated() {
+            if n == 1 { trace.append("neighbour state changed during the kernel's connect: the answers under the state before it count too") }
+            let branches = Branches(resolver)
+            repeat {
+                var e = ConnectEngine(resolver: branches, config: EngineConfig(seed: 1))
+                if let d = query.device { _ = e.setOption(.bindToDevice(d)) }
+                if query.mark != 0 { _ = e.setOption(.mark(query.mark)) }
+                if query.tos != 0 { _ = e.setOption(.tos(query.tos)) }
+                var answer: RouteAnswer
+                if query.source != .any || query.sourcePort != 0, let err = e.bind(address: query.source, port: query.sourcePort).0 {
+                    answer = RouteAnswer(error: name(err))
+                    if outcomes.isEmpty { trace.append("inet_bind \(query.source):\(query.sourcePort): \(name(err))") }
+                } else {
+                    let d = ConnectRoute.decide(e.connectRouteQuery(to: query.destination, port: dport), resolver: branches) { _, _, _ in
+                        .success(kc.error == nil ? kc.port : query.sourcePort)
+                    }
+                    switch d.result {
+                    case .success(let r): answer = Self.answer(r); answer.source = d.source.description
+                    case .failure(let err): answer = RouteAnswer(error: name(err))
+                    }
+                    if outcomes.isEmpty { trace += d.steps.map { "\($0.function): \($0.detail)" } }
                 }
-                switch d.result {
-                case .success(let r): answer = Self.answer(r); answer.source = d.source.description
-                case .failure(let err): answer = RouteAnswer(error: name(err))
-                }
-                if outcomes.isEmpty { trace += d.steps.map { "\($0.function): \($0.detail)" } }
-            }
-            if !outcomes.contains(answer) { outcomes.append(answer) }
-        } while branches.next() && outcomes.count < 64
-        trace += branches.mismatches
+                if !outcomes.contains(answer) { outcomes.append(answer) }
+            } while branches.next() && outcomes.count < 64
+            mismatches += branches.mismatches
+        }
+        trace += mismatches
         let engine = outcomes[0]
-        let agree = branches.mismatches.isEmpty && outcomes.contains { c in
+        let agree = mismatches.isEmpty && outcomes.contains { c in
             if c.error != nil || kernel.error != nil { return c.error == kernel.error }
             return c.source == kernel.source && c.dev == kernel.dev && c.gateway == kernel.gateway &&
                 (c.table == nil || kernel.table == nil || c.table == kernel.table)

@@ -116,6 +116,7 @@ public struct RandomTopology: Sendable {
             sysctl.append("net.ipv4.conf.all.rp_filter: \(rng.next() % 3)")
             if rng.next() % 4 == 0 { sysctl.append("net.ipv4.conf.all.accept_local: 1") }
             if rng.next() % 4 == 0 { sysctl.append("net.ipv4.conf.all.src_valid_mark: 1") }
+            if rng.next() % 2 == 0 { sysctl.append("net.ipv4.conf.all.promote_secondaries: 1") }
             lines.append("    sysctl: {\(sysctl.joined(separator: ", "))}")
             lines += ["    interfaces:"] + ifaces[i]
             if !nexthops[i].isEmpty { lines += ["    nexthops:"] + nexthops[i].map { "      - \($0)" } }

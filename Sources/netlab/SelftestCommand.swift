@@ -29,6 +29,7 @@ struct SelftestRoute: ParsableCommand {
         var random = EngineRandom(seed: seed)
         var total = RouteSelftest.Result()
         var namespaces = 0
+        var linksDown = 0, primariesDeleted = 0
         func test(_ topology: Topology) throws {
             for node in topology.nodes {
                 let ns = NetworkNamespace(named: topology.namespace(of: node.name))
@@ -57,13 +58,28 @@ struct SelftestRoute: ParsableCommand {
                     let s = try NetlinkSocket(in: NetworkNamespace(named: t.namespace(of: node.name)))
                     if let l = try s.links.list().first(where: { $0.name == iface.name }) {
                         try s.links.set(index: l.index, name: l.name, up: false)
+                        linksDown += 1
                     }
+                }
+                // Some primaries deleted live: with promote_secondaries (the generator sets it on some nodes) a
+                // secondary of the subnet becomes primary, otherwise the secondaries go with it.
+                for node in t.nodes where random.below(3) == 0 {
+                    guard let iface = node.interfaces.first(where: { i in i.kind == .veth && i.addresses.count > 1 &&
+                        i.addresses.contains { a in a.prefix.length < 32 && i.addresses.contains { $0.address != a.address && $0.subnet == a.subnet } } })
+                    else { continue }
+                    let s = try NetlinkSocket(in: NetworkNamespace(named: t.namespace(of: node.name)))
+                    guard let l = try s.links.list().first(where: { $0.name == iface.name }),
+                          let primary = try s.addresses.list().first(where: { $0.index == l.index && !$0.isSecondary && $0.prefix.length < 32 })
+                    else { continue }
+                    try s.addresses.delete(index: l.index, device: l.name, prefix: primary.prefix)
+                    primariesDeleted += 1
                 }
                 try test(t)
             }
         }
         Terminal.endProgress()
-        let line = "\(total.agreements)/\(count(total.lookups, "lookup")) agree over \(count(namespaces, "namespace"))"
+        let line = "\(total.agreements)/\(count(total.lookups, "lookup")) agree over \(count(namespaces, "namespace"))" +
+            (lab == nil ? " (\(linksDown) links taken down, \(primariesDeleted) primaries deleted live)" : "")
         if json {
             struct Summary: Encodable { var lookups, agreements, namespaces, disagreements: Int; var outcomes: [String: Int] }
             try Terminal.printJSON(Summary(lookups: total.lookups, agreements: total.agreements, namespaces: namespaces,
