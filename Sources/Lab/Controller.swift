@@ -503,7 +503,8 @@ public enum KernelForm {
     /// A nexthop object as RTM_NEWNEXTHOP carries it.
     public static func nexthop(_ n: NexthopSpec, index: [String: Int32]) -> NexthopObject {
         NexthopObject(id: n.id, gateway: n.gateway, index: n.dev.flatMap { index[$0] } ?? 0, flags: n.onlink ? NexthopInfo.onlinkFlag : 0,
-                      blackhole: n.blackhole, group: n.group.map { .init(id: $0.id, weight: $0.weight) }, resilient: n.resilient)
+                      blackhole: n.blackhole, group: n.group.map { .init(id: $0.id, weight: $0.weight) }, resilient: n.resilient,
+                      buckets: Array(repeating: 0, count: n.buckets ?? 0))
     }
 
     public static func rule(_ r: Rule) -> RuleInfo {

@@ -106,10 +106,13 @@ public struct NexthopObject: Sendable, Hashable {
     public var group: [Member]
     /// `type resilient`: members are chosen by bucket (`nexthop_select_path_res`), not by hash threshold.
     public var resilient: Bool
+    /// A resilient group's buckets: the member id each bucket holds (`ip nexthop bucket show`), by bucket index.
+    /// When adding, its count is the number of buckets (`buckets N`; the ids are the kernel's to assign).
+    public var buckets: [UInt32]
     public init(id: UInt32, gateway: IPv4Address? = nil, index: Int32 = 0, scope: UInt8 = 0, flags: UInt32 = 0,
-                blackhole: Bool = false, group: [Member] = [], resilient: Bool = false) {
+                blackhole: Bool = false, group: [Member] = [], resilient: Bool = false, buckets: [UInt32] = []) {
         self.id = id; self.gateway = gateway; self.index = index; self.scope = scope; self.flags = flags
-        self.blackhole = blackhole; self.group = group; self.resilient = resilient
+        self.blackhole = blackhole; self.group = group; self.resilient = resilient; self.buckets = buckets
     }
     public var isGroup: Bool { !group.isEmpty }
 }

@@ -25,6 +25,21 @@ public struct Nexthops {
     static let newNexthop: Int32 = 104, getNexthop: Int32 = 106
     // NHA_* (linux/nexthop.h).
     static let id: Int32 = 1, group: Int32 = 2, groupType: Int32 = 3, blackhole: Int32 = 4, oif: Int32 = 5, gateway: Int32 = 6
+    static let resilientGroup: Int32 = 12, resilientBucket: Int32 = 13, getBucket: Int32 = 118, newBucket: Int32 = 116
+
+    /// `ip nexthop bucket show`: each resilient group's buckets (group id → member id by bucket index).
+    public func buckets() throws(NetlinkError) -> [UInt32: [UInt32]] {
+        let h = NexthopMessageHeader(family: UInt8(AF_UNSPEC))
+        var out: [UInt32: [Int: UInt32]] = [:]
+        for m in try socket.dump(type: Self.getBucket, header: h, "ip nexthop bucket show") where m.type == UInt16(Self.newBucket) {
+            let a = m.attributes(after: MemoryLayout<NexthopMessageHeader>.size)
+            guard let id = a[UInt16(Self.id)]?.u32, let b = a[UInt16(Self.resilientBucket)] else { continue }
+            let sub = parseAttributes(b, from: 0)
+            guard let index = sub[1]?.u16, let nh = sub[3]?.u32 else { continue }   // NHA_RES_BUCKET_INDEX, _NH_ID
+            out[id, default: [:]][Int(index)] = nh
+        }
+        return out.mapValues { d in (0..<(d.keys.max().map { $0 + 1 } ?? 0)).map { d[$0] ?? 0 } }
+    }
 
     /// `ip nexthop add id N via G dev D [onlink]`, `ip nexthop add id N group A[/B...][,W] [type resilient]`,
     /// `ip nexthop add id N blackhole`. `text` names the object in errors.
@@ -45,6 +60,12 @@ public struct Nexthops {
             }
             _ = bytes.withUnsafeBytes { nla_put(m.msg, Self.group, Int32($0.count), $0.baseAddress) }
             m.put(Self.groupType, u16: n.resilient ? 1 : 0)
+            if n.resilient {
+                // NHA_RES_GROUP { NHA_RES_GROUP_BUCKETS }: the kernel requires the number of buckets.
+                let nest = nla_nest_start(m.msg, Self.resilientGroup)
+                m.put(1, u16: UInt16(n.buckets.isEmpty ? 128 : n.buckets.count))
+                nla_nest_end(m.msg, nest)
+            }
         } else {
             m.put(Self.oif, u32: UInt32(bitPattern: n.index))
             if let g = n.gateway { m.put(Self.gateway, ipv4: g.value) }

@@ -16,7 +16,11 @@ extension RoutingSnapshot {
         let addresses = try socket.addresses.list()
         let routes = try socket.routes.list()
         let rules = try socket.rules.list()
-        let nexthopObjects = try socket.nexthops.list()
+        var nexthopObjects = try socket.nexthops.list()
+        if nexthopObjects.contains(where: \.resilient) {
+            let buckets = try socket.nexthops.buckets()
+            for i in nexthopObjects.indices where nexthopObjects[i].resilient { nexthopObjects[i].buckets = buckets[nexthopObjects[i].id] ?? [] }
+        }
         let neighbours = nexthopObjects.isEmpty ? [] : try socket.neighbours.list()
         var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh", "net.ipv4.fib_multipath_hash_seed"]
         // Per-device IPv4 conf (and `all`): output lookups read the first two, input lookups (`iif`) the next six, and

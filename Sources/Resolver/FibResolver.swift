@@ -48,6 +48,8 @@ public struct FibResolver: RouteResolver, Sendable {
     /// The multipath hash when the namespace makes it knowable: `fib_multipath_hash_seed` set (non-zero), policy 0
     /// (L3) or 1 (L4), `fib_multipath_use_neigh` off. Nil: the hash is unseen and every live leg is a candidate.
     let multipathHash: (seed: UInt32, policy: Int)?
+    /// Resilient groups' buckets by route (index in the snapshot's routes): each bucket's member as a leg offset.
+    var resilientBuckets: [Int: [Int]] = [:]
     /// Neighbour entries by (address, ifindex): valid or not (`nexthop_is_good_nh` for group members).
     var neighbourState: [UInt64: Bool] = [:]
 
@@ -95,6 +97,7 @@ public struct FibResolver: RouteResolver, Sendable {
         // fib_table_lookup → nexthop_is_blackhole → EINVAL).
         let objects = Dictionary(snapshot.nexthopObjects.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var groups: [Int: UInt8] = [:]
+        var buckets: [Int: [Int]] = [:]
         let routes = snapshot.routes.enumerated().map { n, r0 -> RouteInfo in
             guard let id = r0.nexthopID, let o = objects[id] else { return r0 }
             var r = r0
@@ -103,13 +106,20 @@ public struct FibResolver: RouteResolver, Sendable {
             }
             if o.blackhole { r.type = .blackhole; r.nexthops = []; return r }
             if o.isGroup {
-                r.nexthops = o.group.compactMap { m in objects[m.id].map { hop($0, weight: m.weight) } }
+                let members = o.group.filter { objects[$0.id] != nil }
+                r.nexthops = members.map { hop(objects[$0.id]!, weight: $0.weight) }
                 groups[n] = o.resilient ? 2 : 1
+                if o.resilient, !o.buckets.isEmpty {
+                    let position = Dictionary(members.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
+                    let legs = o.buckets.map { position[$0] ?? -1 }
+                    if !legs.contains(-1) { buckets[n] = legs }
+                }
             } else {
                 r.nexthops = [hop(o, weight: 1)]
             }
             return r
         }
+        resilientBuckets = buckets
         fib = FibTables(routes: routes, nexthopGroups: groups) { r, nh in
             var quiet = Tracer(false)
             let host = nh.gateway.map { g in nh.scope.map { $0 == 254 } ?? localOn.contains(UInt64(g.value) << 32 | UInt64(UInt32(bitPattern: nh.index))) } ?? false
@@ -551,8 +561,8 @@ public struct FibResolver: RouteResolver, Sendable {
     /// nexthop object group: the flow hash (`fib_multipath_hash`, the same as the legacy path's) against each member's
     /// hash-threshold upper bound (`nexthop_select_path_hthr`), skipping members that are not good and falling back to
     /// the first good one — never the legacy preference for the leg whose source is the flow's. Resilient groups pick
-    /// a bucket by hash (`nexthop_select_path_res`), whose members the snapshot does not read: every member is a
-    /// candidate. Answers positions in `fib.nexthops`.
+    /// bucket `hash % buckets` (`nexthop_select_path_res`, no liveness check), as the snapshot read the buckets.
+    /// Answers positions in `fib.nexthops`.
     /// `inputPolicy1`: an input lookup, whose L4 hash (policy 1) reads the packet and stays unseen.
     func nexthopSelectPath(_ r: FibAlias, _ k: Key, inputPolicy1: Bool = false, trace: inout Tracer) -> [Int] {
         let members = r.nexthops.map(Int.init)
@@ -564,7 +574,17 @@ public struct FibResolver: RouteResolver, Sendable {
             trace.add("nexthop_select_path_hthr: fib_multipath_hash (policy \(h.policy), seed \(h.seed)) = \(hash): member \(chosen - members[0] + 1) of \(members.count) (upper bound \(fib.nexthops[chosen].upperBound))\(good.count < members.count ? "; \(members.count - good.count) not good (neighbour failed)" : "")")
             return [chosen]
         }
-        trace.add("nexthop_select_path: \(r.group == 2 ? "resilient group: the buckets (unread) decide" : "group; the hash (seed unseen) picks one of \(good.count) good members")")
+        if r.group == 2, let h = multipathHash, h.policy == 0 || (!k.anySport && !inputPolicy1), let b = resilientBuckets[Int(r.route)] {
+            let hash = fibMultipathHash(k, seed: h.seed, policy: h.policy)
+            let leg = members[b[Int(hash) % b.count]]
+            trace.add("nexthop_select_path_res: fib_multipath_hash (policy \(h.policy), seed \(h.seed)) = \(hash): bucket \(Int(hash) % b.count) of \(b.count) → member \(leg - members[0] + 1)")
+            return [leg]
+        }
+        if r.group == 2 {
+            trace.add("nexthop_select_path_res: the hash (unseen) picks a bucket; any member may hold it")
+            return members
+        }
+        trace.add("nexthop_select_path: group; the hash (seed unseen) picks one of \(good.count) good members")
         return good.isEmpty ? [members[0]] : good
     }
 

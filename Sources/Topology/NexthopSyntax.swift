@@ -13,6 +13,8 @@ public struct NexthopSpec: Sendable {
     public var group: [(id: UInt32, weight: Int)]
     /// `type resilient`.
     public var resilient: Bool
+    /// `buckets N` of a resilient group (the kernel requires it).
+    public var buckets: Int? = nil
 }
 
 extension TopologyParser {
@@ -70,7 +72,8 @@ extension TopologyParser {
                     default: reader.error(v.at, "group type \"\(v.text)\" is not mpath or resilient", length: v.text.count); ok = false
                     }
                 }
-            case "buckets": if let v = value(t) { if number(v, "buckets", max: 65535) == nil { ok = false } }
+            case "buckets":
+                if let v = value(t) { if let n = number(v, "buckets", max: 65535), n >= 1 { spec.buckets = Int(n) } else { ok = false } }
             default:
                 let hint = nearest(t.text, in: Self.nexthopWords).map { "did you mean \"\($0)\"?" }
                     ?? "a nexthop takes: " + Self.nexthopWords.joined(separator: ", ")
@@ -92,6 +95,11 @@ extension TopologyParser {
         if ok, kinds == 1, spec.group.isEmpty, !spec.blackhole, spec.dev == nil {
             reader.error(at, "nexthop \(spec.id) needs `dev` (the kernel requires a device for a gateway nexthop)",
                          hint: "id \(spec.id) via \(spec.gateway?.description ?? "G") dev eth0")
+            ok = false
+        }
+        if ok, spec.resilient, spec.buckets == nil {
+            reader.error(at, "resilient group \(spec.id) needs `buckets N` (the kernel requires the number of buckets)",
+                         hint: "e.g. id \(spec.id) group 1/2 type resilient buckets 32")
             ok = false
         }
         return ok ? spec : nil

@@ -2,7 +2,7 @@
 /// nodes with chords; /29, /31 and point-to-point (`peer`) links; secondaries, scoped (link/host) /32s, explicit
 /// broadcasts and address metrics; loopbacks; routes in several tables (gateways, multipath,
 /// unreachable/prohibit/blackhole/throw, prefsrc, metrics, gateways that are the node's own address); nexthop
-/// objects (singles, a weighted group, a blackhole, routes using them); rules with random selectors and actions.
+/// objects (singles, a weighted group, a resilient group, a blackhole, routes using them); rules with random selectors and actions.
 /// Deterministic per seed; always valid.
 public struct RandomTopology: Sendable {
     public var text: String
@@ -82,6 +82,10 @@ public struct RandomTopology: Sendable {
                 if chance(3) { objs.append("id 3 via \(first.local) dev \(first.dev)"); members.append("3") }
                 if nb.count >= 3, chance(2) { objs.append("id 4 via \(nb[2].gw) dev \(nb[2].dev)"); members.append("4,\(1 + rng.next() % 4)") }
                 objs.append("id 10 group \(members.joined(separator: "/"))")
+                if chance(2) {   // a resilient group: members by bucket
+                    objs.append("id 12 group \(members.joined(separator: "/")) type resilient buckets \(pick([4, 8, 16, 32]))")
+                    routes[i].append("192.0.2.152/29 nhid 12")
+                }
                 objs.append("id 11 blackhole")
                 nexthops[i] = objs
                 routes[i].append("192.0.2.144/28 nhid 10")

@@ -76,10 +76,12 @@ struct KernelParity {
             nexthop add id 12 group 10,1/11,3
             nexthop add id 14 group 10/4
             nexthop add id 13 blackhole
+            nexthop add id 21 group 10,1/11,3 type resilient buckets 8
             route add 192.0.2.128/27 nhid 12
             route add 192.0.2.160/28 nhid 4
             route add 192.0.2.176/28 nhid 13
             route add 192.0.2.192/27 nhid 14
+            route add 192.0.2.240/28 nhid 21
             """)
         try f.script(r, """
             addr add 198.51.100.2/24 dev eth0
@@ -141,6 +143,12 @@ struct KernelParity {
             _ = try routeAgrees(h, ["192.0.2.\(193 + k)", "--from", "198.51.100.1"])
         }
         #expect(devices == ["eth0", "eth1"], "both members are used")
+        // The resilient group: the bucket the hash names (nexthop_select_path_res), exactly.
+        for k in 0..<16 {
+            let j = try routeAgrees(h, ["192.0.2.\(240 + k)", "--from", "198.51.100.129"])
+            #expect((j["candidates"] as? [Any] ?? []).isEmpty, "the buckets make the member known: \(j)")
+            _ = try routeAgrees(h, ["192.0.2.\(240 + k)", "--connect"])
+        }
         _ = try routeAgrees(h, ["192.0.2.177"])
         _ = try routeAgrees(h, ["192.0.2.177", "--connect"])
         for d in ["192.0.2.65", "192.0.2.81", "192.0.2.2", "192.0.2.11"] {

@@ -62,6 +62,7 @@ import Testing
         #expect(problems(lab.replacingOccurrences(of: "group 1,3/2/3", with: "group 1,0/2")).contains { $0.message.contains("is not ID[,WEIGHT]") })
         #expect(problems(lab.replacingOccurrences(of: "id 2 via 192.0.2.2 dev eth1", with: "id 2 via 192.0.2.2")).contains { $0.message.contains("needs `dev`") })
         #expect(problems(lab.replacingOccurrences(of: "- id 11 blackhole", with: "- blackhole")).contains { $0.message.contains("has no id") })
+        #expect(problems(lab.replacingOccurrences(of: "group 1,3/2/3", with: "group 1/2 type resilient")).contains { $0.message.contains("needs `buckets N`") })
     }
 
     /// The kernel takes an own-address gateway without onlink and refuses it with onlink ("Nexthop has invalid gateway").
