@@ -10,7 +10,8 @@ public struct RouteSelftest {
         public var lookups = 0
         public var agreements = 0
         public var disagreements: [RouteComparison] = []
-        /// What the kernel answered, by kind of lookup: "output route", "output ENETUNREACH", "input forwarded",
+        /// What the kernel answered, by kind of lookup: "output via gateway", "output on-link", "output local",
+        /// "output ENETUNREACH", "connect ENETUNREACH", "input forwarded",
         /// "input delivered", "input EINVAL", ... (so a run shows what it exercised).
         public var outcomes: [String: Int] = [:]
         public init() {}

@@ -21,14 +21,15 @@ struct RouteResolution {
 
     /// Random multi-homed namespaces (links taken down at random) with a fixed seed, as CI runs it.
     @Test func differentialFuzzOnRandomNamespaces() throws {
-        let dir = NSTemporaryDirectory() + "netlab-repros-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try netlab("selftest", "route", "--seed", "7", "--topologies", "6", "--lookups", "100", "--repro-dir", dir, "--json")
+        let f = PrefixFixture(tag: "st")
+        let dir = f.directory + "/repros"
+        let r = try netlab("selftest", "route", "--seed", "7", "--topologies", "6", "--lookups", "100", "--repro-dir", dir,
+                           "--name-prefix", f.prefix, "--json")
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(json["lookups"] as? Int == 3000 && json["agreements"] as? Int == 3000, "\(json)")
         #expect(json["namespaces"] as? Int == 30)
-        #expect(!FileManager.default.fileExists(atPath: "/run/netns/st7-0-n0"), "random labs are taken down")
+        #expect(f.namespaces().isEmpty, "random labs are taken down: \(f.namespaces())")
     }
 
     /// With `fib_multipath_hash_seed` set the resolver names the kernel's exact equal-cost leg (one answer, the
