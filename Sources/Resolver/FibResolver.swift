@@ -122,11 +122,19 @@ public struct FibResolver: RouteResolver, Sendable {
         resilientBuckets = buckets
         fib = FibTables(routes: routes, nexthopGroups: groups) { r, nh in
             var quiet = Tracer(false)
+            // nh_create_ipv4 caches a nexthop object's source at its own scope − 1 (link → site: no link-scope
+            // address; host → link: one is eligible); once an address changes (dev_addr_genid), fib_result_prefsrc
+            // recomputes it at the route's scope, as for a route's own nexthops.
+            let objectScope: UInt8? = nh.scope.map { $0 == 0 ? 0 : $0 - 1 }
             let host = nh.gateway.map { g in nh.scope.map { $0 == 254 } ?? localOn.contains(UInt64(g.value) << 32 | UInt64(UInt32(bitPattern: nh.index))) } ?? false
             return FibNexthop(gateway: host ? .any : nh.gateway ?? .any, hostScopeGateway: host ? nh.gateway! : .any, index: nh.index, link: slotOfLink[nh.index] ?? -1, dead: me.isDead(nh),
                               linkdownIgnored: nh.linkdown && me.ignoreLinkdown(nh.index), linkdown: nh.linkdown, weight: nh.weight,
                               upperBound: -1,
-                              saddr: me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: r.scope, trace: &quiet))
+                              saddr: me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: objectScope ?? r.scope, trace: &quiet),
+                              saddrAfterAddressChange: objectScope.map { sc in
+                                  let other = me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: r.scope, trace: &quiet)
+                                  return other == me.inetSelectAddr(nh.index, dst: nh.gateway ?? .any, scope: sc, trace: &quiet) ? .any : other
+                              } ?? .any)
         }
         updateNeighbours(snapshot.neighbours)
         for i in compiled.indices { compiled[i].tableSlot = fib.slot(of: compiled[i].table) ?? -1 }
@@ -298,6 +306,14 @@ public struct FibResolver: RouteResolver, Sendable {
             if k == 0 { finalTrace.add(contentsOf: t); first = r }
             if candidates == nil { break }   // the engine needs one answer; `netlab route` wants every candidate
             candidates!.append(r)
+            if saddr == .any, alias.prefsrc == .any, nh.saddrAfterAddressChange != .any {
+                var other = r
+                other.source = nh.saddrAfterAddressChange
+                candidates!.append(other)
+                if k == 0 {
+                    finalTrace.add("saddr \(nh.saddrAfterAddressChange) instead if an address changed since the nexthop object was made (nh_saddr recomputed at the route's scope, fib_result_prefsrc)")
+                }
+            }
         }
         trace = finalTrace
         guard let first else { return fail(.networkUnreachable, "no usable nexthop") }

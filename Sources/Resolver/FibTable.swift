@@ -43,6 +43,9 @@ struct FibNexthop: Sendable {
     /// `nhc_saddr`: `inet_select_addr(dev, gw, fib_scope)`, which the kernel caches per nexthop
     /// (`fib_info_update_nhc_saddr`); the source of a lookup without a bound source or prefsrc.
     var saddr: IPv4Address
+    /// A nexthop object's source once an address changed after it was made (recomputed at the route's scope), when
+    /// it differs from `saddr`; `.any` otherwise.
+    var saddrAfterAddressChange: IPv4Address = .any
 }
 
 /// Every table of a namespace, as the kernel's tries answer them: for each table the prefix lengths present, and one

@@ -15,6 +15,7 @@ public struct RandomTopology: Sendable {
         var routes: [[String]] = Array(repeating: [], count: n)
         var rules: [[String]] = Array(repeating: [], count: n)
         var nexthops: [[String]] = Array(repeating: [], count: n)
+        var scoped: [String: String] = [:]   // "node dev" → its scope link/host /32
         var links: [String] = []
         var count = Array(repeating: 0, count: n)
         var neighbours: [[(gw: String, dev: String, local: String)]] = Array(repeating: [], count: n)
@@ -43,7 +44,10 @@ public struct RandomTopology: Sendable {
                 if chance(3) { la.append("\(range).\(base + 3)/29") }                   // a secondary
                 if chance(4) { lb.append("\(range).\(base + 4)/29 noprefixroute") }     // a secondary without prefix route
             }
-            if chance(5) { la.insert("\(range).\(base + 5)/32 scope \(pick(["link", "host"]))", at: 0) }
+            if chance(5) {
+                la.insert("\(range).\(base + 5)/32 scope \(pick(["link", "host"]))", at: 0)
+                scoped["\(a) \(ia)"] = "\(range).\(base + 5)"
+            }
             ifaces[a].append("      \(ia): [\(la.map { "\"\($0)\"" }.joined(separator: ", "))]")
             ifaces[b].append("      \(ib): [\(lb.map { "\"\($0)\"" }.joined(separator: ", "))]")
             links.append("  - [n\(a):\(ia), n\(b):\(ib)]")
@@ -79,7 +83,10 @@ public struct RandomTopology: Sendable {
                 var objs = ["id 1 via \(nb[0].gw) dev \(nb[0].dev)"]
                 var members = ["1,\(1 + rng.next() % 4)"]
                 if nb.count >= 2 { objs.append("id 2 via \(nb[1].gw) dev \(nb[1].dev)"); members.append("2,\(1 + rng.next() % 4)") }
-                if chance(3) { objs.append("id 3 via \(first.local) dev \(first.dev)"); members.append("3") }
+                if chance(3) {   // the node's own address as gateway: its primary, or a scope link/host /32 of that device
+                    objs.append("id 3 via \(scoped["\(i) \(first.dev)"].map { chance(2) ? $0 : first.local } ?? first.local) dev \(first.dev)")
+                    members.append("3")
+                }
                 if nb.count >= 3, chance(2) { objs.append("id 4 via \(nb[2].gw) dev \(nb[2].dev)"); members.append("4,\(1 + rng.next() % 4)") }
                 objs.append("id 10 group \(members.joined(separator: "/"))")
                 if chance(2) {   // a resilient group: members by bucket

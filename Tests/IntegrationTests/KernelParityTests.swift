@@ -188,6 +188,25 @@ struct KernelParity {
         #expect((j["candidates"] as? [Any])?.count == 2, "\(j)")
     }
 
+    /// A nexthop object caches its source at its own scope − 1: with a host-scope gateway (an own address) a
+    /// link-scope address is eligible; once any address changes, the source is chosen at the route's scope.
+    @Test func nexthopObjectSourceFollowsItsScopeUntilAnAddressChanges() throws {
+        let f = IprouteNamespaces()
+        let h = try build(f)
+        try f.script(h, """
+            addr add 192.0.2.97/28 scope link dev eth3
+            addr add 192.0.2.120/32 dev eth3
+            nexthop add id 31 via 192.0.2.97 dev eth3
+            route add 203.0.113.128/26 nhid 31
+            """)
+        let before = try routeAgrees(h, ["203.0.113.130"])
+        #expect((before["kernel"] as? [String: Any])?["source"] as? String == "192.0.2.97", "\(before)")
+        _ = try routeAgrees(h, ["203.0.113.130", "--connect"])
+        try f.ip("-n", h, "addr", "add", "198.51.100.99/24", "dev", "eth0")
+        let after = try routeAgrees(h, ["203.0.113.130"])
+        #expect((after["kernel"] as? [String: Any])?["source"] as? String != "192.0.2.97", "\(after)")
+    }
+
     /// promote_secondaries: the primary deleted live, the secondary becomes primary and takes over the source choice.
     @Test func promotedSecondaryIsTheNewSource() throws {
         let f = IprouteNamespaces()
