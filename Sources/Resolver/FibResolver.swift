@@ -236,6 +236,9 @@ public struct FibResolver: RouteResolver, Sendable {
                 // The destination is assumed on-link through the bound device.
                 if saddr == .any { saddr = inetSelectAddr(dev.index, dst: .any, scope: 253, trace: &trace) }
                 trace.add("no route (\(errnoName(e))) but oif \(dev.name) is set: assume \(daddr) is on-link")
+                if saddr.isLoopback, dev.flags & 0x8 == 0, !routeLocalnet(dev.index) {
+                    return fail(.invalidArgument, "no route; oif \(dev.name) with loopback saddr \(saddr): EINVAL (__mkroute_output)")
+                }
                 // __mkroute_output: the type follows the destination (RTN_MULTICAST / RTN_BROADCAST).
                 let kind: ResolvedRoute.Kind = daddr.value == UInt32.max ? .broadcast : daddr.isMulticast ? .multicast : .unicast
                 return made(daddr, saddr, dev.index, gateway: nil, kind: kind, alias: nil, table: nil, rule: nil)

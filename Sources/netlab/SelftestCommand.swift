@@ -52,19 +52,37 @@ struct SelftestRoute: ParsableCommand {
                 try takeDownLeftover(t.lab, file: t.file)
                 try LabController.up(t)
                 defer { try? LabController.down(lab: t.lab) }
-                // Some links down: the end goes down and its peer loses carrier (dead and linkdown nexthops).
+                // Some links down: the end goes down and its peer loses carrier (dead and linkdown nexthops; nexthop
+                // objects on either end are removed). linkwatch tells the peer up to a second later: wait for it, so
+                // the snapshot and the kernel see the same state.
+                var peersLosingCarrier: [(node: String, iface: String)] = []
                 for node in t.nodes where random.below(3) == 0 {
                     guard let iface = node.interfaces.filter({ $0.kind == .veth }).randomElement(using: &random) else { continue }
                     let s = try NetlinkSocket(in: NetworkNamespace(named: t.namespace(of: node.name)))
                     if let l = try s.links.list().first(where: { $0.name == iface.name }) {
                         try s.links.set(index: l.index, name: l.name, up: false)
                         linksDown += 1
+                        if let link = t.links.first(where: { $0.ends.count == 2 && $0.ends.contains { $0.node == node.name && $0.interface == iface.name } }),
+                           let peer = link.ends.first(where: { !($0.node == node.name && $0.interface == iface.name) }) {
+                            peersLosingCarrier.append((peer.node, peer.interface))
+                        }
+                    }
+                }
+                for p in peersLosingCarrier {
+                    let s = try NetlinkSocket(in: NetworkNamespace(named: t.namespace(of: p.node)))
+                    for _ in 0..<60 {
+                        guard let l = try s.links.list().first(where: { $0.name == p.iface }), l.carrier else { break }
+                        usleep(50_000)
                     }
                 }
                 // Some primaries deleted live: with promote_secondaries (the generator sets it on some nodes) a
                 // secondary of the subnet becomes primary, otherwise the secondaries go with it.
                 for node in t.nodes where random.below(3) == 0 {
+                    // Not an address some route or nexthop uses as its gateway: the kernel fixed that nexthop's scope
+                    // (host) when it was added, and no dump shows it.
+                    let gateways = Set(node.routes.flatMap { $0.nexthops.compactMap(\.gateway) } + node.nexthopObjects.compactMap(\.gateway))
                     guard let iface = node.interfaces.first(where: { i in i.kind == .veth && i.addresses.count > 1 &&
+                        !i.addresses.contains { gateways.contains($0.address) } &&
                         i.addresses.contains { a in a.prefix.length < 32 && i.addresses.contains { $0.address != a.address && $0.subnet == a.subnet } } })
                     else { continue }
                     let s = try NetlinkSocket(in: NetworkNamespace(named: t.namespace(of: node.name)))
