@@ -142,9 +142,6 @@ public struct RouteComparison: Sendable {
     public static func run(_ query: RouteQuery, resolver: FibResolver, socket: NetlinkSocket, namespace: NetworkNamespace,
                            connect: Bool) throws -> RouteComparison {
         var resolver = resolver
-        // Group members are chosen among those whose neighbour is valid: take the neighbour table of this moment
-        // (after the kernel's connect for --connect, as its RTM_GETROUTE sees it).
-        func refreshNeighbours() throws { if resolver.usesNexthopGroups { resolver.updateNeighbours(try socket.neighbours.list()) } }
         let names = Dictionary(resolver.snapshot.links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
         let index = Dictionary(resolver.snapshot.links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
         /// 0 for none, -1 for a device the namespace does not have (the kernel answers ENODEV).
@@ -160,14 +157,29 @@ public struct RouteComparison: Sendable {
             }
         }
         if !connect {
-            try refreshNeighbours()
-            let d: RouteDecision, untraced: Result<ResolvedRoute, Errno>
-            if let iif = query.inputDevice {
-                d = resolver.decideInput(query.flow, inputDevice: iif)
-                untraced = resolver.decideInput(query.flow, inputDevice: iif, traced: false).result
-            } else {
-                d = resolver.decide(query.flow)
-                untraced = resolver.outputRoute(query.flow)
+            // Neighbour state before and after RTM_GETROUTE: an ARP reply (or a timer) may change a group member's
+            // validity in between; then the answers under either state count.
+            let before = resolver.usesNexthopGroups ? try socket.neighbours.list() : []
+            let k = kernelGet(query)
+            let after = resolver.usesNexthopGroups ? try socket.neighbours.list() : []
+            var other: FibResolver?
+            if resolver.usesNexthopGroups {
+                resolver.updateNeighbours(before)
+                let valid = { (n: [NeighbourInfo]) in Set(n.filter(\.isValid).map { "\($0.index) \($0.address)" }) }
+                if valid(before) != valid(after) { other = resolver; other!.updateNeighbours(after) }
+            }
+            func decision(_ resolver: FibResolver) -> (RouteDecision, Result<ResolvedRoute, Errno>) {
+                if let iif = query.inputDevice {
+                    return (resolver.decideInput(query.flow, inputDevice: iif), resolver.decideInput(query.flow, inputDevice: iif, traced: false).result)
+                }
+                return (resolver.decide(query.flow), resolver.outputRoute(query.flow))
+            }
+            var (d, untraced) = decision(resolver)
+            if let other {
+                let (d2, _) = decision(other)
+                d.trace.append("neighbour state changed during RTM_GETROUTE: the answers under the later state count too")
+                if case .success(let r) = d2.result { d.candidates += d2.candidates.isEmpty ? [r] : d2.candidates }
+                else if case .failure(let e) = d2.result { d.candidateErrors.append(e) }
             }
             // An input route's source is the packet's (RTA_SRC, absent when none was given).
             func side(_ r: ResolvedRoute) -> RouteAnswer {
@@ -175,7 +187,6 @@ public struct RouteComparison: Sendable {
                 if query.inputDevice != nil { a.source = query.source == .any ? nil : query.source.description }
                 return a
             }
-            let k = kernelGet(query)
             let (e, c): (RouteAnswer, [RouteAnswer])
             switch d.result {
             case .success(let r): (e, c) = (side(r), d.candidates.map(side))

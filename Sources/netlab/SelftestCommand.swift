@@ -70,11 +70,12 @@ struct SelftestRoute: ParsableCommand {
                 }
                 for p in peersLosingCarrier {
                     let s = try NetlinkSocket(in: NetworkNamespace(named: t.namespace(of: p.node)))
-                    for _ in 0..<60 {
-                        guard let l = try s.links.list().first(where: { $0.name == p.iface }), l.carrier else { break }
+                    for _ in 0..<60 {   // operstate, not carrier: linkwatch sets it just before the NETDEV_CHANGE handlers
+                        guard let l = try s.links.list().first(where: { $0.name == p.iface }), l.operstate == 6 else { break }
                         usleep(50_000)
                     }
                 }
+                if !peersLosingCarrier.isEmpty { usleep(100_000) }   // the handlers run right after, under rtnl
                 // Some primaries deleted live: with promote_secondaries (the generator sets it on some nodes) a
                 // secondary of the subnet becomes primary, otherwise the secondaries go with it.
                 for node in t.nodes where random.below(3) == 0 {
