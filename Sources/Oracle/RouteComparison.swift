@@ -165,8 +165,8 @@ public struct RouteComparison: Sendable {
             var other: FibResolver?
             if resolver.usesNexthopGroups {
                 resolver.updateNeighbours(before)
-                let valid = { (n: [NeighbourInfo]) in Set(n.filter(\.isValid).map { "\($0.index) \($0.address)" }) }
-                if valid(before) != valid(after) { other = resolver; other!.updateNeighbours(after) }
+                let bad = { (n: [NeighbourInfo]) in Set(n.filter { !$0.isValid }.map { "\($0.index) \($0.address)" }) }
+                if bad(before) != bad(after) { other = resolver; other!.updateNeighbours(after) }
             }
             func decision(_ resolver: FibResolver) -> (RouteDecision, Result<ResolvedRoute, Errno>) {
                 if let iif = query.inputDevice {
@@ -211,15 +211,16 @@ public struct RouteComparison: Sendable {
         let neighboursBefore = resolver.usesNexthopGroups ? try socket.neighbours.list() : []
         let kc = try KernelConnect.attempt(query, in: namespace)
         let neighboursAfter = resolver.usesNexthopGroups ? try socket.neighbours.list() : []
-        var resolvers = [resolver]
+        // The kernel's lookups #1/#2 (and #3) ran under the state before its connect; its SYN may send an ARP that
+        // changes a gateway's state before the RTM_GETROUTE that stands for lookup #3. So the resolver's early lookups
+        // use the state before and the last the state after; when they differ, all-before and all-after count too.
+        var modes: [(early: FibResolver, late: FibResolver)] = [(resolver, resolver)]
         if resolver.usesNexthopGroups {
-            resolvers[0].updateNeighbours(neighboursAfter)
-            let valid = { (n: [NeighbourInfo]) in Set(n.filter(\.isValid).map { "\($0.index) \($0.address)" }) }
-            if valid(neighboursBefore) != valid(neighboursAfter) {
-                var r = resolver
-                r.updateNeighbours(neighboursBefore)
-                resolvers.append(r)
-            }
+            var before = resolver, after = resolver
+            before.updateNeighbours(neighboursBefore)
+            after.updateNeighbours(neighboursAfter)
+            let bad = { (n: [NeighbourInfo]) in Set(n.filter { !$0.isValid }.map { "\($0.index) \($0.address)" }) }
+            modes = bad(neighboursBefore) == bad(neighboursAfter) ? [(after, after)] : [(before, after), (after, after), (before, before)]
         }
         let dport = KernelConnect.destinationPort(query)
         var kernel: RouteAnswer
@@ -243,10 +244,11 @@ public struct RouteComparison: Sendable {
         var outcomes: [RouteAnswer] = []
         var trace: [String] = []
         var mismatches: [String] = []
-        for (n, resolver) in resolvers.enumerated() {
-            if n == 1 { trace.append("neighbour state changed during the kernel's connect: the answers under the state before it count too") }
-            let branches = Branches(resolver)
+        for (n, mode) in modes.enumerated() {
+            if n == 1 { trace.append("neighbour state changed during the kernel's connect: lookups under the state before it, after it, and before then after count") }
+            let branches = Branches(mode.early, late: mode.late)
             repeat {
+                branches.useLate = false
                 var e = ConnectEngine(resolver: branches, config: EngineConfig(seed: 1))
                 if let d = query.device { _ = e.setOption(.bindToDevice(d)) }
                 if query.mark != 0 { _ = e.setOption(.mark(query.mark)) }
@@ -257,7 +259,8 @@ public struct RouteComparison: Sendable {
                     if outcomes.isEmpty { trace.append("inet_bind \(query.source):\(query.sourcePort): \(name(err))") }
                 } else {
                     let d = ConnectRoute.decide(e.connectRouteQuery(to: query.destination, port: dport), resolver: branches) { _, _, _ in
-                        .success(kc.error == nil ? kc.port : query.sourcePort)
+                        branches.useLate = true
+                        return .success(kc.error == nil ? kc.port : query.sourcePort)
                     }
                     switch d.result {
                     case .success(let r): answer = Self.answer(r); answer.source = d.source.description
@@ -285,16 +288,20 @@ public struct RouteComparison: Sendable {
 /// run after run, `next()` walks every combination of choices, as an odometer over the lookups made. Each lookup's
 /// trace rides in the answer's explanation; the untraced lookup (the engine's) must agree with the traced one.
 final class Branches: RouteResolver {
-    let resolver: FibResolver
+    let early: FibResolver, late: FibResolver
+    /// Lookups after the port choice (lookup #3) use `late`.
+    var useLate = false
+    var resolver: FibResolver { useLate ? late : early }
     /// The choice at each lookup of the current run, and how many candidates each had.
     var choices: [Int] = []
     var counts: [Int] = []
     var call = 0
     var mismatches: [String] = []
 
-    init(_ resolver: FibResolver) { self.resolver = resolver }
+    init(_ resolver: FibResolver, late: FibResolver? = nil) { early = resolver; self.late = late ?? resolver }
 
     func outputRoute(_ flow: Flow) -> Result<ResolvedRoute, Errno> {
+        let resolver = self.resolver
         let d = resolver.decide(flow)
         defer { call += 1 }
         let fast = resolver.outputRoute(flow)
