@@ -92,6 +92,16 @@ struct SelftestRoute: ParsableCommand {
                     else { continue }
                     try s.addresses.delete(index: l.index, device: l.name, prefix: primary.prefix)
                     primariesDeleted += 1
+                    // Each multipath leg caches its source (nh_saddr) and refreshes it only when a lookup without a
+                    // source uses that leg after an address change (fib_result_prefsrc, dev_addr_genid); until then
+                    // fib_select_multipath compares the flow's source with the stale one — history no snapshot shows.
+                    // A lookup through each leg (oif = its device) refreshes them all, so both sides see one state.
+                    for r in try s.routes.list() where r.nexthops.count > 1 {
+                        for h in r.nexthops {
+                            _ = s.routeGet(destination: IPv4Address(r.destination.network.value | 1), outputIndex: h.index,
+                                           mark: 0, tos: r.tos)
+                        }
+                    }
                 }
                 try test(t)
             }
