@@ -33,6 +33,7 @@ struct SelftestRoute: ParsableCommand {
         func test(_ topology: Topology) throws {
             for node in topology.nodes {
                 let ns = NetworkNamespace(named: topology.namespace(of: node.name))
+                try settleCarrier(ns)
                 let snap = try RoutingSnapshot.read(ns)
                 let dests = destinations(topology)
                 let qs = RouteSelftest.queries(snapshot: snap, destinations: dests, random: &random, count: lookups)
@@ -120,6 +121,20 @@ struct SelftestRoute: ParsableCommand {
             if !total.disagreements.isEmpty { print("reproductions in \(reproDir)/") }
         }
         if !total.disagreements.isEmpty { throw ExitStatus.failed }
+    }
+
+    /// Wait until linkwatch has handled every carrier change of the namespace (no device without carrier whose
+    /// operstate still says up), so routes marked linkdown and nexthop objects flushed are in the snapshot and in
+    /// the kernel alike. Under load linkwatch can lag well over a second.
+    func settleCarrier(_ ns: NetworkNamespace) throws {
+        let s = try NetlinkSocket(in: ns)
+        var waited = false
+        for _ in 0..<200 {
+            guard try s.links.list().contains(where: { $0.isUp && !$0.carrier && $0.operstate == 6 }) else { break }
+            waited = true
+            usleep(50_000)
+        }
+        if waited { usleep(100_000) }   // the NETDEV_CHANGE handlers run right after the operstate changes
     }
 
     /// Every address in the lab, hosts inside every route's prefix, plus addresses in no subnet, broadcast and multicast.
