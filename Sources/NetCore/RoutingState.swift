@@ -2,14 +2,10 @@
 
 /// A device as the kernel reports it (`ip -j link show`).
 public struct LinkInfo: Sendable, Hashable {
-    public init(index: Int32, name: String, flags: UInt32, mtu: UInt32, master: Int32, kind: String?, group: UInt32, carrier: Bool,
-                operstate: UInt8 = 0) {
+    public init(index: Int32, name: String, flags: UInt32, mtu: UInt32, master: Int32, kind: String?, group: UInt32, carrier: Bool) {
         self.index = index; self.name = name; self.flags = flags; self.mtu = mtu; self.master = master; self.kind = kind
-        self.group = group; self.carrier = carrier; self.operstate = operstate
+        self.group = group; self.carrier = carrier
     }
-    /// IF_OPER_* (6 up, 2 down, 5 lower layer down): set by linkwatch, which runs the NETDEV_CHANGE handlers
-    /// (routes marked linkdown, nexthop objects flushed) right after, while `carrier` changes at once.
-    public var operstate: UInt8
     public var index: Int32
     public var name: String
     public var flags: UInt32

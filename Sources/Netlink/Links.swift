@@ -87,8 +87,7 @@ public struct Links {
             let kind = rtnl_link_get_type(l).map { String(cString: $0) }
             out.append(LinkInfo(index: rtnl_link_get_ifindex(l), name: String(cString: rtnl_link_get_name(l)),
                                 flags: rtnl_link_get_flags(l), mtu: rtnl_link_get_mtu(l), master: rtnl_link_get_master(l),
-                                kind: kind, group: rtnl_link_get_group(l), carrier: rtnl_link_get_carrier(l) != 0,
-                                operstate: rtnl_link_get_operstate(l)))
+                                kind: kind, group: rtnl_link_get_group(l), carrier: rtnl_link_get_carrier(l) != 0))
             obj = nl_cache_get_next(o)
         }
         return out.sorted { $0.index < $1.index }

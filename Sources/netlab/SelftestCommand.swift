@@ -71,9 +71,9 @@ struct SelftestRoute: ParsableCommand {
                 }
                 for p in peersLosingCarrier {
                     let s = try NetlinkSocket(in: NetworkNamespace(named: t.namespace(of: p.node)))
-                    for _ in 0..<60 {   // operstate, not carrier: linkwatch sets it just before the NETDEV_CHANGE handlers
-                        guard let l = try s.links.list().first(where: { $0.name == p.iface }), l.operstate == 6 else { break }
-                        usleep(50_000)
+                    for _ in 0..<150 {   // IFF_RUNNING, not carrier: linkwatch clears it just before the NETDEV_CHANGE handlers
+                        guard let l = try s.links.list().first(where: { $0.name == p.iface }), l.flags & 0x40 != 0 else { break }
+                        usleep(20_000)
                     }
                 }
                 if !peersLosingCarrier.isEmpty { usleep(100_000) }   // the handlers run right after, under rtnl
@@ -123,16 +123,25 @@ struct SelftestRoute: ParsableCommand {
         if !total.disagreements.isEmpty { throw ExitStatus.failed }
     }
 
-    /// Wait until linkwatch has handled every carrier change of the namespace (no device without carrier whose
-    /// operstate still says up), so routes marked linkdown and nexthop objects flushed are in the snapshot and in
-    /// the kernel alike. Under load linkwatch can lag well over a second.
+    /// Wait until linkwatch has handled every carrier change of the namespace, so routes marked linkdown and nexthop
+    /// objects flushed are in the snapshot and in the kernel alike. Under load linkwatch can lag well over a second.
     func settleCarrier(_ ns: NetworkNamespace) throws {
         let s = try NetlinkSocket(in: ns)
         var waited = false
         for _ in 0..<200 {
-            guard try s.links.list().contains(where: { $0.isUp && !$0.carrier && $0.operstate == 6 }) else { break }
+            // As `up` settles (Controller.settleCarrier): IFF_RUNNING still set on a device without carrier, or a
+            // route through it not yet marked linkdown, means linkwatch has not run its handlers.
+            let links = try s.links.list()
+            let lost = Set(links.filter { $0.isUp && !$0.carrier }.map(\.index))
+            var pending = links.contains { lost.contains($0.index) && $0.flags & 0x40 != 0 }
+            if !pending, !lost.isEmpty {
+                pending = try s.routes.list().contains { r in
+                    r.table != 255 && r.type == .unicast && r.nexthops.contains { lost.contains($0.index) && !$0.linkdown && !$0.dead }
+                }
+            }
+            guard pending else { break }
             waited = true
-            usleep(50_000)
+            usleep(20_000)
         }
         if waited { usleep(100_000) }   // the NETDEV_CHANGE handlers run right after the operstate changes
     }
