@@ -119,12 +119,12 @@ struct KernelParity {
             for connect in [false, true] {
                 let j = try routeAgrees(h, [d] + (connect ? ["--connect"] : []))
                 let k = try #require(j["kernel"] as? [String: Any])
-                #expect(k["gateway"] == nil, "\(d): the kernel sends on-link: \(k)")
+                #expect(k["via"] == nil, "\(d): the kernel sends on-link: \(k)")
             }
         }
         // An own address of another device, in this device's subnet, stays a gateway (scope link).
         let j = try routeAgrees(h, ["192.0.2.49"])
-        #expect((j["kernel"] as? [String: Any])?["gateway"] as? String == "198.51.100.129")
+        #expect((j["kernel"] as? [String: Any])?["via"] as? String == "198.51.100.129")
     }
 
     /// Group members by the hash (seed set), whatever the source; a blackhole object; peer and /31 addressing.

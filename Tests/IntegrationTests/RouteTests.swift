@@ -24,7 +24,7 @@ struct RouteResolution {
         let f = PrefixFixture(tag: "st")
         let dir = f.directory + "/repros"
         let r = try netlab("selftest", "route", "--seed", "7", "--topologies", "6", "--lookups", "100", "--repro-dir", dir,
-                           "--name-prefix", f.prefix, "--json")
+                           "--prefix", f.prefix, "--json")
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(json["lookups"] as? Int == 3000 && json["agreements"] as? Int == 3000, "\(json)")
