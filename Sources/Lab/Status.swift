@@ -186,8 +186,11 @@ extension LabController {
     /// A route in one line, the same way for the file and the kernel (ifindex shown by name).
     static func describe(_ r: RouteInfo, names: [Int32: String], table: (UInt32) -> String) -> String {
         var w: [String] = []
-        if r.type != .unicast { w.append(r.type.rawValue) }
+        // A route using a nexthop object is named by it (the dump also expands the object, and a blackhole object
+        // makes its route's type blackhole).
+        if r.nexthopID == nil, r.type != .unicast { w.append(r.type.rawValue) }
         w.append(r.destination.routeDescription)
+        if let id = r.nexthopID { w += ["nhid", String(id)] }
         if r.tos != 0 { w += ["tos", String(r.tos)] }
         if r.table != 254 { w += ["table", table(r.table)] }
         if r.metric != 0 { w += ["metric", String(r.metric)] }
@@ -195,7 +198,7 @@ extension LabController {
         if let m = r.mtu { w += ["mtu", String(m)] }
         if let m = r.advmss { w += ["advmss", String(m)] }
         if let m = r.hoplimit { w += ["hoplimit", String(m)] }
-        for h in r.nexthops {
+        for h in r.nexthops where r.nexthopID == nil {
             if r.multipath { w.append("nexthop") }
             if let g = h.gateway { w += ["via", g.description] }
             if h.index != 0 { w += ["dev", names[h.index] ?? "#\(h.index)"] }

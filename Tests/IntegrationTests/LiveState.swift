@@ -79,7 +79,10 @@ struct LiveState {
             let idx = live.firstIndex { j in
                 guard j["dst"] as? String == dst else { return false }
                 guard (j["table"] as? String ?? "main") == tableName(r.table) else { return false }
-                guard (j["type"] as? String ?? "unicast") == r.type.rawValue else { return false }
+                // A route using a blackhole nexthop object is dumped as a blackhole route.
+                let blackholeObject = r.nexthopID.map { id in node.nexthopObjects.contains { $0.id == id && $0.blackhole } } ?? false
+                guard (j["type"] as? String ?? "unicast") == (blackholeObject ? "blackhole" : r.type.rawValue) else { return false }
+                guard j["nhid"] as? Int == r.nexthopID.map(Int.init) else { return false }
                 guard (j["metric"] as? Int ?? 0) == Int(r.metric ?? 0) else { return false }
                 guard j["prefsrc"] as? String == r.src?.description else { return false }
                 if let tos = r.tos, j["tos"] as? String != "0x" + String(tos, radix: 16) { return false }
@@ -105,6 +108,16 @@ struct LiveState {
             if let i = idx { live.remove(at: i) } else { out.append("\(node.name): route not found: \(r.text)") }
         }
         for j in live { out.append("\(node.name): extra route \(j)") }
+        // Nexthop objects: `ip -j nexthop show` has exactly the declared ids, groups with their members and weights.
+        let objects = try ipJSON("-n", ns, "nexthop", "show")
+        let liveIDs = Set(objects.compactMap { $0["id"] as? Int }), declared = Set(node.nexthopObjects.map { Int($0.id) })
+        if liveIDs != declared { out.append("\(node.name): nexthop ids \(liveIDs.sorted()) != declared \(declared.sorted())") }
+        for n in node.nexthopObjects where !n.group.isEmpty {
+            let g = objects.first { $0["id"] as? Int == Int(n.id) }?["group"] as? [[String: Any]] ?? []
+            let live = g.map { "\($0["id"] ?? "?")/\($0["weight"] as? Int ?? 1)" }
+            let want = n.group.map { "\($0.id)/\($0.weight)" }
+            if live != want { out.append("\(node.name): nexthop group \(n.id) \(live) != declared \(want)") }
+        }
         return out
     }
 
