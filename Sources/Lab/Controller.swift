@@ -482,11 +482,13 @@ struct Builder {
 
 /// The topology's routes and rules in the kernel's terms (what goes into RTM_NEWROUTE / RTM_NEWRULE).
 public enum KernelForm {
-    /// The scope iproute2 gives a route it is not told one: host for local, link for a device route, else universe.
+    /// The scope iproute2 gives a route it is not told one: host for local, link for a device route (not one that
+    /// names a nexthop object), else universe.
     public static func scope(_ r: Route) -> UInt8 {
         if let s = r.scope { return s.value }
         if r.type == .local { return AddressScope.host.value }
-        if r.type == .unicast, !r.isMultipath, r.nexthops.allSatisfy({ $0.gateway == nil }) { return AddressScope.link.value }
+        // iproute2 (iproute_modify): link scope only for a unicast route with no gateway, no nexthops and no nhid.
+        if r.type == .unicast, r.nexthopID == nil, !r.isMultipath, r.nexthops.allSatisfy({ $0.gateway == nil }) { return AddressScope.link.value }
         return AddressScope.global.value
     }
 

@@ -30,6 +30,8 @@ public struct AddressInfo: Sendable, Hashable {
     public var label: String
     /// IFA_ADDRESS when it differs from IFA_LOCAL (`peer P`): the prefix route and `inet_ifa_match` use it.
     public var peer: IPv4Address?
+    /// IFA_BROADCAST when the address has one (`broadcast B`; iproute2 sets none without `brd`).
+    public var broadcast: IPv4Address?
     /// What `inet_ifa_match()` tests a destination against: the peer's prefix, or the address's.
     public var subnet: IPv4Prefix { IPv4Prefix(peer ?? prefix.address, prefix.length) }
     public var isSecondary: Bool { flags & 0x01 != 0 }     // IFA_F_SECONDARY

@@ -65,6 +65,7 @@ public struct Addresses {
                                scope: h.ifa_scope, flags: flags, metric: a[9 /* IFA_RT_PRIORITY */]?.u32, label: label)
         // IFA_ADDRESS differs from IFA_LOCAL on a point-to-point address (`peer P`).
         if let address = a[attr16(IFA_ADDRESS)], address.count >= 4, address.ipv4 != local.ipv4 { info.peer = IPv4Address(address.ipv4) }
+        if let b = a[attr16(IFA_BROADCAST)], b.count >= 4 { info.broadcast = IPv4Address(b.ipv4) }
         return info
     }
 }

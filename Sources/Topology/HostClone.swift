@@ -123,6 +123,15 @@ public struct HostClone {
         for s in skipped {
             line("# \(s.name) not cloned: a port of \(name[s.master] ?? "#\(s.master)") (its master stands in for the link)", 6)
         }
+        // Nexthop objects (`ip nexthop`), members before the groups that name them.
+        let objects = snapshot.nexthopObjects.filter { !$0.isGroup } + snapshot.nexthopObjects.filter(\.isGroup)
+        if !objects.isEmpty {
+            line("nexthops:", 4)
+            for o in objects {
+                if o.index != 0 && !cloned.contains(o.index) { line("# not cloned (its device #\(o.index) is not cloned): id \(o.id)", 6); continue }
+                line("- \(Self.quoted(Self.nexthop(o, names: name)))", 6)
+            }
+        }
         // Routes the kernel did not make itself (proto kernel: connected, local and broadcast routes of addresses).
         let routes = snapshot.routes.filter { $0.proto != 2 }
         if !routes.isEmpty {
@@ -167,12 +176,28 @@ public struct HostClone {
         return nil
     }
 
-    /// `A/LEN [scope S] [noprefixroute] [metric N]`, as the topology writes an address.
+    /// A nexthop object in `ip nexthop add` words.
+    static func nexthop(_ o: NexthopObject, names: [Int32: String]) -> String {
+        var w = ["id", String(o.id)]
+        if o.blackhole { w.append("blackhole") } else if o.isGroup {
+            w += ["group", o.group.map { $0.weight == 1 ? String($0.id) : "\($0.id),\($0.weight)" }.joined(separator: "/")]
+            if o.resilient { w += ["type", "resilient", "buckets", String(max(1, o.buckets.count))] }
+        } else {
+            if let g = o.gateway { w += ["via", g.description] }
+            if o.index != 0 { w += ["dev", names[o.index] ?? "#\(o.index)"] }
+            if o.flags & 4 != 0 { w.append("onlink") }
+        }
+        return w.joined(separator: " ")
+    }
+
+    /// `A/LEN [scope S] [noprefixroute] [metric N] [peer P] [broadcast B]`, as the topology writes an address.
     static func address(_ a: AddressInfo) -> String {
         var w = [a.prefix.description]
         if a.scope != 0 { w += ["scope", AddressScope(value: a.scope)?.rawValue ?? String(a.scope)] }
         if a.noprefixroute { w.append("noprefixroute") }
         if let m = a.metric, m != 0 { w += ["metric", String(m)] }
+        if let p = a.peer { w += ["peer", p.description] }
+        if let b = a.broadcast { w += ["broadcast", b.description] }
         return w.joined(separator: " ")
     }
 
@@ -182,7 +207,9 @@ public struct HostClone {
         if r.type != .unicast { w.append(r.type.rawValue) }
         w.append(r.destination.length == 0 ? "default" : r.destination.description)
         if r.tos != 0 { w += ["tos", String(r.tos)] }
-        if !r.multipath, let h = r.nexthops.first {
+        if let id = r.nexthopID {
+            w += ["nhid", String(id)]
+        } else if !r.multipath, let h = r.nexthops.first {
             if let g = h.gateway { w += ["via", g.description] }
             if h.index != 0 { w += ["dev", names[h.index] ?? "#\(h.index)"] }
             if h.onlink { w.append("onlink") }
@@ -192,12 +219,13 @@ public struct HostClone {
         if let s = r.prefsrc { w += ["src", s.description] }
         if r.proto != 3 { w += ["proto", String(r.proto)] }
         // The scope iproute2 would give is left implicit; any other is written.
-        let implicit: UInt8 = r.type == .local ? 254 : (r.type == .unicast && !r.multipath && r.nexthops.allSatisfy { $0.gateway == nil }) ? 253 : 0
+        let implicit: UInt8 = r.type == .local ? 254
+            : (r.type == .unicast && r.nexthopID == nil && !r.multipath && r.nexthops.allSatisfy { $0.gateway == nil }) ? 253 : 0
         if r.scope != implicit { w += ["scope", AddressScope(value: r.scope)?.rawValue ?? String(r.scope)] }
         if let m = r.mtu { w += ["mtu", String(m)] }
         if let m = r.advmss { w += ["advmss", String(m)] }
         if let m = r.hoplimit { w += ["hoplimit", String(m)] }
-        if r.multipath {
+        if r.multipath && r.nexthopID == nil {
             for h in r.nexthops {
                 w.append("nexthop")
                 if let g = h.gateway { w += ["via", g.description] }

@@ -48,8 +48,13 @@ struct Snapshot: ParsableCommand {
         let body = { () throws -> (RoutingSnapshot, [String: String]) in
             let s = try NetlinkSocket()
             let links = try s.links.list()
+            var objects = try s.nexthops.list()
+            if objects.contains(where: \.resilient) {
+                let buckets = try s.nexthops.buckets()
+                for i in objects.indices where objects[i].resilient { objects[i].buckets = buckets[objects[i].id] ?? [] }
+            }
             let snap = RoutingSnapshot(links: links, addresses: try s.addresses.list(), routes: try s.routes.list(),
-                                       rules: try s.rules.list())
+                                       rules: try s.rules.list(), nexthopObjects: objects)
             var values: [String: String] = [:]
             for k in HostClone.keys(devices: links.map(\.name)) { values[k.key] = try? Sysctls.read(k.path) }
             return (snap, values)

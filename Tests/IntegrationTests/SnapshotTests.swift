@@ -27,7 +27,8 @@ struct HostSnapshot {
 
     /// A multi-homed host: three devices (one with a non-default MTU), primaries and secondaries, an address metric,
     /// noprefixroute, scope link, an address on lo, defaults with metrics, several tables, multipath, prefsrc, error
-    /// routes, route metrics and proto, rules with several selectors, and sysctls that change routing and the SYN.
+    /// routes, route metrics and proto, rules with several selectors, a point-to-point and a broadcast address, nexthop
+    /// objects (singles, a weighted group, a blackhole) used by routes, and sysctls that change routing and the SYN.
     func build(_ x: Host, seed: UInt64) throws {
         try x.ip("netns add \(x.host)")
         try x.ip("netns add \(x.upstream)")
@@ -42,6 +43,12 @@ struct HostSnapshot {
         try x.h("addr add 203.0.113.200/26 dev eth1 noprefixroute")
         try x.h("addr add 192.0.2.33/28 dev eth2 scope link")
         try x.h("addr add 192.0.2.250/32 dev lo")
+        try x.h("addr add 192.0.2.49/28 brd + dev eth2")
+        try x.h("addr add 192.0.2.1 peer 192.0.2.2/32 dev eth2")
+        try x.h("nexthop add id 1 via 198.51.100.1 dev eth0")
+        try x.h("nexthop add id 2 via 203.0.113.1 dev eth1")
+        try x.h("nexthop add id 10 group 1/2,3")
+        try x.h("nexthop add id 11 blackhole")
         try x.h("route add default via 198.51.100.1 metric 100")
         try x.h("route add default via 203.0.113.1 metric 200")
         try x.h("route add default via 203.0.113.1 table 102")
@@ -53,6 +60,9 @@ struct HostSnapshot {
         try x.h("route add 198.51.100.128/25 via 198.51.100.1 proto static mtu 1300 advmss 1200")
         try x.h("route add throw 192.0.2.0/24 table 102")
         try x.h("route add 203.0.113.128/25 dev eth1 scope link table 103")
+        try x.h("route add 192.0.2.160/28 nhid 10")
+        try x.h("route add 192.0.2.176/28 nhid 1 table 103")
+        try x.h("route add 192.0.2.192/28 nhid 11")
         try x.h("rule add from 203.0.113.10 lookup 102 pref 100")
         try x.h("rule add fwmark 0x1/0xff lookup 102 pref 110")
         try x.h("rule add to 192.0.2.64/27 ipproto tcp dport 443 lookup 102 pref 120")
@@ -94,6 +104,7 @@ struct HostSnapshot {
         }
         out["routes"] = try rows("route", "show", "table", "all").map(canon).sorted()
         out["rules"] = try rows("rule", "show").map(canon)
+        out["nexthops"] = try rows("nexthop", "show").map(canon).sorted()
         return out
     }
 
@@ -111,7 +122,7 @@ struct HostSnapshot {
         try #require(up.status == 0, "\(up.stderr)\n\(text)")
         let clone = "\(lab)-host"
         let a = try state(x.host), b = try state(clone)
-        for k in ["addresses", "routes", "rules"] {
+        for k in ["addresses", "routes", "rules", "nexthops"] {
             let missing = Set(a[k] ?? []).subtracting(b[k] ?? []), extra = Set(b[k] ?? []).subtracting(a[k] ?? [])
             #expect(missing.isEmpty && extra.isEmpty, "\(k): only on the host \(missing.sorted()), only in the clone \(extra.sorted())")
         }
