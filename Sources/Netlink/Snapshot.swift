@@ -11,7 +11,8 @@ extension RoutingSnapshot {
         return try read(socket: socket, namespace: namespace)
     }
 
-    public static func read(socket: NetlinkSocket, namespace: NetworkNamespace) throws -> RoutingSnapshot {
+    /// With `namespace` nil, the sysctls are read on the calling thread (the socket's own namespace, the caller's).
+    public static func read(socket: NetlinkSocket, namespace: NetworkNamespace?) throws -> RoutingSnapshot {
         let links = try socket.links.list()
         let addresses = try socket.addresses.list()
         let routes = try socket.routes.list()
@@ -28,11 +29,13 @@ extension RoutingSnapshot {
         let conf = ["ignore_routes_with_linkdown", "route_localnet", "forwarding", "rp_filter", "accept_local", "src_valid_mark",
                     "send_redirects", "bc_forwarding", "accept_source_route"]
         for d in ["all"] + links.map(\.name) { for c in conf { keys.append("net/ipv4/conf/\(d)/\(c)") } }
-        let values: [String: String] = try namespace.run {
+        keys.append("net.ipv4.ip_local_port_range")
+        let readAll = { () -> [String: String] in
             var v: [String: String] = [:]
             for k in keys { if let s = try? Sysctls.read(k) { v[k.replacingSlashes] = s } }
             return v
         }
+        let values: [String: String] = try namespace.map { try $0.run(readAll) } ?? readAll()
         return RoutingSnapshot(links: links, addresses: addresses, routes: routes, rules: rules, sysctls: values,
                                nexthopObjects: nexthopObjects, neighbours: neighbours)
     }

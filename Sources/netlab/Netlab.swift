@@ -15,7 +15,7 @@ struct Netlab: ParsableCommand {
         abstract: "Multi-homed network labs from a topology file, built through libnl in network namespaces.",
         discussion: "Exit status: 0 success, 1 the work failed, 2 bad input or usage (also `netlab` alone); connect and exec add their own (docs/commands.md).",
         version: "0.1.0",
-        subcommands: [Up.self, Down.self, Status.self, Exec.self, Validate.self, Route.self, Connect.self, CheckCommand.self, Graph.self, Capture.self, Selftest.self, Snapshot.self, SetCommand.self]
+        subcommands: [Up.self, Down.self, Status.self, Exec.self, Validate.self, Route.self, Connect.self, CheckCommand.self, Graph.self, Capture.self, Selftest.self, Snapshot.self, Explain.self, SetCommand.self]
     )
 
     /// Runs the command; usage errors exit 2 (not ArgumentParser's 64) so every command has the same contract.

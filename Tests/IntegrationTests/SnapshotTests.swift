@@ -170,3 +170,48 @@ struct HostSnapshot {
     }
 }
 
+
+/// `netlab explain`: read-only, in a lab's nodes it answers what `netlab route` answers and what the kernel does.
+@Suite(.serialized, .enabled(if: Root.enabled, "needs root; under CI=true it runs and fails without root"))
+struct ExplainCommand {
+    init() throws { try #require(Root.isRoot, "integration tests need root") }
+
+    func json(_ r: RunResult) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)\(r.stderr)")
+    }
+
+    @Test(arguments: ["dualhome", "campus", "policy"])
+    func explainAgreesWithRouteAndTheKernel(_ lab: String) throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/\(lab).topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        let topology = try Topology.load(path: f.file)
+        let destinations = ["192.0.2.80", "198.51.100.1", "203.0.113.1", "192.0.2.255", "192.0.2.1"]
+        for node in topology.nodes {
+            let ns = "\(f.name)-\(node.name)"
+            for d in destinations {
+                let e = try netlab("explain", "--netns", ns, d, "--json")
+                let r = try netlab("route", "--netns", ns, d, "--json")
+                let ej = try json(e), rj = try json(r)
+                #expect(e.status == 0 && ej["agree"] as? Bool == true, "\(ns) \(d): \(e.stdout)")
+                let ea = ej["answer"] as? [String: Any] ?? [:], ra = rj["engine"] as? [String: Any] ?? [:]
+                for k in ["dev", "source", "via", "error"] {
+                    #expect("\(ea[k] ?? "-")" == "\(ra[k] ?? "-")", "\(ns) \(d) \(k): explain \(ea) route \(ra)")
+                }
+                let c = try netlab("explain", "--netns", ns, "\(d):80", "--connect", "--json")
+                let cj = try json(c)
+                #expect(c.status == 0 && cj["agree"] as? Bool == true, "\(ns) connect \(d): \(c.stdout)")
+            }
+        }
+    }
+
+    @Test func explainIsReadOnlyAndNeedsNoRootForItsOwnNamespace() throws {
+        let r = try run("/usr/bin/env", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", try netlabBinary(),
+                                         "explain", "192.0.2.1", "--connect"])
+        #expect(r.status == 0 || r.status == 1, "\(r.stderr)")
+        #expect(r.stdout.contains("kernel (RTM_GETROUTE"), "\(r.stdout)\(r.stderr)")
+        #expect(try netlab("explain", "--netns", "../x", "192.0.2.1").status == 2)
+        #expect(try netlab("explain", "not-an-address").status == 2)
+        #expect(try netlab("explain", "192.0.2.1", "--dev", "nosuchdev0").status == 2)
+    }
+}
