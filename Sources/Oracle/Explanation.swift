@@ -199,6 +199,7 @@ public struct Explanation: Sendable {
         }
         if let id = r.nexthopID { w += " nhid \(id)" }
         if r.metric != 0 { w += " metric \(r.metric)" }
+        if let p = r.prefsrc { w += " src \(p)" }
         return w + " (table \(r.table))"
     }
 

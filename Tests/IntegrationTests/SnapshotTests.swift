@@ -205,6 +205,34 @@ struct ExplainCommand {
         }
     }
 
+    /// docs/explain.md's three puzzles, run on the bundled labs: the lines the doc shows are what explain prints.
+    @Test func theDocsPuzzlesRunAsShown() throws {
+        let doc = try String(contentsOfFile: repoRoot.appendingPathComponent("docs/explain.md").path, encoding: .utf8)
+        let blocks = doc.components(separatedBy: "```").enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+            .filter { $0.contains("$ netlab explain") }
+        try #require(blocks.count == 3)
+        var fixtures: [String: LabFixture] = [:]
+        for lab in ["dualhome", "policy"] {
+            let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/\(lab).topo").path)
+            try #require(try netlab("up", f.file).status == 0)
+            fixtures[lab] = f
+        }
+        defer { for f in fixtures.values { _ = try? netlab("down", f.name) } }
+        for b in blocks {
+            let lines = b.components(separatedBy: "\n")
+            let command = try #require(lines.first { $0.hasPrefix("$ netlab ") }).dropFirst("$ netlab ".count)
+            var args = command.split(separator: " ").map(String.init)
+            if let i = args.firstIndex(of: "--netns") {
+                let ns = args[i + 1]
+                for (lab, f) in fixtures where ns.hasPrefix(lab + "-") { args[i + 1] = f.name + ns.dropFirst(lab.count) }
+            }
+            let r = try run(try netlabBinary(), args)
+            #expect(r.status == 0, "\(args): \(r.stderr)")
+            let shown = lines.drop { !$0.hasPrefix("$ ") }.dropFirst()
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == shown.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines), "\(args)")
+        }
+    }
+
     @Test func explainIsReadOnlyAndNeedsNoRootForItsOwnNamespace() throws {
         let r = try run("/usr/bin/env", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", try netlabBinary(),
                                          "explain", "192.0.2.1", "--connect"])
