@@ -35,19 +35,14 @@ struct Explain: ParsableCommand {
         if parts.count == 2 { guard let p = UInt16(parts[1]), p > 0 else { return nil }; return (a, p) }
         return (a, nil)
     }
-    var protoNumber: UInt8? { ["tcp": 6, "udp": 17, "icmp": 1][ipproto] ?? UInt8(ipproto) }
+    var protoNumber: UInt8? { LookupOptions.protocolNumber(ipproto) }
 
     func validate() throws {
         if let netns, !NetworkNamespace.isValidName(netns) {
             throw ValidationError("--netns: \"\(netns)\" is not a namespace name: give a name under /run/netns (no '/', not '.' or '..')")
         }
         guard parsed != nil else { throw ValidationError("DEST must be an IPv4 address, optionally with :PORT (1-65535)") }
-        if let f = from, IPv4Address(f) == nil { throw ValidationError("--from must be an IPv4 address") }
-        _ = try SocketOption.mark(mark)
-        _ = try SocketOption.tos(tos)
-        if iif != nil, dev != nil { throw ValidationError("--iif and --dev exclude each other: an input lookup has no output device") }
-        if iif != nil, connect { throw ValidationError("--iif asks for an input route; --connect is an output connect: use one") }
-        if protoNumber == nil { throw ValidationError("--ipproto must be tcp, udp, icmp or 0-255") }
+        try LookupOptions.validate(from: from, mark: mark, tos: tos, dev: dev, iif: iif, connect: connect, ipproto: ipproto)
     }
 
     func run() throws {

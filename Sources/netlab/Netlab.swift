@@ -140,6 +140,20 @@ func emitJSON(_ value: some Encodable, to target: OutputTarget?, dates: JSONEnco
 /// `1 link`, `2 links`.
 func count(_ n: Int, _ noun: String, _ plural: String? = nil) -> String { "\(n) \(n == 1 ? noun : plural ?? noun + "s")" }
 
+/// The lookup options `route` and `explain` share, checked one way.
+enum LookupOptions {
+    static func protocolNumber(_ s: String) -> UInt8? { ["tcp": 6, "udp": 17, "icmp": 1][s] ?? UInt8(s) }
+
+    static func validate(from: String?, mark: String?, tos: String?, dev: String?, iif: String?, connect: Bool, ipproto: String) throws {
+        if let f = from, IPv4Address(f) == nil { throw ValidationError("--from must be an IPv4 address") }
+        _ = try SocketOption.mark(mark)
+        _ = try SocketOption.tos(tos)
+        if iif != nil, dev != nil { throw ValidationError("--iif and --dev exclude each other: an input lookup has no output device") }
+        if iif != nil, connect { throw ValidationError("--iif asks for an input route; --connect is an output connect: use one") }
+        if protocolNumber(ipproto) == nil { throw ValidationError("--ipproto must be tcp, udp, icmp or 0-255") }
+    }
+}
+
 /// `--mark` and `--tos` of `route` and `connect`: decimal or 0x hex as in a topology file (`parseNumber`), a 32-bit
 /// mark and a TOS byte; anything else is a usage error.
 enum SocketOption {

@@ -27,15 +27,10 @@ struct Route: ParsableCommand {
     func validate() throws {
         try target.validate(positional, operands: ["DEST"])
         guard IPv4Address(positional.last!) != nil else { throw ValidationError("DEST must be an IPv4 address") }
-        if let f = from, IPv4Address(f) == nil { throw ValidationError("--from must be an IPv4 address") }
-        _ = try SocketOption.mark(mark)
-        _ = try SocketOption.tos(tos)
-        if iif != nil, dev != nil { throw ValidationError("--iif and --dev exclude each other: an input lookup has no output device") }
-        if iif != nil, connect { throw ValidationError("--iif asks for an input route; --connect is an output connect: use one") }
-        if protoNumber == nil { throw ValidationError("--ipproto must be tcp, udp, icmp or 0-255") }
+        try LookupOptions.validate(from: from, mark: mark, tos: tos, dev: dev, iif: iif, connect: connect, ipproto: ipproto)
     }
 
-    var protoNumber: UInt8? { ["tcp": 6, "udp": 17, "icmp": 1][ipproto] ?? UInt8(ipproto) }
+    var protoNumber: UInt8? { LookupOptions.protocolNumber(ipproto) }
 
     func run() throws {
         let out = try output.prepare()
