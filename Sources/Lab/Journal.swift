@@ -261,16 +261,12 @@ public enum AtomicFile {
         return .read(out)
     }
 
-    /// Remove `<path>.tmp.<pid>` files of `paths` whose writer is gone (and Foundation's `.dat.nosync*` files that
-    /// earlier versions left when killed mid-write).
+    /// Remove `<path>.tmp.<pid>` files of `paths` whose writer is gone. (Foundation's `.dat.nosync*` files, which
+    /// earlier versions left when killed mid-write, are not touched: one may be another process's write in flight.)
     public static func removeStaleTemps(in directory: String, for paths: [String]) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         let bases = Set(paths.map { ($0 as NSString).lastPathComponent })
         for n in names {
-            if n.hasPrefix(".dat.nosync") {
-                unlink("\(directory)/\(n)")
-                continue
-            }
             guard let r = n.range(of: ".tmp."), bases.contains(String(n[..<r.lowerBound])),
                   let pid = Int32(n[r.upperBound...]) else { continue }
             if pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH) { unlink("\(directory)/\(n)") }
