@@ -1,0 +1,95 @@
+import NetCore
+import SystemPackage
+import Testing
+import Wire
+@testable import Engine
+
+/// `__inet_hash_connect` → `__inet_check_established` → `tcp_twsk_unique` with a one-port range whose only 4-tuple
+/// to the server is held by a TIME_WAIT socket. The wire behaviour (tw_reuse 0, 1, 2, the delay, the ISN and the
+/// SYN's TS echo) is checked against the kernel in IntegrationTests/TimeWaitReuseTests.
+@Suite struct TimeWaitReuse {
+    static let port: UInt16 = 40000
+    static let tuple = PortTable.FourTuple(source: client, sourcePort: port, destination: server, destinationPort: 80)
+
+    func sysctls(reuse: Int, delay: Int = 1000) -> NodeSysctls {
+        var s = NodeSysctls()
+        s.ipLocalPortRange = Self.port...Self.port
+        s.tcpTwReuse = reuse
+        s.tcpTwReuseDelay = delay
+        return s
+    }
+
+    func timeWait(age ms: Int64, timestamps: Bool = true, device: String? = nil, finWait2: Bool = false,
+                  source: IPv4Address = client) -> PortTable.TimeWait {
+        PortTable.TimeWait(tuple: .init(source: source, sourcePort: Self.port, destination: server, destinationPort: 80),
+                           boundDevice: device, finWait2: finWait2, enteredAt: .milliseconds(-ms), timestamps: timestamps,
+                           sndNxt: 0x1234_0000, tsRecent: 777)
+    }
+
+    func connect(_ s: NodeSysctls, _ tw: PortTable.TimeWait, device: String? = nil) -> (Errno?, TestEngine, [Action]) {
+        var e = engine(sysctls: s, ports: PortTable(timeWait: [tw]))
+        if let device { _ = e.setOption(.bindToDevice(device)) }
+        let (err, actions) = e.connect(.inet(server, 80), now: .zero)
+        return (err, e, actions)
+    }
+
+    @Test func reuseZeroNeverTakesOverAnEphemeralPort() {
+        let (err, e, a) = connect(sysctls(reuse: 0), timeWait(age: 30_000))
+        #expect(err == .addressNotAvailable && e.state == .close)
+        #expect(a.traces.contains { $0.function == "inet_hash_connect" && $0.detail.contains("EADDRNOTAVAIL") })
+    }
+
+    @Test func reuseOneTakesOverOnlyAfterTheDelay() throws {
+        #expect(connect(sysctls(reuse: 1), timeWait(age: 1000)).0 == .addressNotAvailable, "time_after32 is strict")
+        #expect(connect(sysctls(reuse: 1, delay: 5000), timeWait(age: 4000)).0 == .addressNotAvailable)
+        let (err, e, a) = connect(sysctls(reuse: 1), timeWait(age: 1001))
+        #expect(err == .nowInProgress && e.sourcePort == Self.port)
+        #expect(a.traces.contains { $0.function == "tcp_twsk_unique" })
+        // write_seq = tw_snd_nxt + 65535 + 2, and the SYN echoes the inherited ts_recent.
+        let syn = try Parsed(a.packets[0].bytes)
+        #expect(syn.tcp.seq.raw == 0x1234_0000 &+ 65537)
+        #expect(syn.tcp.options.contains(.timestamps(value: syn.tsValue!, echo: 777)))
+        #expect(connect(sysctls(reuse: 1, delay: 0), timeWait(age: 1)).0 == .nowInProgress)
+    }
+
+    @Test func reuseTwoOnlyForLoopbackOrABindToLo() {
+        #expect(connect(sysctls(reuse: 2), timeWait(age: 5000)).0 == .addressNotAvailable, "documentation addresses are not loopback")
+        #expect(connect(sysctls(reuse: 2), timeWait(age: 5000, device: "lo"), device: "lo").0 == .nowInProgress)
+    }
+
+    @Test func noTimestampsOrFinWait2SubstateIsNeverTakenOver() {
+        #expect(connect(sysctls(reuse: 1), timeWait(age: 5000, timestamps: false)).0 == .addressNotAvailable)
+        #expect(connect(sysctls(reuse: 1), timeWait(age: 5000, finWait2: true)).0 == .addressNotAvailable)
+    }
+
+    @Test func aTimeWaitBoundToAnotherDeviceDoesNotMatch() {
+        // inet_match → inet_sk_bound_dev_eq: a TIME_WAIT bound to eth1 is another 4-tuple for an unbound socket.
+        #expect(connect(sysctls(reuse: 0), timeWait(age: 10, device: "eth1")).0 == .nowInProgress)
+    }
+
+    @Test func aBoundPortTakesOverWhateverTheSysctl() {
+        // __inet_hash_connect with inet_num set calls check_established(..., twp = NULL).
+        var e = engine(sysctls: sysctls(reuse: 0), ports: PortTable(timeWait: [timeWait(age: 10)]))
+        _ = e.bind(address: client, port: Self.port)
+        #expect(e.connect(.inet(server, 80), now: .zero).0 == .nowInProgress)
+        var f = engine(sysctls: sysctls(reuse: 0), ports: PortTable(timeWait: [timeWait(age: 10, timestamps: false)]))
+        _ = f.bind(address: client, port: Self.port)
+        #expect(f.connect(.inet(server, 80), now: .zero).0 == .addressNotAvailable)
+    }
+
+    @Test func anUnknownSndNxtKeepsTheKeyedIsn() throws {
+        var tw = timeWait(age: 2000)
+        tw.sndNxt = nil
+        tw.tsRecent = nil
+        let (err, _, a) = connect(sysctls(reuse: 1), tw)
+        #expect(err == .nowInProgress)
+        #expect(a.traces.contains { $0.detail.contains("tw_snd_nxt unknown") })
+    }
+}
+
+extension Parsed {
+    var tsValue: UInt32? {
+        for o in tcp.options { if case .timestamps(let v, _) = o { return v } }
+        return nil
+    }
+}
