@@ -61,6 +61,9 @@ public struct ConnectOutcome: Sendable {
     public var echoed: [UInt8]?
     public var trace: [String] = []
     public var observed: ObservedPath?
+    /// The TIME_WAIT socket on the connection's 4-tuple that `tcp_twsk_unique` let it take over (the engine's
+    /// decision; for the kernel, the one its port was held by before its connect).
+    public var reusedTimeWait: PortTable.TimeWait?
 
     public init(errno: Errno? = nil, source: IPv4Address? = nil, sourcePort: UInt16? = nil) {
         self.errno = errno; self.source = source; self.sourcePort = sourcePort

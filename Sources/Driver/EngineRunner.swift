@@ -11,37 +11,66 @@ import Wire
 public struct NodeState: Sendable {
     public var snapshot: RoutingSnapshot
     public var sysctls: NodeSysctls
+    /// The ports, with every TIME_WAIT's `enteredAt` relative to `readAt` (see `ports(at:)`).
     public var ports: PortTable
+    /// CLOCK_MONOTONIC when the sockets were read.
+    public var readAt: Int64
 
-    public static func read(_ namespace: NetworkNamespace) throws -> NodeState {
+    /// Read the node. `history` gives what the capture saw of earlier connections (`tw_snd_nxt`, `tw_ts_recent`);
+    /// TIME_WAIT sockets it does not know are assumed to have had timestamps when the node's `tcp_timestamps` is on.
+    public static func read(_ namespace: NetworkNamespace, history: FlowHistory = FlowHistory()) throws -> NodeState {
         let snapshot = try RoutingSnapshot.read(namespace)
-        let (values, tcp): ([String: String], String) = try namespace.run {
+        let values: [String: String] = try namespace.run {
             var v: [String: String] = [:]
             for k in NodeSysctls.keys { if let s = try? Sysctls.read(k) { v[k] = s } }
-            return (v, (try? readFile("/proc/thread-self/net/tcp")) ?? "")
+            return v
         }
+        let sockets = try SockDiag.tcpSockets(in: namespace)
+        let readAt = monotonicNanoseconds()
         var sysctls = NodeSysctls(reading: values)
         sysctls.readSourceRoute(snapshot.sysctls, devices: snapshot.links.map(\.name))   // the snapshot read them
-        return NodeState(snapshot: snapshot, sysctls: sysctls, ports: parseProcNetTCP(tcp))
+        let names = Dictionary(snapshot.links.map { (UInt32(bitPattern: $0.index), $0.name) }, uniquingKeysWith: { a, _ in a })
+        return NodeState(snapshot: snapshot, sysctls: sysctls,
+                         ports: portTable(sockets, names: names, history: history, timestamps: sysctls.tcpTimestamps != 0),
+                         readAt: readAt)
     }
 
-    /// `/proc/net/tcp`: LISTEN and bound-only sockets hold their port (bind()); the rest are 4-tuples in use.
-    public static func parseProcNetTCP(_ text: String) -> PortTable {
+    /// The ports on an engine's clock whose zero is CLOCK_MONOTONIC `origin`.
+    public func ports(at origin: Int64) -> PortTable {
+        var p = ports
+        for i in p.timeWait.indices { p.timeWait[i].enteredAt = p.timeWait[i].enteredAt + (readAt - origin) }
+        return p
+    }
+
+    /// LISTEN and bound-only sockets hold their port (bind()); timewait sockets become `TimeWait` (age from the
+    /// timer: `TCP_TIMEWAIT_LEN - idiag_expires`); the rest are 4-tuples in use.
+    public static func portTable(_ sockets: [DiagSocket], names: [UInt32: String], history: FlowHistory, timestamps: Bool) -> PortTable {
         var table = PortTable()
-        func endpoint(_ s: Substring) -> (IPv4Address, UInt16)? {
-            let p = s.split(separator: ":")
-            guard p.count == 2, let a = UInt32(p[0], radix: 16), let port = UInt16(p[1], radix: 16) else { return nil }
-            return (IPv4Address(UInt32(bigEndian: a)), port)   // the kernel prints the __be32 as a native integer
-        }
-        for line in text.split(separator: "\n").dropFirst() {
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard f.count > 3, let local = endpoint(f[1]), let remote = endpoint(f[2]), let st = UInt8(f[3], radix: 16) else { continue }
-            table.endpoints.insert(.init(address: local.0, port: local.1))
-            if st == 0x0a || st == 0x07 { table.boundPorts.insert(local.1); continue }
-            table.connections.insert(.init(source: local.0, sourcePort: local.1, destination: remote.0, destinationPort: remote.1))
+        for s in sockets {
+            table.endpoints.insert(.init(address: s.source, port: s.sourcePort))
+            if s.holdsBoundPort && !s.isTimeWait { table.boundPorts.insert(s.sourcePort); continue }
+            let t = PortTable.FourTuple(source: s.source, sourcePort: s.sourcePort, destination: s.destination, destinationPort: s.destinationPort)
+            guard s.isTimeWait else { table.connections.insert(t); continue }
+            let known = history.ends[t]
+            let age = SockDiag.timeWaitLengthMs - Int64(s.expiresMs)
+            table.timeWait.append(.init(tuple: t, boundDevice: s.boundIndex == 0 ? nil : names[s.boundIndex] ?? "if\(s.boundIndex)",
+                                        finWait2: s.state == 5, enteredAt: .milliseconds(-age),
+                                        timestamps: known?.timestamps ?? timestamps, sndNxt: known?.sndNxt, tsRecent: known?.tsRecent))
         }
         return table
     }
+}
+
+/// What the captures saw of connections that ended, by 4-tuple: the sender's `snd_nxt` at the end and the peer's
+/// last TS value (`tw_snd_nxt`, `tw_ts_recent` of the TIME_WAIT it left), which the kernel does not export.
+public struct FlowHistory: Sendable {
+    public struct End: Sendable, Equatable {
+        public var sndNxt: UInt32
+        public var tsRecent: UInt32?
+        public var timestamps: Bool
+    }
+    public var ends: [PortTable.FourTuple: End] = [:]
+    public init() {}
 }
 
 func readFile(_ path: String) throws -> String {
@@ -70,8 +99,8 @@ public struct EngineRunner {
     public func run(_ spec: ConnectSpec, state: NodeState, guardian: EngineGuard, seed: UInt64? = nil) throws -> ConnectOutcome {
         var resolver = FibResolver(snapshot: state.snapshot)
         resolver.preferredLeg = spec.preferredLeg
-        var config = EngineConfig(sysctls: state.sysctls, ports: state.ports, seed: seed ?? UInt64(truncatingIfNeeded: realtimeNanoseconds()))
         let origin = monotonicNanoseconds()
+        var config = EngineConfig(sysctls: state.sysctls, ports: state.ports(at: origin), seed: seed ?? UInt64(truncatingIfNeeded: realtimeNanoseconds()))
         config.realtimeAtZero = realtimeNanoseconds()
         func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds() - origin) }
         var engine = ConnectEngine(resolver: resolver, config: config)
@@ -101,6 +130,7 @@ public struct EngineRunner {
         }
         out.source = engine.sourceAddress
         out.sourcePort = engine.sourcePort
+        out.reusedTimeWait = engine.inheritedTimeWait
         out.device = engine.route?.device
         out.nextHop = engine.route?.nextHop
         if let rt = engine.route {

@@ -25,9 +25,13 @@ public struct SynSummary: Sendable, Codable, Equatable {
     public var ipOptions: [String]
     public var flags: String
 
+    /// The sequence number and the TS echo (`tsecr`: 0, or the `ts_recent` a TIME_WAIT passed on).
+    public var seq: UInt32 = 0
+    public var tsEcho: UInt32?
+
     /// snake_case in JSON, as every key netlab writes.
     enum CodingKeys: String, CodingKey {
-        case options, mss, window, windowScale = "window_scale", ttl, df, tos, ipOptions = "ip_options", flags
+        case options, mss, window, windowScale = "window_scale", ttl, df, tos, ipOptions = "ip_options", flags, seq, tsEcho = "ts_echo"
     }
 }
 
@@ -54,6 +58,7 @@ public struct ObservedPath: Sendable {
     public static func analyse(_ observations: [Observation], flow: FlowKey, sourceNode: String) -> ObservedPath {
         var p = ObservedPath(synHops: [], replyHops: [], path: [], replyPath: [], device: nil, nextHopMAC: nil, synDestination: nil,
                              syn: nil, reply: nil)
+        var synSeq: UInt32?
         struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: UInt8; var key: UInt32 }
         func identity(_ v: IPv4PacketView) -> Identity? {
             if v.proto == 6, let t = try? TCPSegmentView(checking: v.payload) {
@@ -74,9 +79,10 @@ public struct ObservedPath: Sendable {
                 if t.flags.contains(.rst) { return "RST" }
                 return nil
             }
+            // An error about this run's SYN (its seq): one about an earlier run on the same 4-tuple is not the reply.
             if v.proto == 1, v.destination == flow.source, let m = try? ICMPv4Message.parse(v.payload), let q = m.quote,
                q.header.source == flow.source, let ports = q.tcpPorts, ports.source == flow.sourcePort,
-               ports.destination == flow.destinationPort {
+               ports.destination == flow.destinationPort, synSeq == nil || q.tcpSeq?.raw == synSeq {
                 let code = v.payload.count > 1 ? v.payload[v.payload.startIndex + 1] : 0
                 return "ICMP \(m.type)/\(code) from \(v.source)"
             }
@@ -91,6 +97,7 @@ public struct ObservedPath: Sendable {
                 p.nextHopMAC = o.frame.destinationMAC
                 p.synDestination = v.destination
                 p.syn = summary(v)
+                synSeq = p.syn?.seq
             }
             if replyID == nil, o.frame.packetType != 3, let kind = replyKind(v) {
                 replyID = identity(v)
@@ -112,14 +119,15 @@ public struct ObservedPath: Sendable {
 
     static func summary(_ v: IPv4PacketView) -> SynSummary? {
         guard let h = try? IPv4Header.parse(v), let t = try? TCPSegmentView(checking: v.payload), let th = try? TCPHeader.parse(t) else { return nil }
-        var mss: Int?, ws: Int?
+        var mss: Int?, ws: Int?, echo: UInt32?
         for o in th.options {
             if case .mss(let m) = o { mss = Int(m) }
             if case .windowScale(let w) = o { ws = Int(w) }
+            if case .timestamps(_, let e) = o { echo = e }
         }
         return SynSummary(options: th.options.map(optionName), mss: mss, window: Int(th.window), windowScale: ws,
                           ttl: Int(h.ttl), df: h.dontFragment, tos: Int(h.tos), ipOptions: h.options.map(ipOptionName),
-                          flags: th.flags.description)
+                          flags: th.flags.description, seq: th.seq.raw, tsEcho: echo)
     }
 
     static func optionName(_ o: TCPOption) -> String {

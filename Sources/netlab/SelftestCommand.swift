@@ -230,7 +230,7 @@ struct SelftestConnect: ParsableCommand {
             try LabController.up(topology)
             defer { _ = try? LabController.down(lab: topology.lab) }
             namespaces += topology.nodes.count
-            let session = try LabSession(topology: topology)
+            let session = try LabSession(topology: topology, fresh: true)
             defer { session.close() }
             let run = CheckRunner.run(topology, session: session, progress: { i, n, c, r in
                 if r == nil { Terminal.progress("lab \(k + 1)/\(labs): \(c.name)", i, n) }
