@@ -110,6 +110,13 @@ public final class ConnectCache: @unchecked Sendable {
         return c
     }
 
+    /// Time the runs waited for shared state to settle, by cause (ns), over every scope of this cache.
+    public var waited: [String: Int64] {
+        var w: [String: Int64] = [:]
+        for s in states.values { for (k, v) in s.waited { w[k, default: 0] += v } }
+        return w
+    }
+
     public func removeAll() {
         for g in guards.values { try? g.remove() }
         guards = [:]

@@ -178,6 +178,10 @@ public enum ConnectRun {
         if c.otherLeg, let kd = k?.device, let kn = k?.nextHop {
             var again = spec
             again.preferredLeg = (kd, kn)
+            // The kernel's source came from another leg of the lookup that chose it: take that one first there too.
+            if let ks = k?.source, ks != e.source, let leg = e.sourceLegs.first(where: { $0.source == ks }) {
+                again.preferredSourceLeg = (leg.device, leg.nextHop)
+            }
             // The node as the kernel's connect found it (its own socket, now in TIME_WAIT, was not there yet).
             try settleLab()
             (e, engineWireNextHop) = try runEngine(again, state: state, comment: "engine, on the kernel's leg")

@@ -99,11 +99,13 @@ public struct EngineRunner {
     public func run(_ spec: ConnectSpec, state: NodeState, guardian: EngineGuard, seed: UInt64? = nil) throws -> ConnectOutcome {
         var resolver = FibResolver(snapshot: state.snapshot)
         resolver.preferredLeg = spec.preferredLeg
+        var choosing = resolver
+        if let leg = spec.preferredSourceLeg { choosing.preferredLeg = leg }
         let origin = monotonicNanoseconds()
         var config = EngineConfig(sysctls: state.sysctls, ports: state.ports(at: origin), seed: seed ?? UInt64(truncatingIfNeeded: realtimeNanoseconds()))
         config.realtimeAtZero = realtimeNanoseconds()
         func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds() - origin) }
-        var engine = ConnectEngine(resolver: resolver, config: config)
+        var engine = ConnectEngine(resolver: LegPreferringResolver(choosing: choosing, rest: resolver), config: config)
         var out = ConnectOutcome()
         func record(_ actions: [Action]) { for case .trace(let t) in actions { out.trace.append(t.description) } }
         func setup(_ o: SocketOption) -> Errno? { engine.setOption(o) }
@@ -142,7 +144,10 @@ public struct EngineRunner {
                             outputDevice: spec.device, mark: spec.mark ?? 0, tos: (spec.tos ?? 0) & 0xfc, proto: 6,
                             sourcePort: spec.bindPort ?? 0, destinationPort: spec.port)
             var sources = [engine.sourceAddress]
-            if flow.source == .any { sources = Array(Set(resolver.decide(flow, traced: false).candidates.map(\.source))) }
+            if flow.source == .any {
+                out.sourceLegs = resolver.decide(flow, traced: false).candidates.map { .init(source: $0.source, device: $0.device, nextHop: $0.nextHop) }
+                sources = Array(Set(out.sourceLegs.map(\.source)))
+            }
             for src in sources {
                 flow.source = src
                 flow.sourcePort = engine.sourcePort
@@ -242,4 +247,15 @@ public struct EngineRunner {
         if spec.payload != nil, established { out.echoed = echoed }   // as the kernel side: only a connection echoes
         return out
     }
+}
+
+/// The namespace's FIB for the engine, with the equal-cost legs the kernel was seen to take answered first: one
+/// preference for the lookups that choose the source (saddr 0), another for the rest (the kernel's leg on the wire).
+struct LegPreferringResolver: RouteResolver {
+    var choosing: FibResolver
+    var rest: FibResolver
+    func outputRoute(_ flow: Flow) -> Result<ResolvedRoute, Errno> {
+        flow.source == .any ? choosing.outputRoute(flow) : rest.outputRoute(flow)
+    }
+    func inetAddrType(_ address: IPv4Address) -> RouteType { rest.inetAddrType(address) }
 }

@@ -215,6 +215,7 @@ struct SelftestConnect: ParsableCommand {
         Interrupts.trap()
         var connects = 0, agreements = 0, namespaces = 0, labsRun = 0
         var outcomes: [String: Int] = [:]
+        var waited: [String: Int64] = [:]
         var failures: [String] = []
         let started = Date()
         for k in 0..<labs {
@@ -231,7 +232,10 @@ struct SelftestConnect: ParsableCommand {
             defer { _ = try? LabController.down(lab: topology.lab) }
             namespaces += topology.nodes.count
             let session = try LabSession(topology: topology, fresh: true)
-            defer { session.close() }
+            defer {
+                for (k, v) in session.cache.waited { waited[k, default: 0] += v }
+                session.close()
+            }
             let run = CheckRunner.run(topology, session: session, progress: { i, n, c, r in
                 if r == nil { Terminal.progress("lab \(k + 1)/\(labs): \(c.name)", i, n) }
             }, interrupted: { Interrupts.signal != nil })
@@ -263,6 +267,10 @@ struct SelftestConnect: ParsableCommand {
         } else {
             print("\(agreements)/\(count(connects, "connect")) agree over \(count(labsRun, "lab")) (\(count(namespaces, "namespace"))) in \(String(format: "%.0f", seconds)) s")
             print("engine outcomes: " + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            if !waited.isEmpty {
+                print("waited for shared lab state: " + waited.sorted { $0.key < $1.key }
+                    .map { String(format: "%@ %.1f s", $0.key, Double($0.value) / 1e9) }.joined(separator: ", "))
+            }
             for f in failures { print("  ✘ " + f) }
             if !failures.isEmpty { print("reproduce one with `netlab check FILE`") }
         }
