@@ -38,6 +38,8 @@ public struct SideReport: Codable, Sendable, Equatable {
     public var trace: [String]
     /// The TIME_WAIT socket this side's connect took over (`tcp_twsk_unique`), if any.
     public var time_wait: String?
+    /// SYNs on the wire (1 + retransmissions).
+    public var syns: Int?
 }
 
 public struct ConnectComparison: Codable, Sendable {
@@ -236,7 +238,8 @@ public enum ConnectRun {
                           hops: obs?.synHops ?? [], reply_hops: obs?.replyHops ?? [], trace: o.trace,
                           time_wait: o.reusedTimeWait.map { tw in
                               "took over TIME_WAIT \(tw.tuple.source):\(tw.tuple.sourcePort) → \(tw.tuple.destination):\(tw.tuple.destinationPort)" +
-                                  (tw.sndNxt.map { " (tw_snd_nxt \($0))" } ?? " (tw_snd_nxt not watched)") })
+                                  (tw.sndNxt.map { " (tw_snd_nxt \($0))" } ?? " (tw_snd_nxt not watched)") },
+                          syns: obs.map(\.synsSent))
     }
 
     static func compare(engine e: ConnectOutcome, kernel k: ConnectOutcome?) -> ConnectComparison {
@@ -296,6 +299,9 @@ public enum ConnectRun {
                 }
             }
         }
+        // Both connected: a side that sent its SYN again missed a reply the other got (the first SYN-ACK lost to a
+        // late packet socket, say) — a difference of the run, not of the network.
+        if es.result == "established", ks.result == "established" { diff("syns sent", es.syns, ks.syns) }
         diff("echoed", es.echoed, ks.echoed)
         return ConnectComparison(engine: es, kernel: ks, differences: diffs, agree: diffs.isEmpty, notes: notes, otherLeg: otherLeg)
     }

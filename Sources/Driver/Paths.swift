@@ -51,6 +51,8 @@ public struct ObservedPath: Sendable {
     public var syn: SynSummary?
     /// What the reply was: `SYN-ACK`, `RST`, `ICMP 3/1 from 192.0.2.1`.
     public var reply: String?
+    /// How many times the SYN left the source node (1 + retransmissions).
+    public var synsSent = 0
 
     /// Find the connect's packets among `observations` (time-ordered). The SYN is the first SYN of `flow` leaving
     /// `sourceNode`; its copies elsewhere are the frames with the same source, IP ID and sequence number. The reply is
@@ -91,6 +93,7 @@ public struct ObservedPath: Sendable {
         var synID: Identity?, replyID: Identity?
         for o in observations {
             guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip) else { continue }
+            if o.node == sourceNode, o.frame.isOutgoing, isSyn(v) { p.synsSent += 1 }
             if synID == nil, o.node == sourceNode, o.frame.isOutgoing, isSyn(v) {
                 synID = identity(v)
                 p.device = o.interface
