@@ -163,7 +163,7 @@ public enum ConnectRun {
             if let src = ko.source, let sport = ko.sourcePort {
                 let t = PortTable.FourTuple(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port)
                 ko.reusedTimeWait = before.ports.timeWait.first { $0.tuple == t }
-                shared.history.record(kObs, flow: t, node: scope.sourceNode)
+                shared.history.record(kObs, flow: t, node: scope.sourceNode, bound: spec.bindAddress != nil || spec.bindPort != nil)
             }
             mark("kernel analysed")
             if let obs = ko.observed {

@@ -50,8 +50,11 @@ public struct NodeState: Sendable {
             table.endpoints.insert(.init(address: s.source, port: s.sourcePort))
             if s.holdsBoundPort && !s.isTimeWait { table.boundPorts.insert(s.sourcePort); continue }
             let t = PortTable.FourTuple(source: s.source, sourcePort: s.sourcePort, destination: s.destination, destinationPort: s.destinationPort)
-            guard s.isTimeWait else { table.connections.insert(t); continue }
             let known = history.ends[t]
+            // A socket that bound its port with bind() made (or turned) the port's bucket bind()'s: connect() of
+            // other sockets skips the port while the bucket lives (`tb->fastreuse >= 0` in __inet_hash_connect).
+            if known?.bound == true { table.boundPorts.insert(s.sourcePort) }
+            guard s.isTimeWait else { table.connections.insert(t); continue }
             let age = SockDiag.timeWaitLengthMs - Int64(s.expiresMs)
             table.timeWait.append(.init(tuple: t, boundDevice: s.boundIndex == 0 ? nil : names[s.boundIndex] ?? "if\(s.boundIndex)",
                                         finWait2: s.state == 5, enteredAt: .milliseconds(-age),
@@ -68,6 +71,8 @@ public struct FlowHistory: Sendable {
         public var sndNxt: UInt32
         public var tsRecent: UInt32?
         public var timestamps: Bool
+        /// The socket called bind() (its port's bucket is bind()'s).
+        public var bound: Bool
     }
     public var ends: [PortTable.FourTuple: End] = [:]
     public init() {}

@@ -170,7 +170,7 @@ extension String {
 extension FlowHistory {
     /// Record how the connection `flow` ended as `node` (its source) saw it: `snd_nxt` after its last segment (SYN
     /// and FIN count one), the last TS value of the peer (`ts_recent`), and whether both SYNs carried timestamps.
-    public mutating func record(_ observations: [Observation], flow: PortTable.FourTuple, node: String) {
+    public mutating func record(_ observations: [Observation], flow: PortTable.FourTuple, node: String, bound: Bool) {
         var sndNxt: UInt32?, tsRecent: UInt32?, synTS = false, synAckTS = false, fin = false
         for o in observations where o.node == node {
             guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip), v.proto == 6,
@@ -190,6 +190,6 @@ extension FlowHistory {
             }
         }
         guard fin, let sndNxt else { return }
-        ends[flow] = End(sndNxt: sndNxt, tsRecent: synTS && synAckTS ? tsRecent : nil, timestamps: synTS && synAckTS)
+        ends[flow] = End(sndNxt: sndNxt, tsRecent: synTS && synAckTS ? tsRecent : nil, timestamps: synTS && synAckTS, bound: bound)
     }
 }

@@ -156,6 +156,15 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         if port != 0, let other = config.ports.bindConflict(address: address, port: port) {
             return (.addressInUse, [trace(now, "inet_csk_get_port", "\(other.address):\(port) is held by another socket (inet_csk_bind_conflict): EADDRINUSE")])
         }
+        var port = port
+        if port == 0 {
+            // inet_bind → inet_csk_get_port(sk, 0): the port is taken now, not at connect.
+            guard let (p, tried) = EphemeralPorts.findOpenPort(address: address, sysctls: config.sysctls, table: config.ports, random: &random) else {
+                return (.addressInUse, [trace(now, "inet_csk_find_open_port", "no port of \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound) free for \(address) (inet_csk_bind_conflict): EADDRINUSE")])
+            }
+            port = p
+            out.append(trace(now, "inet_csk_find_open_port", "port \(p) (odd offset first, \(tried) tried)"))
+        }
         boundAddress = address
         sourceAddress = type == .multicast || type == .broadcast ? .any : address
         boundPort = port

@@ -106,6 +106,45 @@ public struct PortTable: Sendable, Equatable {
     }
 }
 
+extension EphemeralPorts {
+    /// Mirrors `inet_csk_find_open_port()` (net/ipv4/inet_connection_sock.c): bind() to port 0 takes a port at
+    /// bind time — a random offset made odd (`offset |= 1`: the opposite parity of `__inet_hash_connect`'s), the
+    /// range scanned by twos, then the other parity; reserved ports skipped; a port is free unless a socket on it
+    /// (TIME_WAIT included) has an overlapping address (`inet_csk_bind_conflict`, without SO_REUSEADDR). Nil: none
+    /// free (bind fails with EADDRINUSE). The bucket it makes is bind()'s (`fastreuse >= 0`): connect() of other
+    /// sockets skips the port from then on.
+    public static func findOpenPort(address: IPv4Address, sysctls: NodeSysctls, table: PortTable,
+                                    random: inout EngineRandom) -> (port: UInt16, tried: Int)? {
+        let low = UInt32(sysctls.ipLocalPortRange.lowerBound)
+        let high = UInt32(sysctls.ipLocalPortRange.upperBound) + 1
+        var remaining = high - low
+        if remaining > 1 { remaining &= ~1 }
+        var offset = random.below(remaining) | 1
+        var tried = 0
+        while true {
+            var port = low + offset
+            var i: UInt32 = 0
+            while i < remaining {
+                if port >= high { port -= remaining }
+                defer { i += 2; port += 2 }
+                tried += 1
+                let p = UInt16(port)
+                if sysctls.ipLocalReservedPorts.contains(p) { continue }
+                if table.bindConflict(address: address, port: p) != nil { continue }
+                if table.endpoints.isEmpty, table.connectPorts.contains(p) {
+                    // Without the sockets' addresses, a port in use by connect conflicts when the address overlaps.
+                    if table.connections.contains(where: { $0.sourcePort == p && (address == .any || $0.source == address) }) ||
+                        table.timeWait.contains(where: { $0.tuple.sourcePort == p && (address == .any || $0.tuple.source == address) }) { continue }
+                }
+                return (p, tried)
+            }
+            if offset == 0 { return nil }
+            offset -= 1
+            if offset & 1 != 0 { return nil }
+        }
+    }
+}
+
 /// Mirrors `__inet_hash_connect()` in net/ipv4/inet_hashtables.c: offset from a keyed hash of (saddr, daddr, dport)
 /// plus a perturbation table, a first pass over ports of `low`'s parity, then the other parity, reserved ports and
 /// bind()-held ports skipped, 4-tuple uniqueness for ports already used by connect.

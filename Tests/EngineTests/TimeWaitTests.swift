@@ -95,3 +95,31 @@ extension Parsed {
         return nil
     }
 }
+
+/// bind() to port 0 takes the port at bind time (`inet_csk_get_port` → `inet_csk_find_open_port`), not at connect.
+@Suite struct BindPortZero {
+    @Test func bindTakesAPortOfTheOtherParityNow() {
+        var s = NodeSysctls()
+        s.ipLocalPortRange = 40000...40099
+        for seed in 1...30 {
+            var e = engine(sysctls: s, seed: UInt64(seed))
+            #expect(e.bind(address: client, port: 0).0 == nil)
+            #expect(e.boundPort % 2 == 1 && (40000...40099).contains(e.boundPort), "odd offset first (seed \(seed))")
+        }
+    }
+
+    @Test func aTimeWaitOnTheOnlyPortWithAnOverlappingAddressIsEADDRINUSE() {
+        var s = NodeSysctls()
+        s.ipLocalPortRange = 40001...40001
+        let tw = PortTable.TimeWait(tuple: .init(source: client, sourcePort: 40001, destination: server, destinationPort: 80),
+                                    enteredAt: .milliseconds(-5000))
+        let ports = PortTable(endpoints: [.init(address: client, port: 40001)], timeWait: [tw])
+        var e = engine(sysctls: s, ports: ports)
+        #expect(e.bind(address: client, port: 0).0 == .addressInUse)
+        let twoAddresses = FakeResolver.fixtureClient()
+        twoAddresses.localAddresses = [client, IPv4Address(192, 0, 2, 11)]
+        var other = engine(twoAddresses, sysctls: s, ports: ports)
+        #expect(other.bind(address: IPv4Address(192, 0, 2, 11), port: 0).0 == nil, "another address does not overlap")
+        #expect(other.boundPort == 40001)
+    }
+}
