@@ -177,14 +177,14 @@ extension FlowHistory {
                   let t = try? TCPSegmentView(checking: v.payload), let h = try? TCPHeader.parse(t) else { continue }
             var ts: UInt32?
             for opt in h.options { if case .timestamps(let val, _) = opt { ts = val } }
-            if o.frame.isOutgoing, v.source == flow.source, t.sourcePort == flow.sourcePort, v.destination == flow.destination,
-               t.destinationPort == flow.destinationPort {
+            // By the source address and the ports: a source-routed packet's IP destination is the next hop on its route.
+            if o.frame.isOutgoing, v.source == flow.source, t.sourcePort == flow.sourcePort, t.destinationPort == flow.destinationPort {
                 let end = h.seq.raw &+ UInt32(t.payload.count) &+ (h.flags.contains(.syn) ? 1 : 0) &+ (h.flags.contains(.fin) ? 1 : 0)
                 if sndNxt.map({ SeqNumber(end).after(SeqNumber($0)) }) ?? true { sndNxt = end }
                 if h.flags.contains(.syn) { synTS = ts != nil }
                 if h.flags.contains(.fin) { fin = true }
-            } else if !o.frame.isOutgoing, v.destination == flow.source, t.destinationPort == flow.sourcePort,
-                      v.source == flow.destination, t.sourcePort == flow.destinationPort {
+            } else if !o.frame.isOutgoing, t.destinationPort == flow.sourcePort, t.sourcePort == flow.destinationPort,
+                      v.source == flow.destination {
                 if h.flags.contains(.syn) { synAckTS = ts != nil }
                 if let ts { tsRecent = ts }
             }
