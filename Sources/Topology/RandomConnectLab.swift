@@ -146,9 +146,9 @@ public struct RandomConnectLab: Sendable {
             var range = crowded ? ", net.ipv4.ip_local_port_range: \"40000 40003\"" : ""
             if onePort[i] { range = ", net.ipv4.ip_local_port_range: \"40001 40001\"" }
             if timeWaitLab {
-                let reuse = below(4)   // 3: the default (2)
+                let reuse = pick([0, 1, 1, 1, 2, 3])   // 3: the default (2)
                 if reuse < 3 { range += ", net.ipv4.tcp_tw_reuse: \(reuse)" }
-                if chance(2) { range += ", net.ipv4.tcp_tw_reuse_delay: \(pick([1, 100, 1000, 2500, 60000]))" }
+                if chance(2) { range += ", net.ipv4.tcp_tw_reuse_delay: \(chance(8) ? 60000 : pick([1, 100, 1000, 2500]))" }
                 if chance(8) { range += ", net.ipv4.tcp_timestamps: 0" }
             }
             let icmp = defaultICMP ? "" : ", net.ipv4.icmp_ratelimit: 0"
@@ -199,7 +199,7 @@ public struct RandomConnectLab: Sendable {
             // Now and then one of the node's own addresses: over lo, answered by its own stack. With default ICMP
             // limits, more often a destination behind an error route (the extra addresses).
             let others = defaultICMP ? [loopback(t), extras[t], extras[t]] : [loopback(t), loopback(t), extras[t]]
-            let own = chance(timeWaitLab ? 6 : 14)
+            let own = chance(timeWaitLab ? 4 : 14)
             let target = own ? pick(mine) : pick(others + ends(t).map(\.mine.address))
             let port = chance(7) ? 81 : 80
             // One SYN retry keeps timeouts short (3 s), but with a failed link a next hop may never answer ARP: the
