@@ -97,7 +97,7 @@ public enum ConnectRun {
         func settleLab() throws {
             shared.record(try capture.collect())
             for _ in 0..<3 {
-                try shared.settle()
+                try shared.settle(for: scope.sourceNode)
                 let seen = try capture.collect()
                 shared.record(seen)
                 if !seen.contains(where: { $0.frame.isOutgoing && $0.frame.ipv4.map { $0.count > 9 && $0[$0.startIndex + 9] == 1 } == true }) { break }

@@ -7,14 +7,16 @@ import Wire
 /// The state one run of a comparison (engine or kernel) leaves in the lab for the other, and what keeps the
 /// comparison immune to it. Both runs send real packets through the same routers, so:
 ///
-/// - **ICMP rate limits.** A router's ICMP error to the engine's SYN spends a token of its per-peer bucket
-///   (`icmpv4_xrlim_allow` → `inet_peer_xrlim_allow`: `icmp_ratelimit` ms per token, burst
-///   `XRLIM_BURST_FACTOR` 6, for the types in `icmp_ratemask`) and of the netns-wide `icmp_global` bucket
-///   (`icmp_msgs_per_sec`, `icmp_msgs_burst`). Every ICMP error a node originates is seen by the captures, so the
-///   buckets are replayed here, and before each run the driver waits until every bucket is full again — both runs
-///   then find the routers as a fresh lab has them. A bucket starts full (`inet_getpeer` sets `rate_last` 60 s
-///   back). Errors the node sent before this session are not known: `unknownHistory` says so, and a comparison
-///   that differs by an ICMP error is run again once the buckets are known full (`ConnectRun`).
+/// - **ICMP rate limits.** A router's ICMP error to the engine's SYN spends tokens of its per-peer inetpeer bucket
+///   — `ip_error` for an error route (`route.error_cost`, burst `route.error_burst`) and `icmpv4_xrlim_allow` →
+///   `inet_peer_xrlim_allow` (`icmp_ratelimit` ms per token, burst `XRLIM_BURST_FACTOR` 6, for the types in
+///   `icmp_ratemask`), both on the same `rate_tokens` — and of the netns-wide `icmp_global` credit
+///   (`icmp_msgs_per_sec`, `icmp_msgs_burst`). The captures see every packet a router drops and every error it
+///   sends, so the buckets are replayed here (an upper bound of what was spent), and before each run the driver
+///   waits until every bucket is full again — both runs then find the routers as a fresh lab has them. A bucket
+///   starts full (`inet_getpeer` sets `rate_last` 60 s back). What was spent before this session is not known:
+///   `unknownHistory` says so, and a comparison that differs by an ICMP error is run again once the buckets are
+///   surely full (`ConnectRun`).
 /// - **Neighbour entries.** A SYN to a next hop that does not answer ARP waits in an INCOMPLETE entry; the run's
 ///   outcome depends on how far the probing got (docs/engine.md, "Timing the engine cannot match"). Before each run
 ///   the driver waits until no entry in the lab is INCOMPLETE. REACHABLE, STALE, DELAY, PROBE and FAILED entries
@@ -62,46 +64,84 @@ public final class SharedState: @unchecked Sendable {
         }
     }
 
-    /// Replay the ICMP errors the nodes originated (an outgoing ICMP error whose source is the node's own address)
-    /// in these observations.
+    /// Replay what spends a router's tokens for a peer, from these observations. Two limiters share one inetpeer
+    /// (`peer->rate_tokens`, `rate_last`): `ip_error` (an error route: `route.error_cost` a token, capped at
+    /// `route.error_burst`, 1 s and 5 s by default; checked before `icmp_send`) and `icmpv4_xrlim_allow`
+    /// (`icmp_ratelimit` a token, capped at 6 of them). So an error route's ICMP costs 1 s + `icmp_ratelimit`, and
+    /// a peer whose packets keep hitting it once a second never gets one once the bucket is empty — measured: a
+    /// node at default limits with six SYNs a second apart got no ICMP (`IcmpOutRateLimitHost`). Each packet a
+    /// node received from a peer and did not forward (nor was addressed to), and each ICMP error it originated
+    /// about a packet not seen dropped, is counted as spending both costs (an upper bound: a blackhole or a
+    /// queued packet spends nothing), so the waits in `settle` are long enough.
     public func record(_ observations: [Observation]) {
-        for o in observations where o.frame.isOutgoing {
-            guard let n = nodes[o.node], let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip), v.proto == 1,
-                  n.addresses.contains(v.source), !n.addresses.contains(v.destination), v.payload.count >= 8 else { continue }
-            let type = v.payload[v.payload.startIndex]
-            guard type < 32, n.ratemask & (1 << UInt32(type)) != 0, n.ratelimit > 0 else { continue }
-            let b = Bucket(node: o.node, peer: v.destination)
-            let full = Self.burstFactor * n.ratelimit
-            var (tokens, last) = buckets[b] ?? (full, o.time)
-            tokens = min(tokens + (o.time - last), full) - n.ratelimit
-            buckets[b] = (max(tokens, 0), o.time)
-            recent[o.node, default: []].append(o.time)
+        struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: UInt8 }
+        var sent: [String: Set<Identity>] = [:]
+        var views: [(Observation, IPv4PacketView)] = []
+        for o in observations {
+            guard nodes[o.node] != nil, let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip) else { continue }
+            views.append((o, v))
+            if o.frame.isOutgoing { sent[o.node, default: []].insert(Identity(source: v.source, id: v.identification, proto: v.proto)) }
+        }
+        var dropped: Set<Identity> = []
+        for (o, v) in views {
+            let n = nodes[o.node]!
+            if o.frame.isOutgoing {
+                guard v.proto == 1, n.addresses.contains(v.source), !n.addresses.contains(v.destination), v.payload.count >= 8,
+                      [3, 4, 5, 11, 12].contains(v.payload[v.payload.startIndex]) else { continue }
+                recent[o.node, default: []].append(o.time)
+                if let m = try? ICMPv4Message.parse(v.payload), let q = m.quote,
+                   dropped.contains(Identity(source: q.header.source, id: q.header.identification, proto: q.header.proto)) { continue }
+                spend(Bucket(node: o.node, peer: v.destination), at: o.time)
+            } else if o.frame.packetType == 0, !n.addresses.contains(v.source), !n.addresses.contains(v.destination),
+                      !v.destination.isMulticast, v.destination != IPv4Address(UInt32.max) {
+                let id = Identity(source: v.source, id: v.identification, proto: v.proto)
+                if sent[o.node]?.contains(id) == true || dropped.contains(id) { continue }
+                dropped.insert(id)
+                spend(Bucket(node: o.node, peer: v.source), at: o.time)
+            }
         }
     }
 
-    /// When every bucket is full again (CLOCK_REALTIME ns): `icmp_ratelimit` per token spent, and one second after a
-    /// node's last error for its share of `icmp_global`.
-    func bucketsFullAt() -> Int64 {
+    /// `route.error_cost` and `route.error_burst` (global sysctls, in jiffies): 1 s a token, 5 of them.
+    static let errorCost: Int64 = 1_000_000_000, errorBurst: Int64 = 5_000_000_000
+
+    /// A bucket's cap as seen by whichever limiter refills it next: both caps reached means one state for both runs.
+    func cap(_ n: Node) -> Int64 { max(Self.errorBurst, Self.burstFactor * n.ratelimit) }
+
+    func spend(_ b: Bucket, at t: Int64) {
+        guard let n = nodes[b.node] else { return }
+        // A fresh peer starts full (inet_getpeer sets rate_last 60 s back), at the lower of the two caps.
+        var (tokens, last) = buckets[b] ?? (min(Self.errorBurst, n.ratelimit > 0 ? Self.burstFactor * n.ratelimit : Self.errorBurst), t)
+        tokens = min(tokens + max(0, t - last), cap(n))
+        tokens = max(0, tokens - Self.errorCost - n.ratelimit)
+        buckets[b] = (tokens, t)
+    }
+
+    /// When every bucket is full again (CLOCK_REALTIME ns), and 50 ms after a node's last error for its share of
+    /// `icmp_global` (a burst of 50 refilled at 1000/s).
+    func bucketsFullAt(for source: String? = nil) -> Int64 {
         var at: Int64 = spentUntil
+        let mine = source.flatMap { nodes[$0]?.addresses }
         for (b, s) in buckets {
-            guard let n = nodes[b.node] else { continue }
-            at = max(at, s.last + (Self.burstFactor * n.ratelimit - s.tokens))
+            guard let n = nodes[b.node], mine?.contains(b.peer) ?? true else { continue }
+            at = max(at, s.last + (cap(n) - s.tokens))
         }
         for (_, times) in recent { if let t = times.last { at = max(at, t + 1_000_000_000 / 20) } }
         return at
     }
 
-    /// Treat every bucket as spent now (errors sent before this process watched): full after `6 × icmp_ratelimit`.
+    /// Treat every bucket as spent now (errors sent before this process watched): full after the larger cap.
     public func assumeSpent() {
-        spentUntil = realtimeNanoseconds() + Self.burstFactor * (nodes.values.map(\.ratelimit).max() ?? 0)
+        spentUntil = realtimeNanoseconds() + (nodes.values.map(cap).max() ?? Self.errorBurst)
     }
 
-    /// Wait until the routers' ICMP buckets are full and no neighbour entry in the lab is still resolving.
-    public func settle() throws {
-        let full = bucketsFullAt()
+    /// Wait until the routers' ICMP buckets for the addresses of `source` (every bucket: nil) are full and no
+    /// neighbour entry in the lab is still resolving.
+    public func settle(for source: String? = nil) throws {
+        let full = bucketsFullAt(for: source)
         let now = realtimeNanoseconds()
         if full > now { sleep(ns: full - now, cause: "icmp rate limit") }
-        buckets = buckets.filter { $0.value.last + Self.burstFactor * (nodes[$0.key.node]?.ratelimit ?? 0) > realtimeNanoseconds() }
+        buckets = buckets.filter { b in nodes[b.key.node].map { b.value.last + cap($0) - b.value.tokens > realtimeNanoseconds() } ?? false }
         recent = [:]
         try settleNeighbours()
     }
