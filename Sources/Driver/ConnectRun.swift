@@ -125,6 +125,11 @@ public enum ConnectRun {
             for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, direction: o.frame.isOutgoing ? .outbound : .inbound, comment: comment) }
             e.observed = observe(eObs, e, spec: spec, scope: scope)
             let wire = try nextHop(e.observed, in: ns, links: state.snapshot.links, prefer: e.nextHop)
+            if let src = e.source, let sport = e.sourcePort {
+                try SharedState.resetHalfOpen(eObs, flow: FlowKey(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port),
+                                              sourceNode: scope.sourceNode, connected: e.errno == nil, device: e.device,
+                                              nextHop: e.nextHop, links: state.snapshot.links, namespace: ns)
+            }
             mark("engine observed")
             return (e, wire)
         }
@@ -169,6 +174,11 @@ public enum ConnectRun {
             if let obs = ko.observed {
                 ko.device = obs.device
                 ko.nextHop = try nextHop(obs, in: ns, links: state.snapshot.links, prefer: e.nextHop)
+            }
+            if let src = ko.source, let sport = ko.sourcePort {
+                try SharedState.resetHalfOpen(kObs, flow: FlowKey(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port),
+                                              sourceNode: scope.sourceNode, connected: ko.errno == nil, device: ko.device,
+                                              nextHop: ko.nextHop, links: state.snapshot.links, namespace: ns)
             }
             k = ko
         }

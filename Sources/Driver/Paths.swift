@@ -77,6 +77,9 @@ public struct ObservedPath: Sendable {
             // The destination of a source-routed reply changes hop by hop; its source and ports do not.
             if v.proto == 6, v.source == flow.destination, let t = try? TCPSegmentView(checking: v.payload),
                t.sourcePort == flow.destinationPort, t.destinationPort == flow.sourcePort {
+                // The reply to this run's SYN acknowledges it: a SYN-ACK that a server's older request socket on the
+                // same 4-tuple retransmits (acknowledging an earlier run's SYN) is not it.
+                if let seq = synSeq, t.flags.contains(.ack), t.ack.raw != seq &+ 1 { return nil }
                 if t.flags.contains(.syn), t.flags.contains(.ack) { return "SYN-ACK" }
                 if t.flags.contains(.rst) { return "RST" }
                 return nil

@@ -233,3 +233,38 @@ extension FlowHistory {
         ends[flow] = End(sndNxt: sndNxt, tsRecent: synTS && synAckTS ? tsRecent : nil, timestamps: synTS && synAckTS, bound: bound)
     }
 }
+
+extension SharedState {
+    /// After a run that did not connect but reached the server (the server answered the flow), the server may keep a
+    /// request socket (SYN_RECV) for the 4-tuple for a minute of SYN-ACK retransmissions. The next SYN on that
+    /// 4-tuple — the other run's, or a later check's on a one-port node — gets an out-of-window ACK from it instead
+    /// of a SYN-ACK (`tcp_check_req`), resets it, and connects only on its retransmission a second later (measured:
+    /// engine 997 ms and 2 SYNs, kernel 0.14 ms and 1, selftest connect seed 2017). Reset it: a RST without ACK,
+    /// seq = ISN + 1 (in the request's window: `tcp_check_req` → `embryonic_reset`), sent as the run's own SYN went
+    /// (its IP header and options, device and next hop).
+    public static func resetHalfOpen(_ observations: [Observation], flow: FlowKey, sourceNode: String, connected: Bool,
+                                     device: String?, nextHop: IPv4Address?, links: [LinkInfo], namespace: NetworkNamespace) throws {
+        guard !connected, let device, let link = links.first(where: { $0.name == device }) else { return }
+        var syn: (IPv4Header, TCPHeader)?
+        var answered = false
+        for o in observations {
+            guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip), v.proto == 6,
+                  let t = try? TCPSegmentView(checking: v.payload) else { continue }
+            if syn == nil, o.node == sourceNode, o.frame.isOutgoing, v.source == flow.source, t.sourcePort == flow.sourcePort,
+               t.destinationPort == flow.destinationPort, t.flags.contains(.syn), !t.flags.contains(.ack),
+               let h = try? IPv4Header.parse(v), let th = try? TCPHeader.parse(t) {
+                syn = (h, th)
+            }
+            if v.source == flow.destination, t.sourcePort == flow.destinationPort, t.destinationPort == flow.sourcePort { answered = true }
+        }
+        guard answered, let (ip, tcp) = syn else { return }
+        let rst = TCPHeader(sourcePort: tcp.sourcePort, destinationPort: tcp.destinationPort, seq: tcp.seq + 1, flags: .rst, window: 0)
+        var bytes: [UInt8] = []
+        var h = ip
+        h.identification &+= 1
+        h.emit(payloadLength: rst.headerLength, into: &bytes)
+        rst.emit(source: flow.source, destination: flow.destination, into: &bytes)
+        let loopback = link.flags & 0x8 != 0
+        try RawSocket(in: namespace).send(bytes, nextHop: nextHop ?? ip.destination, ifindex: loopback ? 0 : link.index, source: flow.source)
+    }
+}
