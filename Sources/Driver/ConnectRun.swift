@@ -107,7 +107,7 @@ public enum ConnectRun {
         /// The answers tcp_twsk_unique gives for the TIME_WAITs to this destination at monotonic time `at`.
         func timeWaitAnswers(_ st: NodeState, at: Int64) -> [PortTable.FourTuple: Bool] {
             SharedState.timeWaitAnswers(st.ports(at: at), destination: spec.destination, port: spec.port,
-                                        bound: spec.bindPort != nil, sysctls: st.sysctls)
+                                        bound: spec.bindAddress != nil || spec.bindPort != nil, sysctls: st.sysctls)
         }
         func readState() throws -> NodeState {
             var st = try NodeState.read(ns, history: shared.history)
