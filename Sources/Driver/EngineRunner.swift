@@ -165,6 +165,15 @@ public struct EngineRunner {
         let rx = try PacketSocket(in: namespace, filter: .engineFlow(address: engine.sourceAddress.value, port: engine.sourcePort))
         try guardian.protect(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice)
         defer { try? guardian.release(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice) }
+        // A connect bound to a device, to one of the node's own addresses: the replies come back by lo, and the
+        // socket finds them when their rt_iif — the device holding the address — is the bound one (see `arrival`
+        // below). Guard lo too then, or the node's TCP resets the engine's connection (selftest connect seed 3026).
+        let loopbackName = state.snapshot.links.first { $0.flags & 0x8 != 0 }?.name
+        let holderName = state.snapshot.addresses.first { $0.prefix.address == engine.sourceAddress }
+            .flatMap { a in state.snapshot.links.first { $0.index == a.index }?.name }
+        let guardLoopback = engine.route?.kind == .local && engine.boundDevice != nil && holderName == engine.boundDevice
+        if guardLoopback, let lo = loopbackName { try guardian.protect(engine.sourceAddress, port: engine.sourcePort, device: lo) }
+        defer { if guardLoopback, let lo = loopbackName { try? guardian.release(engine.sourceAddress, port: engine.sourcePort, device: lo) } }
         let names = Dictionary(index.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
         // The device a socket lookup compares with a bound device (`inet_iif`): the arrival device, except for a
         // packet looped back from this node itself (an ICMP error the node's own stack made, as on a neighbour
