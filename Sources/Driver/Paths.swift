@@ -94,6 +94,7 @@ public struct ObservedPath: Sendable {
             return nil
         }
         var synID: Identity?, replyID: Identity?
+        var copies: [(id: Identity, hop: String, node: String, ttl: UInt8, out: Bool, time: Int64)] = []
         for o in observations {
             guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip) else { continue }
             if o.node == sourceNode, o.frame.isOutgoing, isSyn(v) { p.synsSent += 1 }
@@ -111,11 +112,20 @@ public struct ObservedPath: Sendable {
             }
             // Flooded copies a LAN delivers to other hosts (PACKET_OTHERHOST) are not hops.
             guard o.frame.packetType != 3, let id = identity(v) else { continue }
-            let hop = o.hop + (o.frame.isOutgoing ? ">" : "<")
-            // A retransmission of the same packet (same identity) crosses the same hops again: count each hop once.
-            if id == synID, !p.synHops.contains(hop) { p.synHops.append(hop); append(o.node, to: &p.path) }
-            if id == replyID, !p.replyHops.contains(hop) { p.replyHops.append(hop); append(o.node, to: &p.replyPath) }
+            copies.append((id, o.hop + (o.frame.isOutgoing ? ">" : "<"), o.node, v.ttl, o.frame.isOutgoing, o.time))
         }
+        // The hops of one packet in causal order: the TTL falls by one per router, and at one TTL the copy sent
+        // comes before the copy received. Timestamps alone are not causal across namespaces (a veth peer's copy is
+        // stamped when queued to its backlog, a forwarded one when sent), and a busy machine inverted them.
+        func hops(_ id: Identity?) -> [(hop: String, node: String)] {
+            guard let id else { return [] }
+            return copies.filter { $0.id == id }
+                .sorted { ($1.ttl, $0.out ? 0 : 1, $0.time) < ($0.ttl, $1.out ? 0 : 1, $1.time) }
+                .map { ($0.hop, $0.node) }
+        }
+        // A retransmission of the same packet (same identity) crosses the same hops again: count each hop once.
+        for h in hops(synID) where !p.synHops.contains(h.hop) { p.synHops.append(h.hop); append(h.node, to: &p.path) }
+        for h in hops(replyID) where !p.replyHops.contains(h.hop) { p.replyHops.append(h.hop); append(h.node, to: &p.replyPath) }
         return p
     }
 
