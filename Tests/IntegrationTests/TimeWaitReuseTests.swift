@@ -11,7 +11,7 @@ struct TimeWaitReuseTests {
     init() throws { try #require(Root.isRoot, "integration tests need root") }
 
     struct Report: Decodable {
-        struct Syn: Decodable { var seq: UInt32; var tsEcho: UInt32?; var window: Int }
+        struct Syn: Decodable { var seq: UInt32; var tsEcho: UInt32?; var window: Int; enum CodingKeys: String, CodingKey { case seq, tsEcho = "ts_echo", window } }
         struct Side: Decodable { var result: String; var errno: String?; var sport: UInt16?; var time_wait: String?; var syn: Syn? }
         struct Result: Decodable { var name: String; var passed: Bool; var failures: [String]; var engine: Side?; var kernel: Side?; var notes: [String] }
         var results: [Result]
