@@ -53,7 +53,8 @@ struct TimeWaitReuseTests {
 
     @Test func engineTakesOverATimeWaitExactlyWhenTheKernelDoes() throws {
         let f = try LabFixture(text: lab(), base: "twreuse")
-        let r = try netlab("check", f.file, "--json", "\(f.directory)/r.json")
+        let r = try netlab("check", f.file, "--json-file", "\(f.directory)/r.json")
+        try #require(FileManager.default.fileExists(atPath: "\(f.directory)/r.json"), "\(r.stdout)\n\(r.stderr)")
         let report = try JSONDecoder().decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: "\(f.directory)/r.json")))
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         for c in Self.cases {
