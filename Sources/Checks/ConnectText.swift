@@ -19,6 +19,7 @@ public enum ConnectText {
             if !s.path.isEmpty { out.append("    path:  " + s.path.joined(separator: " → ") + "   (" + s.hops.joined(separator: " ") + ")") }
             if !s.reply_path.isEmpty { out.append("    reply: " + s.reply_path.joined(separator: " → ") + (s.reply.map { "   (\($0))" } ?? "")) }
             if let e = s.echoed { out.append("    echoed: \"\(visible(e))\"") }   // bytes from the wire
+            if let tw = s.time_wait { out.append("    \(tw)") }
         }
         side("engine:", c.engine)
         if let k = c.kernel { side("kernel:", k) }

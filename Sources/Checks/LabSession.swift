@@ -10,10 +10,12 @@ public final class LabSession {
     public let topology: Topology
     public private(set) var listeners: Listeners
     /// The engine's guard tables (one per node that connected) and the lab captures, kept open until the session ends.
-    public let cache = ConnectCache()
+    public let cache: ConnectCache
 
-    public init(topology: Topology) throws {
+    /// `fresh`: the lab was brought up by this process (nothing spent its routers' ICMP buckets before).
+    public init(topology: Topology, fresh: Bool = false) throws {
         self.topology = topology
+        cache = ConnectCache(fresh: fresh)
         listeners = try Self.listeners(topology)
     }
 

@@ -36,6 +36,10 @@ public struct SideReport: Codable, Sendable, Equatable {
     public var hops: [String]
     public var reply_hops: [String]
     public var trace: [String]
+    /// The TIME_WAIT socket this side's connect took over (`tcp_twsk_unique`), if any.
+    public var time_wait: String?
+    /// SYNs on the wire (1 + retransmissions).
+    public var syns: Int?
 }
 
 public struct ConnectComparison: Codable, Sendable {
@@ -61,6 +65,11 @@ public enum ConnectRun {
     /// `pcap` receives both connects' frames (checked beforehand with `OutputTarget.prepare`).
     public static func run(_ spec: ConnectSpec, scope: ConnectScope, kernel: Bool, pcap: OutputTarget? = nil,
                            seed: UInt64? = nil, cache: ConnectCache? = nil) throws -> ConnectComparison {
+        try run(spec, scope: scope, kernel: kernel, pcap: pcap, seed: seed, cache: cache, shared: nil)
+    }
+
+    static func run(_ spec: ConnectSpec, scope: ConnectScope, kernel: Bool, pcap: OutputTarget?, seed: UInt64?, cache: ConnectCache?,
+                    shared given: SharedState?) throws -> ConnectComparison {
         let ns = scope.sourceNamespace
         let timing = ProcessInfo.processInfo.environment["NETLAB_TIMING"] != nil
         var t0 = monotonicNanoseconds()
@@ -71,43 +80,105 @@ public enum ConnectRun {
             t0 = t
         }
         var file = PcapNG()
-        let state = try NodeState.read(ns)
-        mark("node state")
         let own = cache == nil
         let guardian = try cache?.guardian(for: ns) ?? EngineGuard.install(in: ns)
         defer { if own { try? guardian.remove(); mark("guard removed") } }
         mark("guard")
 
         let capture = try cache?.capture(scope.nodes) ?? LabCapture(scope.nodes)
+        let shared = try given ?? cache?.shared(scope.nodes) ?? SharedState(scope.nodes, unknownHistory: true)
+        let unknownAtStart = shared.unknownHistory
         for i in capture.interfaces { file.addInterface("\(i.node):\(i.interface)") }
         mark("capture opened")
+        // Drain until the last packet of the run has crossed every hop it takes (a busy machine runs the veth
+        // backlogs late); a second at most.
+        let settle: Int64 = 1_000_000_000
+        /// Bring the lab back to the state a fresh lab has for what the runs share (`SharedState`).
+        func settleLab() throws {
+            shared.record(try capture.collect())
+            for _ in 0..<3 {
+                try shared.settle(for: scope.sourceNode)
+                let seen = try capture.collect()
+                shared.record(seen)
+                if !seen.contains(where: { $0.frame.isOutgoing && $0.frame.ipv4.map { $0.count > 9 && $0[$0.startIndex + 9] == 1 } == true }) { break }
+            }
+            mark("lab settled")
+        }
+        /// The answers tcp_twsk_unique gives for the TIME_WAITs to this destination at monotonic time `at`.
+        func timeWaitAnswers(_ st: NodeState, at: Int64) -> [PortTable.FourTuple: Bool] {
+            SharedState.timeWaitAnswers(st.ports(at: at), destination: spec.destination, port: spec.port,
+                                        bound: spec.bindAddress != nil || spec.bindPort != nil, sysctls: st.sysctls)
+        }
+        func readState() throws -> NodeState {
+            var st = try NodeState.read(ns, history: shared.history)
+            if shared.waitOutTimeWait(st, destination: spec.destination, port: spec.port) { st = try NodeState.read(ns, history: shared.history) }
+            mark("node state")
+            return st
+        }
+        var engineAnswers: [PortTable.FourTuple: Bool] = [:]
         func runEngine(_ spec: ConnectSpec, state: NodeState, comment: String) throws -> (ConnectOutcome, IPv4Address?) {
+            engineAnswers = timeWaitAnswers(state, at: monotonicNanoseconds())
             var e = try EngineRunner(namespace: ns).run(spec, state: state, guardian: guardian, seed: seed)
             mark("engine connect")
-            usleep(5_000)   // the last ACK or RST crosses the lab (veth hops are processed within microseconds)
-            let eObs = try capture.collect()
+            let eObs = try capture.collect(settle: settle)
+            shared.record(eObs)
             for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, direction: o.frame.isOutgoing ? .outbound : .inbound, comment: comment) }
             e.observed = observe(eObs, e, spec: spec, scope: scope)
             let wire = try nextHop(e.observed, in: ns, links: state.snapshot.links, prefer: e.nextHop)
+            if let src = e.source, let sport = e.sourcePort {
+                try SharedState.resetHalfOpen(eObs, flow: FlowKey(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port),
+                                              sourceNode: scope.sourceNode, connected: e.errno == nil, device: e.device,
+                                              nextHop: e.nextHop, links: state.snapshot.links, namespace: ns)
+            }
             mark("engine observed")
             return (e, wire)
         }
+        try settleLab()
+        var state = try readState()
         var (e, engineWireNextHop) = try runEngine(spec, state: state, comment: "engine")
 
         var k: ConnectOutcome?
+        var stateNotes: [String] = []
         if kernel {
-            // The same capture: what it held is the engine's and was collected above.
+            // The kernel must find the lab as the engine did: ICMP buckets and neighbours settled again, and every
+            // TIME_WAIT to the destination giving tcp_twsk_unique's answer of the engine's run — else the engine
+            // runs again on the state the kernel is about to find.
+            for attempt in 0..<3 {
+                try settleLab()
+                let now = try NodeState.read(ns, history: shared.history)
+                let answers = timeWaitAnswers(now, at: monotonicNanoseconds())
+                if answers == engineAnswers { break }
+                if attempt == 2 {
+                    stateNotes.append("TIME_WAIT sockets to \(spec.destination):\(spec.port) changed between the runs (tcp_tw_reuse_delay passed or expired) three times; compared as they were")
+                    break
+                }
+                stateNotes.append("a TIME_WAIT to \(spec.destination):\(spec.port) changed tcp_twsk_unique's answer after the engine's run (tcp_tw_reuse_delay passed or it expired): the engine ran again on the kernel's state")
+                state = try readState()
+                try settleLab()
+                (e, engineWireNextHop) = try runEngine(spec, state: state, comment: "engine, again on the kernel's TIME_WAIT state")
+            }
+            let before = try NodeState.read(ns, history: shared.history)
             var ko = try KernelRunner(namespace: ns).run(spec)
             mark("kernel connect")
-            usleep(5_000)
-            let kObs = try capture.collect()
+            let kObs = try capture.collect(settle: settle)
+            shared.record(kObs)
             mark("kernel collected \(kObs.count)")
             for o in kObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, direction: o.frame.isOutgoing ? .outbound : .inbound, comment: "kernel") }
             ko.observed = observe(kObs, ko, spec: spec, scope: scope)
+            if let src = ko.source, let sport = ko.sourcePort {
+                let t = PortTable.FourTuple(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port)
+                ko.reusedTimeWait = before.ports.timeWait.first { $0.tuple == t }
+                shared.history.record(kObs, flow: t, node: scope.sourceNode, bound: spec.bindAddress != nil || spec.bindPort != nil)
+            }
             mark("kernel analysed")
             if let obs = ko.observed {
                 ko.device = obs.device
                 ko.nextHop = try nextHop(obs, in: ns, links: state.snapshot.links, prefer: e.nextHop)
+            }
+            if let src = ko.source, let sport = ko.sourcePort {
+                try SharedState.resetHalfOpen(kObs, flow: FlowKey(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port),
+                                              sourceNode: scope.sourceNode, connected: ko.errno == nil, device: ko.device,
+                                              nextHop: ko.nextHop, links: state.snapshot.links, namespace: ns)
             }
             k = ko
         }
@@ -119,11 +190,27 @@ public enum ConnectRun {
         if c.otherLeg, let kd = k?.device, let kn = k?.nextHop {
             var again = spec
             again.preferredLeg = (kd, kn)
+            // The kernel's source came from another leg of the lookup that chose it: take that one first there too.
+            if let ks = k?.source, ks != e.source, let leg = e.sourceLegs.first(where: { $0.source == ks }) {
+                again.preferredSourceLeg = (leg.device, leg.nextHop)
+            }
             // The node as the kernel's connect found it (its own socket, now in TIME_WAIT, was not there yet).
+            try settleLab()
             (e, engineWireNextHop) = try runEngine(again, state: state, comment: "engine, on the kernel's leg")
             let first = c.notes
             c = compare(engine: e, kernel: k)
             c.notes = first.map { $0 + "; the engine ran again on that leg" } + c.notes
+        }
+        c.notes += stateNotes
+        // The routers' ICMP buckets may have been spent before this process watched them: a difference where one
+        // side got an ICMP error can be the order of the runs. Wait until every bucket is surely full and run both
+        // again; the second comparison is the one reported.
+        if !c.agree, unknownAtStart, kernel, c.engine.reply?.hasPrefix("ICMP") == true || c.kernel?.reply?.hasPrefix("ICMP") == true {
+            shared.unknownHistory = false
+            shared.assumeSpent()
+            var again = try run(spec, scope: scope, kernel: kernel, pcap: pcap, seed: seed, cache: cache, shared: shared)
+            again.notes.insert("first comparison differed by an ICMP error (\(c.differences.joined(separator: "; "))); the routers' ICMP rate-limit buckets were not known full, so both ran again once they were", at: 0)
+            return again
         }
         if let pcap { try pcap.write(file.bytes) }
         if let wire = engineWireNextHop, let decided = e.nextHop, wire != decided, e.observed?.device != "lo" {
@@ -158,7 +245,11 @@ public enum ConnectRun {
                           errno: o.errno.map { name($0) }, syn: obs?.syn, reply: obs?.reply,
                           handshake_ms: o.handshakeNanoseconds.map { Double($0) / 1e6 },
                           echoed: o.echoed.map { String(decoding: $0, as: UTF8.self) },
-                          hops: obs?.synHops ?? [], reply_hops: obs?.replyHops ?? [], trace: o.trace)
+                          hops: obs?.synHops ?? [], reply_hops: obs?.replyHops ?? [], trace: o.trace,
+                          time_wait: o.reusedTimeWait.map { tw in
+                              "took over TIME_WAIT \(tw.tuple.source):\(tw.tuple.sourcePort) → \(tw.tuple.destination):\(tw.tuple.destinationPort)" +
+                                  (tw.sndNxt.map { " (tw_snd_nxt \($0))" } ?? " (tw_snd_nxt not watched)") },
+                          syns: obs.map(\.synsSent))
     }
 
     static func compare(engine e: ConnectOutcome, kernel k: ConnectOutcome?) -> ConnectComparison {
@@ -205,6 +296,22 @@ public enum ConnectRun {
         } else if (es.syn == nil) != (ks.syn == nil) {
             diffs.append("syn: \(es.syn == nil ? "engine sent none" : "kernel sent none")")
         }
+        // On the same 4-tuple both sides find the same TIME_WAIT (if any): both take it over or neither, and taken
+        // over it fixes the ISN (tw_snd_nxt + 65535 + 2) and the SYN's TS echo (tw_ts_recent), when it was watched.
+        if es.source == ks.source, es.sport == ks.sport, es.sport != nil {
+            diff("time_wait", e.reusedTimeWait != nil ? "taken over" : "not taken over", k.reusedTimeWait != nil ? "taken over" : "not taken over")
+            if let a = es.syn, let b = ks.syn {
+                if let tw = e.reusedTimeWait, tw.sndNxt == nil {
+                    notes.append("the TIME_WAIT the connect took over left before this session watched it: ISN and TS echo not compared")
+                } else {
+                    diff("syn ts echo", a.tsEcho, b.tsEcho)
+                    if e.reusedTimeWait != nil { diff("syn seq (tw_snd_nxt + 65537)", a.seq, b.seq) }
+                }
+            }
+        }
+        // Both connected: a side that sent its SYN again missed a reply the other got (the first SYN-ACK lost to a
+        // late packet socket, say) — a difference of the run, not of the network.
+        if es.result == "established", ks.result == "established" { diff("syns sent", es.syns, ks.syns) }
         diff("echoed", es.echoed, ks.echoed)
         return ConnectComparison(engine: es, kernel: ks, differences: diffs, agree: diffs.isEmpty, notes: notes, otherLeg: otherLeg)
     }

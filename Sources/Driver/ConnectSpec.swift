@@ -17,6 +17,9 @@ public struct ConnectSpec: Sendable, Equatable {
     public var synRetries: Int?
     /// The equal-cost leg the engine's lookups answer first (see `FibResolver.preferredLeg`).
     public var preferredLeg: (device: String, nextHop: IPv4Address)?
+    /// The equal-cost leg the lookups that choose the source (saddr 0: `ip_route_connect`'s #1) answer first, when
+    /// the kernel's source came from another leg than the engine's.
+    public var preferredSourceLeg: (device: String, nextHop: IPv4Address)?
 
     public init(destination: IPv4Address, port: UInt16, bindAddress: IPv4Address? = nil, bindPort: UInt16? = nil,
                 device: String? = nil, mark: UInt32? = nil, tos: UInt8? = nil, sourceRoute: (strict: Bool, hops: [IPv4Address])? = nil,
@@ -30,7 +33,8 @@ public struct ConnectSpec: Sendable, Equatable {
         a.destination == b.destination && a.port == b.port && a.bindAddress == b.bindAddress && a.bindPort == b.bindPort &&
             a.device == b.device && a.mark == b.mark && a.tos == b.tos && a.sourceRoute?.strict == b.sourceRoute?.strict &&
             a.sourceRoute?.hops == b.sourceRoute?.hops && a.payload == b.payload && a.synRetries == b.synRetries &&
-            a.preferredLeg?.device == b.preferredLeg?.device && a.preferredLeg?.nextHop == b.preferredLeg?.nextHop
+            a.preferredLeg?.device == b.preferredLeg?.device && a.preferredLeg?.nextHop == b.preferredLeg?.nextHop &&
+            a.preferredSourceLeg?.device == b.preferredSourceLeg?.device && a.preferredSourceLeg?.nextHop == b.preferredSourceLeg?.nextHop
     }
 
     /// The IP_OPTIONS bytes a program passes to setsockopt for the source route: type, length, pointer 4, the hops.
@@ -54,6 +58,8 @@ public struct ConnectOutcome: Sendable {
     /// Every (source, device, next hop) the lookups allow (equal-cost legs the kernel picks by hash); the decision is
     /// one of them.
     public var alternatives: [Leg] = []
+    /// The legs of the lookup that chose the source (saddr 0), each with the source it gives.
+    public var sourceLegs: [Leg] = []
     public struct Leg: Sendable, Hashable { public var source: IPv4Address; public var device: String; public var nextHop: IPv4Address }
     /// Handshake time (SYN to SYN-ACK) in nanoseconds.
     public var handshakeNanoseconds: Int64?
@@ -61,6 +67,9 @@ public struct ConnectOutcome: Sendable {
     public var echoed: [UInt8]?
     public var trace: [String] = []
     public var observed: ObservedPath?
+    /// The TIME_WAIT socket on the connection's 4-tuple that `tcp_twsk_unique` let it take over (the engine's
+    /// decision; for the kernel, the one its port was held by before its connect).
+    public var reusedTimeWait: PortTable.TimeWait?
 
     public init(errno: Errno? = nil, source: IPv4Address? = nil, sourcePort: UInt16? = nil) {
         self.errno = errno; self.source = source; self.sourcePort = sourcePort

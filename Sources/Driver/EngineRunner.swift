@@ -11,37 +11,71 @@ import Wire
 public struct NodeState: Sendable {
     public var snapshot: RoutingSnapshot
     public var sysctls: NodeSysctls
+    /// The ports, with every TIME_WAIT's `enteredAt` relative to `readAt` (see `ports(at:)`).
     public var ports: PortTable
+    /// CLOCK_MONOTONIC when the sockets were read.
+    public var readAt: Int64
 
-    public static func read(_ namespace: NetworkNamespace) throws -> NodeState {
+    /// Read the node. `history` gives what the capture saw of earlier connections (`tw_snd_nxt`, `tw_ts_recent`);
+    /// TIME_WAIT sockets it does not know are assumed to have had timestamps when the node's `tcp_timestamps` is on.
+    public static func read(_ namespace: NetworkNamespace, history: FlowHistory = FlowHistory()) throws -> NodeState {
         let snapshot = try RoutingSnapshot.read(namespace)
-        let (values, tcp): ([String: String], String) = try namespace.run {
+        let values: [String: String] = try namespace.run {
             var v: [String: String] = [:]
             for k in NodeSysctls.keys { if let s = try? Sysctls.read(k) { v[k] = s } }
-            return (v, (try? readFile("/proc/thread-self/net/tcp")) ?? "")
+            return v
         }
+        let sockets = try SockDiag.tcpSockets(in: namespace)
+        let readAt = monotonicNanoseconds()
         var sysctls = NodeSysctls(reading: values)
         sysctls.readSourceRoute(snapshot.sysctls, devices: snapshot.links.map(\.name))   // the snapshot read them
-        return NodeState(snapshot: snapshot, sysctls: sysctls, ports: parseProcNetTCP(tcp))
+        let names = Dictionary(snapshot.links.map { (UInt32(bitPattern: $0.index), $0.name) }, uniquingKeysWith: { a, _ in a })
+        return NodeState(snapshot: snapshot, sysctls: sysctls,
+                         ports: portTable(sockets, names: names, history: history, timestamps: sysctls.tcpTimestamps != 0),
+                         readAt: readAt)
     }
 
-    /// `/proc/net/tcp`: LISTEN and bound-only sockets hold their port (bind()); the rest are 4-tuples in use.
-    public static func parseProcNetTCP(_ text: String) -> PortTable {
+    /// The ports on an engine's clock whose zero is CLOCK_MONOTONIC `origin`.
+    public func ports(at origin: Int64) -> PortTable {
+        var p = ports
+        for i in p.timeWait.indices { p.timeWait[i].enteredAt = p.timeWait[i].enteredAt + (readAt - origin) }
+        return p
+    }
+
+    /// LISTEN and bound-only sockets hold their port (bind()); timewait sockets become `TimeWait` (age from the
+    /// timer: `TCP_TIMEWAIT_LEN - idiag_expires`); the rest are 4-tuples in use.
+    public static func portTable(_ sockets: [DiagSocket], names: [UInt32: String], history: FlowHistory, timestamps: Bool) -> PortTable {
         var table = PortTable()
-        func endpoint(_ s: Substring) -> (IPv4Address, UInt16)? {
-            let p = s.split(separator: ":")
-            guard p.count == 2, let a = UInt32(p[0], radix: 16), let port = UInt16(p[1], radix: 16) else { return nil }
-            return (IPv4Address(UInt32(bigEndian: a)), port)   // the kernel prints the __be32 as a native integer
-        }
-        for line in text.split(separator: "\n").dropFirst() {
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard f.count > 3, let local = endpoint(f[1]), let remote = endpoint(f[2]), let st = UInt8(f[3], radix: 16) else { continue }
-            table.endpoints.insert(.init(address: local.0, port: local.1))
-            if st == 0x0a || st == 0x07 { table.boundPorts.insert(local.1); continue }
-            table.connections.insert(.init(source: local.0, sourcePort: local.1, destination: remote.0, destinationPort: remote.1))
+        for s in sockets {
+            table.endpoints.insert(.init(address: s.source, port: s.sourcePort))
+            if s.holdsBoundPort && !s.isTimeWait { table.boundPorts.insert(s.sourcePort); continue }
+            let t = PortTable.FourTuple(source: s.source, sourcePort: s.sourcePort, destination: s.destination, destinationPort: s.destinationPort)
+            let known = history.ends[t]
+            // A socket that bound its port with bind() made (or turned) the port's bucket bind()'s: connect() of
+            // other sockets skips the port while the bucket lives (`tb->fastreuse >= 0` in __inet_hash_connect).
+            if known?.bound == true { table.boundPorts.insert(s.sourcePort) }
+            guard s.isTimeWait else { table.connections.insert(t); continue }
+            let age = SockDiag.timeWaitLengthMs - Int64(s.expiresMs)
+            table.timeWait.append(.init(tuple: t, boundDevice: s.boundIndex == 0 ? nil : names[s.boundIndex] ?? "if\(s.boundIndex)",
+                                        finWait2: s.state == 5, enteredAt: .milliseconds(-age),
+                                        timestamps: known?.timestamps ?? timestamps, sndNxt: known?.sndNxt, tsRecent: known?.tsRecent))
         }
         return table
     }
+}
+
+/// What the captures saw of connections that ended, by 4-tuple: the sender's `snd_nxt` at the end and the peer's
+/// last TS value (`tw_snd_nxt`, `tw_ts_recent` of the TIME_WAIT it left), which the kernel does not export.
+public struct FlowHistory: Sendable {
+    public struct End: Sendable, Equatable {
+        public var sndNxt: UInt32
+        public var tsRecent: UInt32?
+        public var timestamps: Bool
+        /// The socket called bind() (its port's bucket is bind()'s).
+        public var bound: Bool
+    }
+    public var ends: [PortTable.FourTuple: End] = [:]
+    public init() {}
 }
 
 func readFile(_ path: String) throws -> String {
@@ -70,11 +104,13 @@ public struct EngineRunner {
     public func run(_ spec: ConnectSpec, state: NodeState, guardian: EngineGuard, seed: UInt64? = nil) throws -> ConnectOutcome {
         var resolver = FibResolver(snapshot: state.snapshot)
         resolver.preferredLeg = spec.preferredLeg
-        var config = EngineConfig(sysctls: state.sysctls, ports: state.ports, seed: seed ?? UInt64(truncatingIfNeeded: realtimeNanoseconds()))
+        var choosing = resolver
+        if let leg = spec.preferredSourceLeg { choosing.preferredLeg = leg }
         let origin = monotonicNanoseconds()
+        var config = EngineConfig(sysctls: state.sysctls, ports: state.ports(at: origin), seed: seed ?? UInt64(truncatingIfNeeded: realtimeNanoseconds()))
         config.realtimeAtZero = realtimeNanoseconds()
         func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds() - origin) }
-        var engine = ConnectEngine(resolver: resolver, config: config)
+        var engine = ConnectEngine(resolver: LegPreferringResolver(choosing: choosing, rest: resolver), config: config)
         var out = ConnectOutcome()
         func record(_ actions: [Action]) { for case .trace(let t) in actions { out.trace.append(t.description) } }
         func setup(_ o: SocketOption) -> Errno? { engine.setOption(o) }
@@ -101,6 +137,7 @@ public struct EngineRunner {
         }
         out.source = engine.sourceAddress
         out.sourcePort = engine.sourcePort
+        out.reusedTimeWait = engine.inheritedTimeWait
         out.device = engine.route?.device
         out.nextHop = engine.route?.nextHop
         if let rt = engine.route {
@@ -112,7 +149,10 @@ public struct EngineRunner {
                             outputDevice: spec.device, mark: spec.mark ?? 0, tos: (spec.tos ?? 0) & 0xfc, proto: 6,
                             sourcePort: spec.bindPort ?? 0, destinationPort: spec.port)
             var sources = [engine.sourceAddress]
-            if flow.source == .any { sources = Array(Set(resolver.decide(flow, traced: false).candidates.map(\.source))) }
+            if flow.source == .any {
+                out.sourceLegs = resolver.decide(flow, traced: false).candidates.map { .init(source: $0.source, device: $0.device, nextHop: $0.nextHop) }
+                sources = Array(Set(out.sourceLegs.map(\.source)))
+            }
             for src in sources {
                 flow.source = src
                 flow.sourcePort = engine.sourcePort
@@ -125,6 +165,15 @@ public struct EngineRunner {
         let rx = try PacketSocket(in: namespace, filter: .engineFlow(address: engine.sourceAddress.value, port: engine.sourcePort))
         try guardian.protect(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice)
         defer { try? guardian.release(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice) }
+        // A connect bound to a device, to one of the node's own addresses: the replies come back by lo, and the
+        // socket finds them when their rt_iif — the device holding the address — is the bound one (see `arrival`
+        // below). Guard lo too then, or the node's TCP resets the engine's connection (selftest connect seed 3026).
+        let loopbackName = state.snapshot.links.first { $0.flags & 0x8 != 0 }?.name
+        let holderName = state.snapshot.addresses.first { $0.prefix.address == engine.sourceAddress }
+            .flatMap { a in state.snapshot.links.first { $0.index == a.index }?.name }
+        let guardLoopback = engine.route?.kind == .local && engine.boundDevice != nil && holderName == engine.boundDevice
+        if guardLoopback, let lo = loopbackName { try guardian.protect(engine.sourceAddress, port: engine.sourcePort, device: lo) }
+        defer { if guardLoopback, let lo = loopbackName { try? guardian.release(engine.sourceAddress, port: engine.sourcePort, device: lo) } }
         let names = Dictionary(index.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
         // The device a socket lookup compares with a bound device (`inet_iif`): the arrival device, except for a
         // packet looped back from this node itself (an ICMP error the node's own stack made, as on a neighbour
@@ -212,4 +261,15 @@ public struct EngineRunner {
         if spec.payload != nil, established { out.echoed = echoed }   // as the kernel side: only a connection echoes
         return out
     }
+}
+
+/// The namespace's FIB for the engine, with the equal-cost legs the kernel was seen to take answered first: one
+/// preference for the lookups that choose the source (saddr 0), another for the rest (the kernel's leg on the wire).
+struct LegPreferringResolver: RouteResolver {
+    var choosing: FibResolver
+    var rest: FibResolver
+    func outputRoute(_ flow: Flow) -> Result<ResolvedRoute, Errno> {
+        flow.source == .any ? choosing.outputRoute(flow) : rest.outputRoute(flow)
+    }
+    func inetAddrType(_ address: IPv4Address) -> RouteType { rest.inetAddrType(address) }
 }

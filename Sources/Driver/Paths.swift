@@ -25,9 +25,13 @@ public struct SynSummary: Sendable, Codable, Equatable {
     public var ipOptions: [String]
     public var flags: String
 
+    /// The sequence number and the TS echo (`tsecr`: 0, or the `ts_recent` a TIME_WAIT passed on).
+    public var seq: UInt32 = 0
+    public var tsEcho: UInt32?
+
     /// snake_case in JSON, as every key netlab writes.
     enum CodingKeys: String, CodingKey {
-        case options, mss, window, windowScale = "window_scale", ttl, df, tos, ipOptions = "ip_options", flags
+        case options, mss, window, windowScale = "window_scale", ttl, df, tos, ipOptions = "ip_options", flags, seq, tsEcho = "ts_echo"
     }
 }
 
@@ -47,6 +51,8 @@ public struct ObservedPath: Sendable {
     public var syn: SynSummary?
     /// What the reply was: `SYN-ACK`, `RST`, `ICMP 3/1 from 192.0.2.1`.
     public var reply: String?
+    /// How many times the SYN left the source node (1 + retransmissions).
+    public var synsSent = 0
 
     /// Find the connect's packets among `observations` (time-ordered). The SYN is the first SYN of `flow` leaving
     /// `sourceNode`; its copies elsewhere are the frames with the same source, IP ID and sequence number. The reply is
@@ -54,6 +60,7 @@ public struct ObservedPath: Sendable {
     public static func analyse(_ observations: [Observation], flow: FlowKey, sourceNode: String) -> ObservedPath {
         var p = ObservedPath(synHops: [], replyHops: [], path: [], replyPath: [], device: nil, nextHopMAC: nil, synDestination: nil,
                              syn: nil, reply: nil)
+        var synSeq: UInt32?
         struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: UInt8; var key: UInt32 }
         func identity(_ v: IPv4PacketView) -> Identity? {
             if v.proto == 6, let t = try? TCPSegmentView(checking: v.payload) {
@@ -70,27 +77,34 @@ public struct ObservedPath: Sendable {
             // The destination of a source-routed reply changes hop by hop; its source and ports do not.
             if v.proto == 6, v.source == flow.destination, let t = try? TCPSegmentView(checking: v.payload),
                t.sourcePort == flow.destinationPort, t.destinationPort == flow.sourcePort {
+                // The reply to this run's SYN acknowledges it: a SYN-ACK that a server's older request socket on the
+                // same 4-tuple retransmits (acknowledging an earlier run's SYN) is not it.
+                if let seq = synSeq, t.flags.contains(.ack), t.ack.raw != seq &+ 1 { return nil }
                 if t.flags.contains(.syn), t.flags.contains(.ack) { return "SYN-ACK" }
                 if t.flags.contains(.rst) { return "RST" }
                 return nil
             }
+            // An error about this run's SYN (its seq): one about an earlier run on the same 4-tuple is not the reply.
             if v.proto == 1, v.destination == flow.source, let m = try? ICMPv4Message.parse(v.payload), let q = m.quote,
                q.header.source == flow.source, let ports = q.tcpPorts, ports.source == flow.sourcePort,
-               ports.destination == flow.destinationPort {
+               ports.destination == flow.destinationPort, synSeq == nil || q.tcpSeq?.raw == synSeq {
                 let code = v.payload.count > 1 ? v.payload[v.payload.startIndex + 1] : 0
                 return "ICMP \(m.type)/\(code) from \(v.source)"
             }
             return nil
         }
         var synID: Identity?, replyID: Identity?
+        var copies: [(id: Identity, hop: String, node: String, ttl: UInt8, out: Bool, time: Int64)] = []
         for o in observations {
             guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip) else { continue }
+            if o.node == sourceNode, o.frame.isOutgoing, isSyn(v) { p.synsSent += 1 }
             if synID == nil, o.node == sourceNode, o.frame.isOutgoing, isSyn(v) {
                 synID = identity(v)
                 p.device = o.interface
                 p.nextHopMAC = o.frame.destinationMAC
                 p.synDestination = v.destination
                 p.syn = summary(v)
+                synSeq = p.syn?.seq
             }
             if replyID == nil, o.frame.packetType != 3, let kind = replyKind(v) {
                 replyID = identity(v)
@@ -98,11 +112,20 @@ public struct ObservedPath: Sendable {
             }
             // Flooded copies a LAN delivers to other hosts (PACKET_OTHERHOST) are not hops.
             guard o.frame.packetType != 3, let id = identity(v) else { continue }
-            let hop = o.hop + (o.frame.isOutgoing ? ">" : "<")
-            // A retransmission of the same packet (same identity) crosses the same hops again: count each hop once.
-            if id == synID, !p.synHops.contains(hop) { p.synHops.append(hop); append(o.node, to: &p.path) }
-            if id == replyID, !p.replyHops.contains(hop) { p.replyHops.append(hop); append(o.node, to: &p.replyPath) }
+            copies.append((id, o.hop + (o.frame.isOutgoing ? ">" : "<"), o.node, v.ttl, o.frame.isOutgoing, o.time))
         }
+        // The hops of one packet in causal order: the TTL falls by one per router, and at one TTL the copy sent
+        // comes before the copy received. Timestamps alone are not causal across namespaces (a veth peer's copy is
+        // stamped when queued to its backlog, a forwarded one when sent), and a busy machine inverted them.
+        func hops(_ id: Identity?) -> [(hop: String, node: String)] {
+            guard let id else { return [] }
+            return copies.filter { $0.id == id }
+                .sorted { ($1.ttl, $0.out ? 0 : 1, $0.time) < ($0.ttl, $1.out ? 0 : 1, $1.time) }
+                .map { ($0.hop, $0.node) }
+        }
+        // A retransmission of the same packet (same identity) crosses the same hops again: count each hop once.
+        for h in hops(synID) where !p.synHops.contains(h.hop) { p.synHops.append(h.hop); append(h.node, to: &p.path) }
+        for h in hops(replyID) where !p.replyHops.contains(h.hop) { p.replyHops.append(h.hop); append(h.node, to: &p.replyPath) }
         return p
     }
 
@@ -112,14 +135,15 @@ public struct ObservedPath: Sendable {
 
     static func summary(_ v: IPv4PacketView) -> SynSummary? {
         guard let h = try? IPv4Header.parse(v), let t = try? TCPSegmentView(checking: v.payload), let th = try? TCPHeader.parse(t) else { return nil }
-        var mss: Int?, ws: Int?
+        var mss: Int?, ws: Int?, echo: UInt32?
         for o in th.options {
             if case .mss(let m) = o { mss = Int(m) }
             if case .windowScale(let w) = o { ws = Int(w) }
+            if case .timestamps(_, let e) = o { echo = e }
         }
         return SynSummary(options: th.options.map(optionName), mss: mss, window: Int(th.window), windowScale: ws,
                           ttl: Int(h.ttl), df: h.dontFragment, tos: Int(h.tos), ipOptions: h.options.map(ipOptionName),
-                          flags: th.flags.description)
+                          flags: th.flags.description, seq: th.seq.raw, tsEcho: echo)
     }
 
     static func optionName(_ o: TCPOption) -> String {

@@ -84,6 +84,10 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     public private(set) var sackOK = false
     var tsRecent: UInt32 = 0
     var mssClamp = 536
+    /// The TIME_WAIT socket `tcp_twsk_unique` took over, and the `write_seq` it left (nil: unknown or none).
+    public private(set) var inheritedTimeWait: PortTable.TimeWait?
+    var inheritedWriteSeq: UInt32?
+    var lastDestination = IPv4Address.any
 
     // Retransmission (tcp_timer.c): icsk_rto, icsk_retransmits, total_rto, retrans_stamp.
     public private(set) var rto: Int64 = nsPerSecond
@@ -151,6 +155,15 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         }
         if port != 0, let other = config.ports.bindConflict(address: address, port: port) {
             return (.addressInUse, [trace(now, "inet_csk_get_port", "\(other.address):\(port) is held by another socket (inet_csk_bind_conflict): EADDRINUSE")])
+        }
+        var port = port
+        if port == 0 {
+            // inet_bind → inet_csk_get_port(sk, 0): the port is taken now, not at connect.
+            guard let (p, tried) = EphemeralPorts.findOpenPort(address: address, sysctls: config.sysctls, table: config.ports, random: &random) else {
+                return (.addressInUse, [trace(now, "inet_csk_find_open_port", "no port of \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound) free for \(address) (inet_csk_bind_conflict): EADDRINUSE")])
+            }
+            port = p
+            out.append(trace(now, "inet_csk_find_open_port", "port \(p) (odd offset first, \(tried) tried)"))
         }
         boundAddress = address
         sourceAddress = type == .multicast || type == .broadcast ? .any : address
@@ -248,6 +261,8 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         if boundAddress == .any { sourceAddress = .any }
         if boundPort == 0 { sourcePort = 0 }
         retransmits = 0; timeouts = 0; rto = nsPerSecond
+        // memset(&tp->rx_opt, 0): ts_recent and what a TIME_WAIT left are gone.
+        tsRecent = 0; inheritedTimeWait = nil; inheritedWriteSeq = nil
         return out
     }
 
@@ -271,6 +286,9 @@ public struct ConnectEngine<Resolver: RouteResolver> {
             sourceAddress = saddr
             destination = finalDestination
             destinationPort = dport
+            // A socket that took over a TIME_WAIT keeps ts_recent only for the same destination.
+            if inheritedTimeWait != nil, lastDestination != finalDestination { inheritedTimeWait = nil; inheritedWriteSeq = nil; tsRecent = 0 }
+            lastDestination = finalDestination
             mssClamp = 536
             state = .synSent
             steps.append(ConnectRoute.Step("tcp_v4_connect", "saddr \(saddr) daddr \(finalDestination):\(dport), ext_hdr_len \(ipOptions?.optlen ?? 0), mss_clamp 536, state SYN_SENT"))
@@ -278,10 +296,11 @@ public struct ConnectEngine<Resolver: RouteResolver> {
             if origSport == 0 {
                 let offset = SipHash.hash3u32(be(saddr.value), be(finalDestination.value), be(dport), key: config.netSecret)
                 switch ports.choose(portOffset: offset, source: saddr, destination: finalDestination, destinationPort: dport,
-                                    sysctls: config.sysctls, table: config.ports, random: &random) {
+                                    sysctls: config.sysctls, table: config.ports, random: &random, device: boundDevice, now: now) {
                 case .success(let c):
                     sourcePort = c.port
                     steps.append(ConnectRoute.Step("inet_hash_connect", "port \(c.port) from range \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound) (offset \(c.offset), \(c.tried) tried, parity of low first)"))
+                    if let tw = c.reused { takeOver(tw, why: c.reuseReason ?? "", steps: &steps) }
                     return .success(c.port)
                 case .failure(let e):
                     steps.append(ConnectRoute.Step("inet_hash_connect", "no free port in \(config.sysctls.ipLocalPortRange.lowerBound)-\(config.sysctls.ipLocalPortRange.upperBound): EADDRNOTAVAIL"))
@@ -289,11 +308,16 @@ public struct ConnectEngine<Resolver: RouteResolver> {
                 }
             }
             let t = PortTable.FourTuple(source: saddr, sourcePort: origSport, destination: finalDestination, destinationPort: dport)
-            if config.ports.connections.contains(t) {
-                steps.append(ConnectRoute.Step("inet_hash_connect", "bound port \(origSport): 4-tuple in use: EADDRNOTAVAIL"))
+            switch config.ports.checkEstablished(t, device: boundDevice, bound: true, now: now, sysctls: config.sysctls) {
+            case .taken(let why):
+                steps.append(ConnectRoute.Step("inet_hash_connect", "bound port \(origSport): __inet_check_established: \(why): EADDRNOTAVAIL"))
                 return .failure(.addressNotAvailable)
+            case .reuse(let tw, let why):
+                steps.append(ConnectRoute.Step("inet_hash_connect", "bound port \(origSport): __inet_check_established: TIME_WAIT on the 4-tuple"))
+                takeOver(tw, why: why, steps: &steps)
+            case .unique:
+                steps.append(ConnectRoute.Step("inet_hash_connect", "bound port \(origSport): check_established ok"))
             }
-            steps.append(ConnectRoute.Step("inet_hash_connect", "bound port \(origSport): check_established ok"))
             return .success(origSport)
         }
         out += decision.steps.map { trace(now, $0.function, $0.detail) }
@@ -313,7 +337,13 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         iss = SeqNumber(UInt32(truncatingIfNeeded: h) &+ UInt32(truncatingIfNeeded: clock))
         tsOffset = config.sysctls.tcpTimestamps == 1
             ? UInt32(truncatingIfNeeded: SipHash.hash2u32(be(sourceAddress.value), be(finalDestination.value), key: config.tsSecret)) : 0
-        out.append(trace(now, "secure_tcp_seq", "ISN \(iss.raw) = siphash(saddr, daddr, sport, dport) + clock/64ns; tsoffset \(tsOffset)"))
+        if let w = inheritedWriteSeq {
+            // tcp_v4_connect: `if (!tp->write_seq) write_seq = st.seq`: tcp_twsk_unique already set it.
+            iss = SeqNumber(w)
+            out.append(trace(now, "secure_tcp_seq", "write_seq \(w) kept from the TIME_WAIT (tw_snd_nxt + 65535 + 2); tsoffset \(tsOffset)"))
+        } else {
+            out.append(trace(now, "secure_tcp_seq", "ISN \(iss.raw) = siphash(saddr, daddr, sport, dport) + clock/64ns; tsoffset \(tsOffset)"))
+        }
         ipID = random.u16()
         out.append(trace(now, "tcp_v4_connect", "inet_id \(ipID) (random)"))
         out += tcpConnect(now: now)
@@ -326,6 +356,23 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         ConnectRouteQuery(destination: daddr, destinationPort: dport, source: sourceAddress, sourcePort: boundPort,
                           device: boundDevice, mark: mark, tos: tos, dontRoute: dontRoute, uid: uid,
                           sourceRouteFirstHop: ipOptions?.firstHop)
+    }
+
+    /// `tcp_twsk_unique` took this TIME_WAIT over: `write_seq = tw_snd_nxt + 65535 + 2` (1 if that is 0),
+    /// `ts_recent` and `ts_recent_stamp` inherited (the SYN echoes `ts_recent`); the kernel then deschedules it
+    /// (`inet_twsk_deschedule_put`).
+    mutating func takeOver(_ tw: PortTable.TimeWait, why: String, steps: inout [ConnectRoute.Step]) {
+        inheritedTimeWait = tw
+        if let n = tw.sndNxt {
+            var seq = n &+ 65535 &+ 2
+            if seq == 0 { seq = 1 }
+            inheritedWriteSeq = seq
+        } else {
+            inheritedWriteSeq = nil
+        }
+        tsRecent = tw.tsRecent ?? 0
+        let known = tw.sndNxt.map { "write_seq = tw_snd_nxt \($0) + 65535 + 2 = \(inheritedWriteSeq!)" } ?? "tw_snd_nxt unknown (not watched)"
+        steps.append(ConnectRoute.Step("tcp_twsk_unique", "TIME_WAIT \(tw.tuple.source):\(tw.tuple.sourcePort) → \(tw.tuple.destination):\(tw.tuple.destinationPort) taken over (\(why)): \(known), ts_recent \(tw.tsRecent.map(String.init) ?? "unknown")"))
     }
 
     /// The `failure:` path of tcp_v4_connect: back to CLOSE, saddr and dport reset.
@@ -355,7 +402,12 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         let space = UInt32(rcvbuf / 2)
         var clamp: UInt32 = windowClamp
         if receiveBuffer != nil, clamp == 0 || clamp > space { clamp = space }
-        let (wnd, ws, newClamp) = Self.tcpSelectInitialWindow(space: space, mss: UInt32(advmss), windowClamp: clamp,
+        // tcp_connect_init rounds the window to `advmss - (ts_recent_stamp ? tcp_header_len - sizeof(tcphdr) : 0)`: a
+        // connect that took over a TIME_WAIT (ts_recent_stamp inherited) rounds to MSS - 12 with timestamps on
+        // (65160 instead of 64240 at MSS 1460; measured on the wire, IntegrationTests/TimeWaitReuseTests).
+        let tsHeader = inheritedTimeWait != nil && s.tcpTimestamps != 0 ? 12 : 0
+        if tsHeader > 0 { out.append(trace(now, "tcp_connect_init", "ts_recent_stamp inherited: window rounded to advmss - \(tsHeader)")) }
+        let (wnd, ws, newClamp) = Self.tcpSelectInitialWindow(space: space, mss: UInt32(advmss - tsHeader), windowClamp: clamp,
                                                                wscaleOK: s.tcpWindowScaling,
                                                                rmemMax: receiveBuffer != nil ? 0 : UInt32(s.rmemMax),
                                                                tcpRmemMax: receiveBuffer != nil ? 0 : UInt32(s.tcpRmem.max),
@@ -405,7 +457,8 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         let ts = s.tcpTimestamps != 0
         if ts {
             let val = UInt32(truncatingIfNeeded: now.milliseconds) &+ tsOffset
-            if s.tcpSack { o += [.sackPermitted, .timestamps(value: val, echo: 0)] } else { o += [.nop, .nop, .timestamps(value: val, echo: 0)] }
+            // tcp_syn_options: tsecr = rx_opt.ts_recent (0, or inherited from a TIME_WAIT by tcp_twsk_unique).
+            if s.tcpSack { o += [.sackPermitted, .timestamps(value: val, echo: tsRecent)] } else { o += [.nop, .nop, .timestamps(value: val, echo: tsRecent)] }
         } else if s.tcpSack {
             o += [.nop, .nop, .sackPermitted]
         }

@@ -19,6 +19,10 @@ public struct NodeSysctls: Sendable, Equatable {
     public var ipRtMinAdvmss = 256
     /// `ip_nonlocal_bind`: bind() accepts any address.
     public var ipNonlocalBind = false
+    /// `tcp_tw_reuse`: 0 off, 1 on, 2 (default) loopback only (`tcp_twsk_unique`).
+    public var tcpTwReuse = 2
+    /// `tcp_tw_reuse_delay` in ms (6.13+; 1000 by default, the fixed 1 s of older kernels).
+    public var tcpTwReuseDelay = 1000
     /// The devices on which a packet carrying a source-route option is taken in (`IN_DEV_SOURCE_ROUTE`:
     /// `accept_source_route` on both `all` and the device). Nil: not read, every device takes them.
     public var sourceRouteDevices: Set<String>?
@@ -31,7 +35,8 @@ public struct NodeSysctls: Sendable, Equatable {
             a.ipDefaultTTL == b.ipDefaultTTL && a.ipLocalPortRange == b.ipLocalPortRange &&
             a.ipLocalReservedPorts == b.ipLocalReservedPorts && a.tcpRmem == b.tcpRmem && a.rmemMax == b.rmemMax &&
             a.ipNoPmtuDisc == b.ipNoPmtuDisc && a.tcpWorkaroundSignedWindows == b.tcpWorkaroundSignedWindows &&
-            a.ipRtMinAdvmss == b.ipRtMinAdvmss && a.ipNonlocalBind == b.ipNonlocalBind && a.sourceRouteDevices == b.sourceRouteDevices
+            a.ipRtMinAdvmss == b.ipRtMinAdvmss && a.ipNonlocalBind == b.ipNonlocalBind && a.sourceRouteDevices == b.sourceRouteDevices &&
+            a.tcpTwReuse == b.tcpTwReuse && a.tcpTwReuseDelay == b.tcpTwReuseDelay
     }
 
     /// `IN_DEV_SOURCE_ROUTE` per device from `net.ipv4.conf.<all|dev>.accept_source_route` values.
@@ -56,6 +61,8 @@ public struct NodeSysctls: Sendable, Equatable {
         if let v = int("net.ipv4.route.min_adv_mss") { ipRtMinAdvmss = v }
         if let v = int("net.core.rmem_max") { rmemMax = v }
         if let v = int("net.ipv4.ip_nonlocal_bind") { ipNonlocalBind = v != 0 }
+        if let v = int("net.ipv4.tcp_tw_reuse") { tcpTwReuse = v }
+        if let v = int("net.ipv4.tcp_tw_reuse_delay") { tcpTwReuseDelay = v }
         if let r = values["net.ipv4.ip_local_port_range"] {
             let p = r.split(whereSeparator: \.isWhitespace).compactMap { UInt16($0) }
             if p.count == 2, p[0] <= p[1] { ipLocalPortRange = p[0]...p[1] }
@@ -79,7 +86,8 @@ public struct NodeSysctls: Sendable, Equatable {
                               "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.ip_default_ttl",
                               "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_rmem",
                               "net.core.rmem_max", "net.ipv4.ip_no_pmtu_disc", "net.ipv4.tcp_workaround_signed_windows",
-                              "net.ipv4.route.min_adv_mss", "net.ipv4.ip_nonlocal_bind"]
+                              "net.ipv4.route.min_adv_mss", "net.ipv4.ip_nonlocal_bind", "net.ipv4.tcp_tw_reuse",
+                              "net.ipv4.tcp_tw_reuse_delay"]
 }
 
 extension Substring {

@@ -3,9 +3,12 @@
 /// equal-cost multipath, some with prefsrc), a second table reached by policy rules (from with `iif lo`, fwmark, tos,
 /// dport), error routes on the way to some destinations (unreachable, prohibit, rarely blackhole), listeners on port
 /// 80 everywhere, and checks with random binds, marks, TOS, payloads and source routes. The checks declare no
-/// expectations: the kernel doing the same connect is the oracle. ICMP rate limiting is off (`icmp_ratelimit 0`):
-/// it is state the engine's connect spends and the kernel's, made right after, would find spent. Deterministic per
-/// seed; always valid.
+/// expectations: the kernel doing the same connect is the oracle. Half the labs leave the routers' ICMP rate limits
+/// at their defaults (`icmp_ratelimit` 1000 ms, a burst of 6 per peer) and aim more connects at destinations that
+/// end in ICMP errors: state the engine's connect spends and the kernel's would find spent, unless the driver keeps
+/// the runs apart (`SharedState`). Half the labs draw TIME_WAIT reuse per node (`tcp_tw_reuse` 0/1/2,
+/// `tcp_tw_reuse_delay`, sometimes `tcp_timestamps` 0) with one-port ranges and connects repeated on the same
+/// 4-tuple, some bound to lo. Deterministic per seed; always valid. docs/engine.md lists every draw.
 public struct RandomConnectLab: Sendable {
     /// The topology without checks.
     public var lab: String
@@ -66,6 +69,11 @@ public struct RandomConnectLab: Sendable {
             if at != t { errorRoutes[t] = (at, chance(8) ? "blackhole" : pick(["unreachable", "prohibit"])) }
         }
 
+        // Routers at their default ICMP rate limits, and more connects to destinations that end in ICMP errors.
+        let defaultICMP = chance(2)
+        // TIME_WAIT reuse: per node tcp_tw_reuse and tcp_tw_reuse_delay, one-port ranges, connects repeated.
+        let timeWaitLab = chance(2)
+        var onePort = Array(repeating: false, count: n)
         var nodeText: [String] = []
         var hasMark = Array(repeating: false, count: n)
         var hasTos = Array(repeating: false, count: n)
@@ -131,8 +139,19 @@ public struct RandomConnectLab: Sendable {
             }
             // Now and then a node with four ephemeral ports, one held by a listener: its connects pick among the
             // rest, and the kernel connects' TIME_WAIT sockets (a port can serve another destination) use them up.
-            let crowded = chance(4)
-            let range = crowded ? ", net.ipv4.ip_local_port_range: \"40000 40003\"" : ""
+            // In a TIME_WAIT lab, mostly one ephemeral port (40001, no listener on it): every connect to a destination
+            // after the first finds the 4-tuple in TIME_WAIT, and tcp_twsk_unique decides.
+            onePort[i] = timeWaitLab && !chance(3)
+            let crowded = !onePort[i] && chance(4)
+            var range = crowded ? ", net.ipv4.ip_local_port_range: \"40000 40003\"" : ""
+            if onePort[i] { range = ", net.ipv4.ip_local_port_range: \"40001 40001\"" }
+            if timeWaitLab {
+                let reuse = pick([0, 1, 1, 1, 2, 3])   // 3: the default (2)
+                if reuse < 3 { range += ", net.ipv4.tcp_tw_reuse: \(reuse)" }
+                if chance(2) { range += ", net.ipv4.tcp_tw_reuse_delay: \(chance(8) ? 60000 : pick([1, 100, 1000, 2500]))" }
+                if chance(8) { range += ", net.ipv4.tcp_timestamps: 0" }
+            }
+            let icmp = defaultICMP ? "" : ", net.ipv4.icmp_ratelimit: 0"
             // Mostly a known multipath hash seed (the engine then picks the kernel's leg itself); sometimes none.
             let hashSeed = chance(4) ? "" : ", net.ipv4.fib_multipath_hash_seed: \(1 + rng.next() % 4_000_000_000)"
             let linkdown = failed != nil && chance(2) ? ", net.ipv4.conf.all.ignore_routes_with_linkdown: 1" : ""
@@ -140,7 +159,7 @@ public struct RandomConnectLab: Sendable {
             // connecting end it drops the reply carrying the reversed route.
             let sourceRoute = chance(6) ? "false" : "true"
             var lines = ["  n\(i):", "    forwarding: true", "    source-route: \(sourceRoute)",
-                         "    sysctl: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.icmp_ratelimit: 0\(range)\(hashSeed)\(linkdown)}", "    interfaces:"]
+                         "    sysctl: {net.ipv4.conf.all.rp_filter: 0\(icmp)\(range)\(hashSeed)\(linkdown)}", "    interfaces:"]
             lines.append("      lo: [\(loopback(i))/32, \(extras[i])/32]")
             for e in ends(i) {
                 let addresses = "[\(e.mine.address)/29\(e.mine.secondary.map { ", \($0)/29" } ?? "")]"
@@ -161,13 +180,27 @@ public struct RandomConnectLab: Sendable {
 
         // The connects.
         var checks: [String] = []
+        var plain: [(from: Int, target: String, port: Int, lo: Bool)] = []
         for k in 0..<count {
+            // Now and then the same connect as an earlier one (same node, destination and port, no bind): with one
+            // ephemeral port, on the 4-tuple the kernel's earlier connect left in TIME_WAIT.
+            if let again = plain.isEmpty ? nil : (timeWaitLab ? (chance(2) ? pick(plain) : nil) : (chance(8) ? pick(plain) : nil)) {
+                var c = ["  - name: c\(k) n\(again.from) to \(again.target):\(again.port) again", "    from: n\(again.from)",
+                         "    connect: \(again.target):\(again.port)", "    syn-retries: \(failed == nil ? 1 : 2)"]
+                if again.lo { c.append("    dev: lo") }
+                if chance(3) { c.append("    payload: again \(k)") }
+                checks.append(c.joined(separator: "\n") + "\n")
+                continue
+            }
             let s = below(n)
             var t = below(n - 1)
             if t >= s { t += 1 }
             let mine = [loopback(s), extras[s]] + ends(s).flatMap { [$0.mine.address] + ($0.mine.secondary.map { [$0] } ?? []) }
-            // Now and then one of the node's own addresses: over lo, answered by its own stack.
-            let target = chance(14) ? pick(mine) : pick([loopback(t), loopback(t), extras[t]] + ends(t).map(\.mine.address))
+            // Now and then one of the node's own addresses: over lo, answered by its own stack. With default ICMP
+            // limits, more often a destination behind an error route (the extra addresses).
+            let others = defaultICMP ? [loopback(t), extras[t], extras[t]] : [loopback(t), loopback(t), extras[t]]
+            let own = chance(timeWaitLab ? 4 : 14)
+            let target = own ? pick(mine) : pick(others + ends(t).map(\.mine.address))
             let port = chance(7) ? 81 : 80
             // One SYN retry keeps timeouts short (3 s), but with a failed link a next hop may never answer ARP: the
             // neighbour then fails after 3 s, the moment one retry times out, and the kernel's timer wheel decides
@@ -177,14 +210,18 @@ public struct RandomConnectLab: Sendable {
             // Now and then another node's address: bind() refuses it (EADDRNOTAVAIL). An explicit port is mostly
             // fresh, sometimes the listener's (EADDRINUSE) or the one an earlier connect of the run bound (its kernel
             // socket may be in TIME_WAIT: EADDRINUSE for an overlapping address).
+            var bound = false, lo = false
             if chance(3) {
                 let fixed = chance(4) ? ":\(pick([30000 + k, 30000 + k, 80, 30000 + max(k - 1, 0)]))" : ""
                 c.append("    bind: \(pick(mine + [loopback(t)]))\(fixed)")
+                bound = true
             }
+            // To its own address bound to lo: a TIME_WAIT bound to lo is loopback for tcp_tw_reuse 2.
+            if own, !bound, timeWaitLab, chance(2) { c.append("    dev: lo"); lo = true }
             if hasMark[s], chance(2) { c.append("    mark: \(pick(["0x1", "0x2"]))") }
             if hasTos[s], chance(2) { c.append("    tos: 0x10") }
             if chance(5) { c.append("    payload: hello \(k)") }
-            if chance(12) {
+            if !lo, chance(12) {
                 // SO_BINDTODEVICE: the right device, or one without a route to the target (the destination is then
                 // assumed on-link and its neighbour fails after 3 probes, 3 s), or one the replies do not come back
                 // by (they find no socket there). Two SYN retries (7 s at most): with one, the SYN's timeout
@@ -212,6 +249,9 @@ public struct RandomConnectLab: Sendable {
             } else if chance(20) {
                 // Strict with a first hop behind a gateway (a loopback address is never on a link): nothing is sent.
                 c.append("    source-route: {strict: [\(loopback(t))]}")
+            }
+            if !bound, !c.contains(where: { $0.hasPrefix("    source-route") || $0.hasPrefix("    dev: e") || $0.hasPrefix("    mark") || $0.hasPrefix("    tos") }) {
+                plain.append((s, String(c[2].dropFirst(13).split(separator: ":")[0]), port, lo))
             }
             checks.append(c.joined(separator: "\n") + "\n")
         }

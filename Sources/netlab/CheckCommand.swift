@@ -107,7 +107,7 @@ struct CheckCommand: ParsableCommand {
                 }
             } else if keep { Terminal.note("\(topology.lab) left up (--keep); `netlab down \(topology.lab)` removes it") }
         }
-        var session = try LabSession(topology: served)
+        var session = try LabSession(topology: served, fresh: broughtUp)
         let width = checks.map { visible($0.name).count }.max() ?? 10
         let run = CheckRunner.run(topology, session: session, pcapDirectory: outputs.pcapDir, only: checks, progress: { i, n, c, r in
             guard let r else { Terminal.progress("[\(i + 1)/\(n)] \(visible(c.name))", i, n); return }

@@ -215,6 +215,8 @@ struct SelftestConnect: ParsableCommand {
         Interrupts.trap()
         var connects = 0, agreements = 0, namespaces = 0, labsRun = 0
         var outcomes: [String: Int] = [:]
+        var waited: [String: Int64] = [:]
+        var classes: [String: Int] = [:]
         var failures: [String] = []
         let started = Date()
         for k in 0..<labs {
@@ -230,8 +232,11 @@ struct SelftestConnect: ParsableCommand {
             try LabController.up(topology)
             defer { _ = try? LabController.down(lab: topology.lab) }
             namespaces += topology.nodes.count
-            let session = try LabSession(topology: topology)
-            defer { session.close() }
+            let session = try LabSession(topology: topology, fresh: true)
+            defer {
+                for (k, v) in session.cache.waited { waited[k, default: 0] += v }
+                session.close()
+            }
             let run = CheckRunner.run(topology, session: session, progress: { i, n, c, r in
                 if r == nil { Terminal.progress("lab \(k + 1)/\(labs): \(c.name)", i, n) }
             }, interrupted: { Interrupts.signal != nil })
@@ -242,6 +247,14 @@ struct SelftestConnect: ParsableCommand {
                 if Interrupts.signal != nil, r.failures.contains(where: { $0.contains("interrupted") }) { continue }
                 connects += 1
                 outcomes[r.engine.map { s in s.errno ?? s.result } ?? "not run", default: 0] += 1
+                if r.kernel?.time_wait != nil { classes["TIME_WAIT taken over", default: 0] += 1 }
+                if r.kernel?.errno == "EADDRNOTAVAIL", topology.checks[i].bindAddress == nil { classes["no ephemeral port (EADDRNOTAVAIL)", default: 0] += 1 }
+                if r.kernel?.reply?.hasPrefix("ICMP") == true {
+                    classes[topology.nodes.contains { $0.sysctls.contains { $0.key == "net.ipv4.icmp_ratelimit" } } ? "ICMP error" : "ICMP error at default rate limits", default: 0] += 1
+                }
+                if r.notes.contains(where: { $0.contains("TIME_WAIT") || $0.contains("ICMP") }) {
+                    classes["runs repeated for shared state", default: 0] += 1
+                }
                 if r.passed {
                     agreements += 1
                     continue
@@ -263,6 +276,13 @@ struct SelftestConnect: ParsableCommand {
         } else {
             print("\(agreements)/\(count(connects, "connect")) agree over \(count(labsRun, "lab")) (\(count(namespaces, "namespace"))) in \(String(format: "%.0f", seconds)) s")
             print("engine outcomes: " + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            if !classes.isEmpty {
+                print("classes drawn: " + classes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            }
+            if !waited.isEmpty {
+                print("waited for shared lab state: " + waited.sorted { $0.key < $1.key }
+                    .map { String(format: "%@ %.1f s", $0.key, Double($0.value) / 1e9) }.joined(separator: ", "))
+            }
             for f in failures { print("  ✘ " + f) }
             if !failures.isEmpty { print("reproduce one with `netlab check FILE`") }
         }

@@ -55,6 +55,7 @@ extension Array where Element == Action {
     var failure: Errno? { compactMap { if case .failed(let e) = $0 { e } else { nil } }.first }
     var isEstablished: Bool { contains(.established) }
     var traceFunctions: [String] { compactMap { if case .trace(let t) = $0 { t.function } else { nil } } }
+    var traces: [TraceEvent] { compactMap { if case .trace(let t) = $0 { t } else { nil } } }
     var received: [UInt8] { var out: [UInt8] = []; for a in self { if case .received(let d) = a { out += d } }; return out }
 }
 

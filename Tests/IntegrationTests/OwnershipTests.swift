@@ -114,7 +114,7 @@ struct Ownership {
 
     /// Lab `x` with node `y-z` and lab `x-y` with node `z` would both be namespace `x-y-z`: the second is refused.
     @Test func labsWhoseNamespacesCouldClashAreNeverUpTogether() throws {
-        let base = "it\(Int.random(in: 1000...9999))-cl"
+        let base = "\(testPrefix)\(Int.random(in: 1000...9999))-cl"
         let a = try LabFixture(text: "lab: x\nnodes:\n  y-z:\n  q:\n", base: "cla", name: base)
         let b = try LabFixture(text: "lab: x\nnodes:\n  z:\n", base: "clb", name: base + "-y")
         let upA = try netlab("up", a.file)
@@ -142,7 +142,7 @@ struct Ownership {
         let down = try netlab("down", topo)
         #expect(down.status == 2, "\(down)")
         // A journal that names a namespace outside /run/netns, under a valid lab name.
-        let lab = "it\(Int.random(in: 1000...9999))-evil"
+        let lab = "\(testPrefix)\(Int.random(in: 1000...9999))-evil"
         defer { for f in LabFixture.files(ofLab: lab) { try? FileManager.default.removeItem(atPath: f) } }
         let journal = """
             {"file":"/x","lab":"\(lab)","made":[],"namespaces":["../../..\(dir)/x/victim"],"phase":"done","pid":1,
