@@ -183,7 +183,11 @@ func labName(_ target: String) throws -> String {
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Labs that are up, their nodes, and drift from the file.")
     @Argument(help: "A lab name or its topology file, as for `down` (default: every lab that is up).") var lab: String?
+    @Flag(name: [.short, .long], help: "List every namespace and every drift line (a large lab prints a summary otherwise).") var details = false
     @OptionGroup var output: JSONOutput
+
+    /// Above this many namespaces or drift lines, the text is a summary unless --details.
+    static let summaryAbove = 20
 
     func run() throws {
         let out = try output.prepare()
@@ -209,8 +213,14 @@ struct Status: ParsableCommand {
             if statuses.isEmpty { print("no labs are up") }
             for s in statuses {
                 print("\(s.lab): \(s.state)\(s.state == "up" ? "" : " (at \(s.phase))")  \(s.file)")
-                for ns in s.namespaces {
-                    print("  \(ns.exists ? "✓" : "✗") \(ns.name)\(ns.node == nil ? "  (LAN segment)" : "")")
+                let missing = s.namespaces.filter { !$0.exists }
+                if details || s.namespaces.count <= Self.summaryAbove {
+                    for ns in s.namespaces {
+                        print("  \(ns.exists ? "✓" : "✗") \(ns.name)\(ns.node == nil ? "  (LAN segment)" : "")")
+                    }
+                } else {
+                    print("  \(missing.isEmpty ? "✓" : "✗") \(s.namespaces.count - missing.count) of \(count(s.namespaces.count, "namespace")) exist (--details lists them)")
+                    for ns in missing.prefix(Self.summaryAbove) { print("  ✗ \(ns.name)") }
                 }
                 if let n = s.note { print("  note: \(n)") }
                 if !s.changes.isEmpty {
@@ -219,7 +229,10 @@ struct Status: ParsableCommand {
                 }
                 if s.drift.isEmpty { print("  no drift: the live state matches the file") } else {
                     print("  drift (\(s.drift.count)):")
-                    for d in s.drift { print("    \(d)") }
+                    for d in details ? s.drift[...] : s.drift.prefix(Self.summaryAbove) { print("    \(d)") }
+                    if !details && s.drift.count > Self.summaryAbove {
+                        print("    ... and \(s.drift.count - Self.summaryAbove) more (--details, or --json, lists them all)")
+                    }
                 }
             }
         }

@@ -249,6 +249,21 @@ struct Ownership {
         }.count
     }
 
+    /// `status` of a large lab prints a summary (missing namespaces still named); `--details` lists everything.
+    @Test func statusOfALargeLabIsASummary() throws {
+        let f = try LabFixture(text: RandomTopology(seed: 21, nodes: 40).text, base: "stsum")
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        let short = try netlab("status", f.name)
+        #expect(short.status == 0 && short.stdout.contains("40 of 40 namespaces exist") && short.stdout.split(separator: "\n").count < 10,
+                "\(short.stdout)")
+        let long = try netlab("status", f.name, "--details")
+        #expect(long.stdout.split(separator: "\n").count > 40, "\(long.stdout)")
+        _ = try run("/usr/bin/env", ["ip", "netns", "del", "\(f.name)-n7"])
+        let gone = try netlab("status", f.name)
+        #expect(gone.status == 1 && gone.stdout.contains("39 of 40") && gone.stdout.contains("✗ \(f.name)-n7"), "\(gone.stdout)")
+    }
+
     /// At a descriptor limit far below the lab's size, `up` works (handles are bounded) instead of aborting in libnl
     /// (before the fix: SIGABRT, exit 134, 99 namespaces left).
     @Test func lowDescriptorLimitDoesNotCrash() throws {
