@@ -54,7 +54,7 @@ struct Explain: ParsableCommand {
             throw ExitStatus.badInput
         }
         let (dest, port) = parsed!
-        let body = { () throws -> (Explanation, RoutingSnapshot) in
+        let body = { () throws -> Explanation in
             let socket = try NetlinkSocket()
             let snapshot = try RoutingSnapshot.read(socket: socket, namespace: nil)
             if let d = dev ?? iif, !snapshot.links.contains(where: { $0.name == d }) {
@@ -67,11 +67,11 @@ struct Explain: ParsableCommand {
                                destinationPort: port ?? (connect ? 80 : 0), uid: uid, inputDevice: iif)
             let e = Explanation.explain(q, resolver: FibResolver(snapshot: snapshot), socket: socket, connect: connect,
                                         port: sport ?? range)
-            return (e, snapshot)
+            return e
         }
-        let (e, _): (Explanation, RoutingSnapshot)
+        let e: Explanation
         do {
-            (e, _) = try namespace.map { try $0.run(body) } ?? body()
+            e = try namespace.map { try $0.run(body) } ?? body()
         } catch let v as ValidationError {
             Terminal.error(v.message)
             throw ExitStatus.badInput

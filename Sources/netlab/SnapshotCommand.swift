@@ -46,17 +46,11 @@ struct Snapshot: ParsableCommand {
     /// Links, addresses, routes of every table, rules and the sysctls the clone carries, read in the namespace.
     static func read(_ namespace: NetworkNamespace?) throws -> (RoutingSnapshot, [String: String]) {
         let body = { () throws -> (RoutingSnapshot, [String: String]) in
-            let s = try NetlinkSocket()
-            let links = try s.links.list()
-            var objects = try s.nexthops.list()
-            if objects.contains(where: \.resilient) {
-                let buckets = try s.nexthops.buckets()
-                for i in objects.indices where objects[i].resilient { objects[i].buckets = buckets[objects[i].id] ?? [] }
-            }
-            let snap = RoutingSnapshot(links: links, addresses: try s.addresses.list(), routes: try s.routes.list(),
-                                       rules: try s.rules.list(), nexthopObjects: objects)
+            // The one snapshot reader (links, addresses, routes, rules, nexthop objects with their buckets), in the
+            // namespace this thread is in; then the sysctls the clone carries.
+            let snap = try RoutingSnapshot.read(socket: try NetlinkSocket(), namespace: nil)
             var values: [String: String] = [:]
-            for k in HostClone.keys(devices: links.map(\.name)) { values[k.key] = try? Sysctls.read(k.path) }
+            for k in HostClone.keys(devices: snap.links.map(\.name)) { values[k.key] = try? Sysctls.read(k.path) }
             return (snap, values)
         }
         do {
