@@ -454,6 +454,25 @@ struct Builder {
             }
         }
         try settleCarrier(peers)
+        try settleCarrierOn(plan.namespaces.map(\.name))
+    }
+
+    /// A veth end has carrier as soon as both ends are up (veth_open), but its qdisc stays the noop one — every frame
+    /// sent through it dropped — until linkwatch has run (linkwatch_do_dev → dev_activate), which also sets the
+    /// operstate that IFF_RUNNING reports. On a busy machine that is milliseconds to a second later: a connect made
+    /// right after `up` then lost its first ARP request and waited a second for the retry (the engine's SYN went
+    /// out with its retransmission, the kernel's later connect found the neighbour resolved). `up` returns once every
+    /// device with carrier is RUNNING. Gives up after three seconds (the lab works, only its first packets may wait).
+    func settleCarrierOn(_ namespaces: [String]) throws {
+        var pending = namespaces
+        let deadline = ContinuousClock.now + .seconds(3)
+        while !pending.isEmpty && ContinuousClock.now < deadline {
+            try Builder.checkInterrupt()
+            pending = try pending.filter { ns in
+                try socket(ns).links.list().contains { $0.isUp && $0.carrier && $0.flags & 0x40 == 0 }   // IFF_RUNNING
+            }
+            if !pending.isEmpty { usleep(2000) }
+        }
     }
 
     /// The kernel takes a veth peer's lost carrier in a moment later (linkwatch work): its operstate leaves RUNNING and
