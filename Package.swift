@@ -29,7 +29,7 @@ let package = Package(
         // The few glibc calls Swift cannot see (setns, unshare, mount flags, gettid).
         .target(name: "CNetSys"),
         // Pure value types shared by every room: IPv4 addresses and prefixes, kernel enumerations.
-        .target(name: "NetCore"),
+        .target(name: "NetCore", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         // Pure: packets as checked views over bytes plus values with parse/emit (IPv4 + options, TCP + options, ICMP).
         .target(name: "Wire", dependencies: ["NetCore"]),
         // Pure: the connect engine, a sans-I/O rewrite of Linux's IPv4 active open (packets and time in; packets,

@@ -218,7 +218,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
             let (err, actions) = tcpV4Connect(address, now: now)
             out += actions
             if let err {
-                out.append(trace(now, "__inet_stream_connect", "tcp_v4_connect failed: \(name(err)); sock->state stays SS_UNCONNECTED"))
+                out.append(trace(now, "__inet_stream_connect", "tcp_v4_connect failed: \(err.name); sock->state stays SS_UNCONNECTED"))
                 return (err, out)
             }
             socketState = .connecting
@@ -232,14 +232,14 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     mutating func finishConnect(pending: Errno, now: Instant, out: [Action]) -> (Errno?, [Action]) {
         var out = out
         if state == .synSent {
-            out.append(trace(now, "__inet_stream_connect", "SYN_SENT, timeo 0: \(name(pending))"))
+            out.append(trace(now, "__inet_stream_connect", "SYN_SENT, timeo 0: \(pending.name)"))
             return (pending, out)
         }
         if state == .close {
             let err = pendingError ?? .connectionAbort
             pendingError = nil
             socketState = .unconnected
-            out.append(trace(now, "__inet_stream_connect", "TCP_CLOSE: sock_error \(name(err)), sock->state = SS_UNCONNECTED, disconnect"))
+            out.append(trace(now, "__inet_stream_connect", "TCP_CLOSE: sock_error \(err.name), sock->state = SS_UNCONNECTED, disconnect"))
             out += tcpDisconnect(now: now)
             return (err, out)
         }
@@ -484,7 +484,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         let firstHop = ipOptions?.firstHop
         let ttlValue = ttl > 0 ? ttl : (rt?.hoplimit ?? config.sysctls.ipDefaultTTL)
         let df = config.sysctls.ipNoPmtuDisc == 0 && !(rt?.mtuLocked ?? false)
-        let ip = IPv4Header(tos: tos, identification: ipID, dontFragment: df, ttl: UInt8(clamping: ttlValue), proto: 6,
+        let ip = IPv4Header(tos: tos, identification: ipID, dontFragment: df, ttl: UInt8(clamping: ttlValue), proto: .tcp,
                             source: sourceAddress, destination: firstHop ?? destination, options: wireOptions)
         ipID &+= 1
         let tcp = TCPHeader(sourcePort: sourcePort, destinationPort: destinationPort, seq: seq, ack: ack, flags: flags,
@@ -517,14 +517,14 @@ public struct ConnectEngine<Resolver: RouteResolver> {
         // routes, also at its final destination (a SYN-ACK carrying the reversed route of our SSRR/LSRR SYN).
         if let allowed = config.sysctls.sourceRouteDevices, let dev = device, !allowed.contains(dev),
            v.headerLength > 20, (try? IPv4Option.parseAll(v.optionBytes))?.contains(where: \.isSourceRoute) == true {
-            guard v.proto == 6 || v.proto == 1, v.destination == sourceAddress, v.source == destination || v.proto == 1 else { return [] }
+            guard v.proto == .tcp || v.proto == .icmp, v.destination == sourceAddress, v.source == destination || v.proto == .icmp else { return [] }
             return [trace(now, "ip_rcv_options", "a source-route option from \(v.source) on \(dev), accept_source_route off there: dropped")]
         }
         // __inet_lookup_established → inet_sk_bound_dev_eq: a socket bound to a device is found only by packets
         // (segments, and ICMP errors quoting ours) that arrived on that device. The node's kernel, finding no socket,
         // answers such a segment with a RST itself (the driver's guard lets it through).
-        if v.proto == 1 { return icmpError(v, now: now, device: device) }
-        guard v.proto == 6, let t = try? TCPSegmentView(checking: v.payload), let th = try? TCPHeader.parse(t) else { return [] }
+        if v.proto == .icmp { return icmpError(v, now: now, device: device) }
+        guard v.proto == .tcp, let t = try? TCPSegmentView(checking: v.payload), let th = try? TCPHeader.parse(t) else { return [] }
         guard state != .close, v.destination == sourceAddress, t.destinationPort == sourcePort, t.sourcePort == destinationPort,
               v.source == destination else { return [] }
         if let skip = otherDevice(device, now: now, what: "segment from \(v.source)") { return [skip] }
@@ -632,7 +632,7 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     /// Mirrors `tcp_v4_err()` in net/ipv4/tcp_ipv4.c: an ICMP error about our SYN (quoted seq in [snd_una, snd_nxt])
     /// is a hard error in SYN_SENT, mapped by `icmp_err_convert`.
     mutating func icmpError(_ v: IPv4PacketView, now: Instant, device: String? = nil) -> [Action] {
-        guard let msg = try? ICMPv4Message.parse(v.payload), let q = msg.quote, q.header.proto == 6,
+        guard let msg = try? ICMPv4Message.parse(v.payload), let q = msg.quote, q.header.proto == .tcp,
               let ports = q.tcpPorts, let seq = q.tcpSeq else { return [] }
         let f = "tcp_v4_err"
         // The socket is found by `__inet_lookup_established(iph->daddr, th->dest, iph->saddr, th->source)` on the
@@ -664,10 +664,10 @@ public struct ConnectEngine<Resolver: RouteResolver> {
             return out
         }
         guard state == .synSent else {
-            out.append(trace(now, f, "ICMP \(name(err)) in \(state.rawValue): soft error, ignored"))
+            out.append(trace(now, f, "ICMP \(err.name) in \(state.rawValue): soft error, ignored"))
             return out
         }
-        out.append(trace(now, f, "ICMP type \(msg.type) from \(v.source) about our SYN: SYN_SENT hard error \(name(err)), tcp_done"))
+        out.append(trace(now, f, "ICMP type \(msg.type) from \(v.source) about our SYN: SYN_SENT hard error \(err.name), tcp_done"))
         return out + fail(err, now: now)
     }
 
@@ -838,20 +838,6 @@ public struct ConnectEngine<Resolver: RouteResolver> {
     /// The handshake time, once established.
     public var handshakeTime: Int64? { handshakeRTT }
 }
-
-/// Errno names netlab reports and accepts in checks.
-let errnoNames: [Int32: String] = [1: "EPERM", 2: "ENOENT", 4: "EINTR", 13: "EACCES", 19: "ENODEV", 22: "EINVAL", 32: "EPIPE",
-                                   64: "ENONET", 71: "EPROTO", 90: "EMSGSIZE", 92: "ENOPROTOOPT", 95: "EOPNOTSUPP",
-                                   97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL", 101: "ENETUNREACH",
-                                   103: "ECONNABORTED", 104: "ECONNRESET", 106: "EISCONN", 110: "ETIMEDOUT",
-                                   111: "ECONNREFUSED", 112: "EHOSTDOWN", 113: "EHOSTUNREACH", 114: "EALREADY", 115: "EINPROGRESS"]
-let errnoByName = Dictionary(errnoNames.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
-
-/// The symbolic name of an errno (`ECONNREFUSED`).
-public func name(_ e: Errno) -> String { errnoNames[e.rawValue] ?? "errno \(e.rawValue)" }
-
-/// The errno for a name (`ECONNREFUSED` → 111), for checks written by users.
-public func errno(named n: String) -> Errno? { errnoByName[n.uppercased()].map { Errno(rawValue: $0) } }
 
 extension ConnectEngine {
     /// Tests only: put the ISN where a kernel capture had it (the ISN is keyed and clocked, so it cannot be derived).

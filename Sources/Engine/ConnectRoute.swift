@@ -70,7 +70,7 @@ public struct ConnectRoute: Sendable {
             steps.append(Step("tcp_v4_connect", "IP options carry a source route: nexthop = faddr \(first), daddr stays \(q.destination)"))
         }
         var flow = Flow(destination: nexthop, source: q.source, outputDevice: q.device, mark: q.mark, tos: q.tos & 0xfc,
-                        dontRoute: q.dontRoute, proto: 6, sourcePort: q.sourcePort, destinationPort: q.destinationPort, uid: q.uid)
+                        dontRoute: q.dontRoute, proto: .tcp, sourcePort: q.sourcePort, destinationPort: q.destinationPort, uid: q.uid)
         func describe(_ r: ResolvedRoute) -> String {
             "saddr \(r.source) dev \(r.device) via \(r.nextHop)\(r.kind != .unicast ? " (\(r.kind.rawValue))" : "")\(r.table.map { " table \($0)" } ?? "")\(r.explanation.isEmpty ? "" : " — \(r.explanation)")"
         }
@@ -78,7 +78,7 @@ public struct ConnectRoute: Sendable {
         if flow.destination == .any || flow.source == .any {
             switch resolver.outputRoute(flow) {
             case .failure(let e):
-                steps.append(Step("ip_route_connect", "lookup #1 (\(flow)) failed: \(name(e))"))
+                steps.append(Step("ip_route_connect", "lookup #1 (\(flow)) failed: \(e.name)"))
                 return done(e)
             case .success(let r):
                 steps.append(Step("ip_route_connect", "lookup #1 (\(flow)): \(describe(r))"))
@@ -89,7 +89,7 @@ public struct ConnectRoute: Sendable {
         var rt: ResolvedRoute
         switch resolver.outputRoute(flow) {
         case .failure(let e):
-            steps.append(Step("ip_route_connect", "lookup #2 (\(flow)) failed: \(name(e))"))
+            steps.append(Step("ip_route_connect", "lookup #2 (\(flow)) failed: \(e.name)"))
             return done(e)
         case .success(let r):
             steps.append(Step("ip_route_connect", "lookup #2 (\(flow)): \(describe(r))"))
@@ -115,7 +115,7 @@ public struct ConnectRoute: Sendable {
             flow.anySourcePort = false
             switch resolver.outputRoute(flow) {
             case .failure(let e):
-                steps.append(Step("ip_route_newports", "lookup #3 (\(flow)) failed: \(name(e))"))
+                steps.append(Step("ip_route_newports", "lookup #3 (\(flow)) failed: \(e.name)"))
                 return done(e)
             case .success(let r):
                 steps.append(Step("ip_route_newports", "lookup #3 (\(flow)): \(describe(r))"))

@@ -5,8 +5,8 @@ public enum IPv4OptionType {
     public static let end: UInt8 = 0
     public static let nop: UInt8 = 1
     public static let recordRoute: UInt8 = 7
-    public static let lsrr: UInt8 = 0x83
-    public static let ssrr: UInt8 = 0x89
+    public static let lsrr = SourceRoute.looseOptionType
+    public static let ssrr = SourceRoute.strictOptionType
 }
 
 /// One IPv4 option. Route options keep their pointer exactly as on the wire (1-based, within the option; 4 points
@@ -128,7 +128,7 @@ public struct IPv4PacketView: Sendable {
     public var identification: UInt16 { bytes.be16(4) }
     public var flagsAndOffset: UInt16 { bytes.be16(6) }
     public var ttl: UInt8 { bytes[bytes.startIndex + 8] }
-    public var proto: UInt8 { bytes[bytes.startIndex + 9] }
+    public var proto: IPProtocol { IPProtocol(rawValue: bytes[bytes.startIndex + 9]) }
     public var checksum: UInt16 { bytes.be16(10) }
     public var source: IPv4Address { IPv4Address(bytes.be32(12)) }
     public var destination: IPv4Address { IPv4Address(bytes.be32(16)) }
@@ -146,7 +146,7 @@ public struct IPv4Header: Equatable, Sendable {
     public var moreFragments: Bool
     public var fragmentOffset: UInt16
     public var ttl: UInt8
-    public var proto: UInt8
+    public var proto: IPProtocol
     public var source: IPv4Address
     public var destination: IPv4Address
     public var options: [IPv4Option]
@@ -156,7 +156,7 @@ public struct IPv4Header: Equatable, Sendable {
     public var checksum: UInt16
 
     public init(tos: UInt8 = 0, identification: UInt16 = 0, dontFragment: Bool = true, moreFragments: Bool = false,
-                fragmentOffset: UInt16 = 0, ttl: UInt8 = 64, proto: UInt8, source: IPv4Address, destination: IPv4Address,
+                fragmentOffset: UInt16 = 0, ttl: UInt8 = 64, proto: IPProtocol, source: IPv4Address, destination: IPv4Address,
                 options: [IPv4Option] = []) {
         self.tos = tos; self.identification = identification; self.dontFragment = dontFragment
         self.moreFragments = moreFragments; self.fragmentOffset = fragmentOffset; self.ttl = ttl; self.proto = proto
@@ -190,7 +190,7 @@ public struct IPv4Header: Equatable, Sendable {
         out.appendBE16(identification)
         out.appendBE16((dontFragment ? 0x4000 : 0) | (moreFragments ? 0x2000 : 0) | (fragmentOffset & 0x1fff))
         out.append(ttl)
-        out.append(proto)
+        out.append(proto.rawValue)
         out.appendBE16(0)
         out.appendBE32(source.value)
         out.appendBE32(destination.value)

@@ -157,7 +157,7 @@ public struct TCPSegmentView: Sendable {
 
     /// Verify against the pseudo-header (with a source route, `destination` is the final destination).
     public func checksumVerifies(source: IPv4Address, destination: IPv4Address) -> Bool {
-        Checksum.verifies(bytes, initial: Checksum.pseudoHeader(source: source, destination: destination, protocol: 6, length: bytes.count))
+        Checksum.verifies(bytes, initial: Checksum.pseudoHeader(source: source, destination: destination, protocol: .tcp, length: bytes.count))
     }
 }
 
@@ -205,7 +205,7 @@ public struct TCPHeader: Equatable, Sendable {
         for o in options { o.emit(into: &out) }
         while out.count - start < hl { out.append(0) }
         out += payload
-        let pseudo = Checksum.pseudoHeader(source: source, destination: destination, protocol: 6, length: out.count - start)
+        let pseudo = Checksum.pseudoHeader(source: source, destination: destination, protocol: .tcp, length: out.count - start)
         out.setBE16(Checksum.compute(out[start...], initial: pseudo), at: start + 16)
     }
 }
