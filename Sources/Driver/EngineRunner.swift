@@ -38,7 +38,7 @@ public struct NodeState: Sendable {
     /// The ports on an engine's clock whose zero is CLOCK_MONOTONIC `origin`.
     public func ports(at origin: Int64) -> PortTable {
         var p = ports
-        for i in p.timeWait.indices { p.timeWait[i].enteredAt = p.timeWait[i].enteredAt + (readAt - origin) }
+        for i in p.timeWait.indices { p.timeWait[i].enteredAt = p.timeWait[i].enteredAt + .nanoseconds(readAt - origin) }
         return p
     }
 
@@ -140,14 +140,10 @@ public struct EngineRunner {
         out.reusedTimeWait = engine.inheritedTimeWait
         out.device = engine.route?.device
         out.nextHop = engine.route?.nextHop
-        if let rt = engine.route {
-            // Connect's lookups again, untraced, keeping every equal-cost answer: #1 (saddr 0) gives the sources,
-            // #3 (the source and the real ports) the legs. Lookup #1 starts from the bound source unless connect chose
-            // one (nothing bound, or a broadcast or multicast address bound).
-            let bound = engine.boundAddress == engine.sourceAddress ? engine.sourceAddress : .any
-            var flow = Flow(destination: spec.sourceRoute?.hops.first ?? spec.destination, source: bound,
-                            outputDevice: spec.device, mark: spec.mark ?? 0, tos: (spec.tos ?? 0) & 0xfc, proto: .tcp,
-                            sourcePort: spec.bindPort ?? 0, destinationPort: spec.port)
+        if let rt = engine.route, var flow = engine.connectQuery?.flow {
+            // Connect's lookups again (the engine's lookup inputs), untraced, keeping every equal-cost answer: #1
+            // (saddr 0) gives the sources, #3 (the source and the real ports) the legs. Lookup #1 starts from the
+            // bound source unless connect chose one (nothing bound, or a broadcast or multicast address bound).
             var sources = [engine.sourceAddress]
             if flow.source == .any {
                 out.sourceLegs = resolver.decide(flow, traced: false).candidates.map { .init(source: $0.source, device: $0.device, nextHop: $0.nextHop) }
@@ -213,7 +209,7 @@ public struct EngineRunner {
                     established = true
                     // On the wire: from the SYN's sendmsg to the SYN-ACK processed (the kernel's figure is from
                     // connect() to writable, which also includes its route lookups).
-                    out.handshakeNanoseconds = synAt.map { now() - $0 } ?? engine.handshakeTime
+                    out.handshakeNanoseconds = synAt.map { (now() - $0).inNanoseconds } ?? engine.handshakeTime
                 case .failed(let e):
                     out.errno = e
                     done = true

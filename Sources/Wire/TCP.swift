@@ -27,6 +27,8 @@ public enum TCPOptionKind {
     public static let sackPermitted: UInt8 = 4
     public static let sack: UInt8 = 5
     public static let timestamps: UInt8 = 8
+    /// TCPOLEN_TSTAMP_ALIGNED: nop, nop, timestamps — what timestamps add to every segment's header.
+    public static let timestampsAlignedLength = 12
 }
 
 /// A TCP sequence number. Comparisons wrap (RFC 1982 style, as the kernel's `before()`/`after()`); they live here
