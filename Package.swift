@@ -89,8 +89,12 @@ let package = Package(
         // Without root: the file reader and the one writer (symlinks, directories, FIFOs, non-UTF-8), and what
         // reports make of hostile text (control characters in check names).
         .testTarget(name: "OutputTests", dependencies: ["Files", "Checks", "Topology"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Wire"]),
+        // What the test targets share: the kernel-captured fixtures (scripts/capture-fixtures), the fixture lab's
+        // addresses, packet helpers.
+        .target(name: "NetlabTestSupport", dependencies: ["NetCore", "Wire"], path: "Tests/TestSupport",
+                resources: [.copy("Fixtures")]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "NetlabTestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Wire", "NetlabTestSupport"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Engine", "NetCore", .product(name: "SystemPackage", package: "swift-system")]),
         // Root tests: real namespaces, checked through iproute2's `ip -j` (an independent reader). They run in CI.
         // Labs/: the ported kernel selftest labs, read by path (repoRoot), not bundled as resources.

@@ -16,7 +16,7 @@ public enum TCPTimeouts {
 
 extension ConnectEngine {
     /// The retransmission timer fired. Mirrors `tcp_retransmit_timer()` and `tcp_write_timeout()` in
-    /// net/ipv4/tcp_timer.c as Linux 6.5+ behave (measured against the kernel: Tests/WireTests/Fixtures/syn-schedule.txt).
+    /// net/ipv4/tcp_timer.c as Linux 6.5+ behave (measured against the kernel: Tests/TestSupport/Fixtures/syn-schedule.txt).
     public mutating func timerFired(now: Instant) -> [Action] {
         guard case .armed(let deadline) = icsk.timer, now >= deadline else { return [] }
         var out: [Action] = []
