@@ -29,7 +29,7 @@ let package = Package(
         // The few glibc calls Swift cannot see (setns, unshare, mount flags, gettid).
         .target(name: "CNetSys"),
         // Pure value types shared by every room: IPv4 addresses and prefixes, kernel enumerations.
-        .target(name: "NetCore"),
+        .target(name: "NetCore", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         // Pure: packets as checked views over bytes plus values with parse/emit (IPv4 + options, TCP + options, ICMP).
         .target(name: "Wire", dependencies: ["NetCore"]),
         // Pure: the connect engine, a sans-I/O rewrite of Linux's IPv4 active open (packets and time in; packets,
@@ -89,8 +89,12 @@ let package = Package(
         // Without root: the file reader and the one writer (symlinks, directories, FIFOs, non-UTF-8), and what
         // reports make of hostile text (control characters in check names).
         .testTarget(name: "OutputTests", dependencies: ["Files", "Checks", "Topology"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Wire"]),
+        // What the test targets share: the kernel-captured fixtures (scripts/capture-fixtures), the fixture lab's
+        // addresses, packet helpers.
+        .target(name: "NetlabTestSupport", dependencies: ["NetCore", "Wire"], path: "Tests/TestSupport",
+                resources: [.copy("Fixtures")]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "NetlabTestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Wire", "NetlabTestSupport"]),
         .testTarget(name: "ResolverTests", dependencies: ["Resolver", "Engine", "NetCore", .product(name: "SystemPackage", package: "swift-system")]),
         // Root tests: real namespaces, checked through iproute2's `ip -j` (an independent reader). They run in CI.
         // Labs/: the ported kernel selftest labs, read by path (repoRoot), not bundled as resources.

@@ -39,7 +39,7 @@ struct StaticResolver: RouteResolver {
     let tcp = TCPHeader(sourcePort: 80, destinationPort: t.sourcePort, seq: SeqNumber(1), ack: t.seq + 1, flags: [.syn, .ack],
                         window: 65160, options: [.mss(1460), .sackPermitted, .timestamps(value: 1, echo: 0), .nop, .windowScale(7)])
     var reply: [UInt8] = []
-    IPv4Header(proto: 6, source: v.destination, destination: v.source).emit(payloadLength: tcp.headerLength, into: &reply)
+    IPv4Header(proto: .tcp, source: v.destination, destination: v.source).emit(payloadLength: tcp.headerLength, into: &reply)
     tcp.emit(source: IPv4Address(198, 51, 100, 80), destination: v.source, into: &reply)
     return e.receive(reply, now: .milliseconds(1)).contains(.established)
 }

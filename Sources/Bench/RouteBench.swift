@@ -60,7 +60,7 @@ enum RouteBench {
         var rng = EngineRandom(seed: 1)
         let flows: [Flow] = (0..<20_000).map { _ in
             let base = rng.below(2) == 0 ? IPv4Address(192, 0, 2, 0).value : IPv4Address(203, 0, 113, 0).value
-            return Flow(destination: IPv4Address(base + rng.below(256)), mark: rng.below(101), proto: 6, destinationPort: 80)
+            return Flow(destination: IPv4Address(base + rng.below(256)), mark: rng.below(101), proto: .tcp, destinationPort: 80)
         }
         var agree = 0
         let e0 = DispatchTime.now().uptimeNanoseconds
@@ -69,7 +69,7 @@ enum RouteBench {
         let engineNs = Double(DispatchTime.now().uptimeNanoseconds - e0) / Double(rounds * flows.count)
         let k0 = DispatchTime.now().uptimeNanoseconds
         for f in flows.prefix(5_000) {
-            let k = s.routeGet(destination: f.destination, mark: f.mark, proto: 6, destinationPort: 80)
+            let k = s.routeGet(destination: f.destination, mark: f.mark, proto: .tcp, destinationPort: 80)
             switch (k, resolver.outputRoute(f)) {
             case (.success(let a), .success(let r)):
                 if a.gateway == r.gateway && a.source == r.source && a.table == r.table { agree += 1 }

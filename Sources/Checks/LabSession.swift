@@ -55,7 +55,7 @@ extension Check {
     /// The connect this check makes.
     public var spec: ConnectSpec {
         ConnectSpec(destination: destination, port: port, bindAddress: bindAddress, bindPort: bindPort, device: dev, mark: mark,
-                    tos: tos, sourceRoute: sourceRoute.map { (strict: $0.strict, hops: $0.hops) },
+                    tos: tos, sourceRoute: sourceRoute,
                     payload: payload.map { Array($0.utf8) }, synRetries: synRetries)
     }
 }

@@ -30,7 +30,7 @@ public final class LabCapture: @unchecked Sendable {
         for (node, ns) in nodes {
             let links = try NetlinkSocket(in: ns).links.list()
             let names = Dictionary(links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
-            let delivering = Set(links.filter { $0.isUp && ($0.carrier || $0.flags & 0x8 != 0) }.map(\.index))
+            let delivering = Set(links.filter { $0.isUp && ($0.carrier || $0.isLoopback) }.map(\.index))
             taps.append(Tap(node: node, socket: try PacketSocket(in: ns, filter: .ipv4), names: names, delivering: delivering))
             interfaces += links.sorted { $0.index < $1.index }.map { (node, $0.name) }
         }

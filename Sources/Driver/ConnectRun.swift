@@ -55,9 +55,6 @@ public struct ConnectComparison: Codable, Sendable {
     enum CodingKeys: String, CodingKey { case engine, kernel, differences, agree, notes }
 }
 
-/// The errno a side ended with, as checks classify it (`ConnectResult`).
-public func resultName(_ e: Errno?) -> String { ConnectResult(errnoName: e.map { name($0) }).kind }
-
 /// A connect by the engine and (optionally) by the kernel in the same namespace, each watched on every interface of
 /// the scope, and compared field by field.
 public enum ConnectRun {
@@ -189,10 +186,10 @@ public enum ConnectRun {
         // so that everything else is compared on the same leg.
         if c.otherLeg, let kd = k?.device, let kn = k?.nextHop {
             var again = spec
-            again.preferredLeg = (kd, kn)
+            again.preferredLeg = Leg(device: kd, nextHop: kn)
             // The kernel's source came from another leg of the lookup that chose it: take that one first there too.
             if let ks = k?.source, ks != e.source, let leg = e.sourceLegs.first(where: { $0.source == ks }) {
-                again.preferredSourceLeg = (leg.device, leg.nextHop)
+                again.preferredSourceLeg = leg.leg
             }
             // The node as the kernel's connect found it (its own socket, now in TIME_WAIT, was not there yet).
             try settleLab()
@@ -231,7 +228,7 @@ public enum ConnectRun {
     /// the node's (from the snapshot the run started with); the neighbours are read now.
     static func nextHop(_ observed: ObservedPath?, in ns: NetworkNamespace, links: [LinkInfo], prefer: IPv4Address?) throws -> IPv4Address? {
         guard let o = observed, let device = o.device, let link = links.first(where: { $0.name == device }) else { return nil }
-        if link.flags & 0x8 != 0 { return o.synDestination }   // IFF_LOOPBACK
+        if link.isLoopback { return o.synDestination }
         guard let mac = o.nextHopMAC else { return nil }
         let candidates = try NetlinkSocket(in: ns).neighbors.list().filter { $0.index == link.index && $0.lladdr == mac }.map(\.address)
         if let prefer, candidates.contains(prefer) { return prefer }
@@ -241,8 +238,8 @@ public enum ConnectRun {
     static func side(_ o: ConnectOutcome) -> SideReport {
         let obs = o.observed
         return SideReport(source: o.source.map(\.description), sport: o.sourcePort, dev: o.device, via: o.nextHop?.description,
-                          path: obs?.path ?? [], reply_path: obs?.replyPath ?? [], result: resultName(o.errno),
-                          errno: o.errno.map { name($0) }, syn: obs?.syn, reply: obs?.reply,
+                          path: obs?.path ?? [], reply_path: obs?.replyPath ?? [], result: ConnectResult(errno: o.errno).kind,
+                          errno: o.errno?.name, syn: obs?.syn, reply: obs?.reply,
                           handshake_ms: o.handshakeNanoseconds.map { Double($0) / 1e6 },
                           echoed: o.echoed.map { String(decoding: $0, as: UTF8.self) },
                           hops: obs?.synHops ?? [], reply_hops: obs?.replyHops ?? [], trace: o.trace,

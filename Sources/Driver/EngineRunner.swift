@@ -38,7 +38,7 @@ public struct NodeState: Sendable {
     /// The ports on an engine's clock whose zero is CLOCK_MONOTONIC `origin`.
     public func ports(at origin: Int64) -> PortTable {
         var p = ports
-        for i in p.timeWait.indices { p.timeWait[i].enteredAt = p.timeWait[i].enteredAt + (readAt - origin) }
+        for i in p.timeWait.indices { p.timeWait[i].enteredAt = p.timeWait[i].enteredAt + .nanoseconds(readAt - origin) }
         return p
     }
 
@@ -120,7 +120,7 @@ public struct EngineRunner {
         if let t = spec.tos { early = early ?? setup(.tos(t)) }
         if let n = spec.synRetries { early = early ?? setup(.synCount(n)) }
         if let b = spec.ipOptionBytes { early = early ?? setup(.ipOptions(b)) }
-        if let e = early { out.errno = e; out.trace.append("setsockopt: \(name(e))"); return out }
+        if let e = early { out.errno = e; out.trace.append("setsockopt: \(e.name)"); return out }
         if spec.bindAddress != nil || spec.bindPort != nil {
             let (e, actions) = engine.bind(address: spec.bindAddress ?? .any, port: spec.bindPort ?? 0, now: now())
             record(actions)
@@ -140,14 +140,10 @@ public struct EngineRunner {
         out.reusedTimeWait = engine.inheritedTimeWait
         out.device = engine.route?.device
         out.nextHop = engine.route?.nextHop
-        if let rt = engine.route {
-            // Connect's lookups again, untraced, keeping every equal-cost answer: #1 (saddr 0) gives the sources,
-            // #3 (the source and the real ports) the legs. Lookup #1 starts from the bound source unless connect chose
-            // one (nothing bound, or a broadcast or multicast address bound).
-            let bound = engine.boundAddress == engine.sourceAddress ? engine.sourceAddress : .any
-            var flow = Flow(destination: spec.sourceRoute?.hops.first ?? spec.destination, source: bound,
-                            outputDevice: spec.device, mark: spec.mark ?? 0, tos: (spec.tos ?? 0) & 0xfc, proto: 6,
-                            sourcePort: spec.bindPort ?? 0, destinationPort: spec.port)
+        if let rt = engine.route, var flow = engine.connectQuery?.flow {
+            // Connect's lookups again (the engine's lookup inputs), untraced, keeping every equal-cost answer: #1
+            // (saddr 0) gives the sources, #3 (the source and the real ports) the legs. Lookup #1 starts from the
+            // bound source unless connect chose one (nothing bound, or a broadcast or multicast address bound).
             var sources = [engine.sourceAddress]
             if flow.source == .any {
                 out.sourceLegs = resolver.decide(flow, traced: false).candidates.map { .init(source: $0.source, device: $0.device, nextHop: $0.nextHop) }
@@ -168,7 +164,7 @@ public struct EngineRunner {
         // A connect bound to a device, to one of the node's own addresses: the replies come back by lo, and the
         // socket finds them when their rt_iif — the device holding the address — is the bound one (see `arrival`
         // below). Guard lo too then, or the node's TCP resets the engine's connection (selftest connect seed 3026).
-        let loopbackName = state.snapshot.links.first { $0.flags & 0x8 != 0 }?.name
+        let loopbackName = state.snapshot.links.first(where: \.isLoopback)?.name
         let holderName = state.snapshot.addresses.first { $0.prefix.address == engine.sourceAddress }
             .flatMap { a in state.snapshot.links.first { $0.index == a.index }?.name }
         let guardLoopback = engine.route?.kind == .local && engine.boundDevice != nil && holderName == engine.boundDevice
@@ -179,7 +175,7 @@ public struct EngineRunner {
         // packet looped back from this node itself (an ICMP error the node's own stack made, as on a neighbour
         // failure), whose route's rt_iif is the device of the local route of its destination — the device holding
         // that address (`ip_route_output_key_hash_rcu`, RTN_LOCAL: "orig_oif points to fib result device").
-        let loopback = state.snapshot.links.first { $0.flags & 0x8 != 0 }?.index
+        let loopback = state.snapshot.links.first(where: \.isLoopback)?.index
         let holder = Dictionary(state.snapshot.addresses.map { ($0.prefix.address, $0.index) }, uniquingKeysWith: { a, _ in a })
         func arrival(_ ifindex: Int32, _ ip: [UInt8]) -> String? {
             guard ifindex == loopback, ip.count >= 20 else { return names[ifindex] }
@@ -213,7 +209,7 @@ public struct EngineRunner {
                     established = true
                     // On the wire: from the SYN's sendmsg to the SYN-ACK processed (the kernel's figure is from
                     // connect() to writable, which also includes its route lookups).
-                    out.handshakeNanoseconds = synAt.map { now() - $0 } ?? engine.handshakeTime
+                    out.handshakeNanoseconds = synAt.map { (now() - $0).inNanoseconds } ?? engine.handshakeTime
                 case .failed(let e):
                     out.errno = e
                     done = true

@@ -29,9 +29,9 @@ public struct KernelRunner {
             let rc = d.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
             if rc != 0 { return fail("setsockopt(SO_BINDTODEVICE, \(d))") }
         }
-        if let m = spec.mark { var v = m; if setsockopt(fd, SOL_SOCKET, SO_MARK, &v, 4) != 0 { return fail("setsockopt(SO_MARK)") } }
-        if let t = spec.tos { var v = Int32(t); if setsockopt(fd, Int32(IPPROTO_IP), IP_TOS, &v, 4) != 0 { return fail("setsockopt(IP_TOS)") } }
-        if let n = spec.synRetries { var v = Int32(n); if setsockopt(fd, Int32(IPPROTO_TCP), TCP_SYNCNT, &v, 4) != 0 { return fail("setsockopt(TCP_SYNCNT)") } }
+        if let m = spec.mark { var v = m; if setsockopt(fd, SOL_SOCKET, SO_MARK, &v, socklen_t(MemoryLayout.size(ofValue: v))) != 0 { return fail("setsockopt(SO_MARK)") } }
+        if let t = spec.tos { var v = Int32(t); if setsockopt(fd, Int32(IPPROTO_IP), IP_TOS, &v, socklen_t(MemoryLayout.size(ofValue: v))) != 0 { return fail("setsockopt(IP_TOS)") } }
+        if let n = spec.synRetries { var v = Int32(n); if setsockopt(fd, Int32(IPPROTO_TCP), TCP_SYNCNT, &v, socklen_t(MemoryLayout.size(ofValue: v))) != 0 { return fail("setsockopt(TCP_SYNCNT)") } }
         if let b = spec.ipOptionBytes {
             if b.withUnsafeBytes({ setsockopt(fd, Int32(IPPROTO_IP), IP_OPTIONS, $0.baseAddress, socklen_t(b.count)) }) != 0 {
                 return fail("setsockopt(IP_OPTIONS)")
@@ -60,7 +60,7 @@ public struct KernelRunner {
             if let sig = Interrupts.signal { throw DriverError(operation: "kernel connect", detail: "interrupted by signal \(sig)") }
         }
         var soError: Int32 = 0
-        var len = socklen_t(4)
+        var len = socklen_t(MemoryLayout.size(ofValue: soError))
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &len)
         if r == 0 { out.errno = .timedOut; out.trace.append("poll: no outcome in \(limitMs / 1000) s"); return out }
         if soError != 0 {

@@ -1,6 +1,7 @@
 import CNetSys
 import Glibc
 import Netlink
+import Wire
 
 /// One frame read from a packet socket: when, on which device, in which direction, and its bytes (Ethernet).
 public struct Frame: Sendable {
@@ -10,13 +11,14 @@ public struct Frame: Sendable {
     /// PACKET_HOST (0), PACKET_BROADCAST (1), PACKET_MULTICAST (2), PACKET_OTHERHOST (3), PACKET_OUTGOING (4).
     public var packetType: UInt8
     public var bytes: [UInt8]
-    public var isOutgoing: Bool { packetType == 4 }
+    public var isOutgoing: Bool { packetType == UInt8(PACKET_OUTGOING) }
     /// The IPv4 datagram inside an Ethernet frame.
     public var ipv4: ArraySlice<UInt8>? {
-        guard bytes.count > 14 + 20, bytes[12] == 0x08, bytes[13] == 0x00 else { return nil }
-        return bytes[14...]
+        guard bytes.count > EthernetField.headerLength + IPv4Field.minHeaderLength,
+              UInt16(bytes[EthernetField.etherType]) << 8 | UInt16(bytes[EthernetField.etherType + 1]) == EtherType.ipv4 else { return nil }
+        return bytes[EthernetField.headerLength...]
     }
-    public var destinationMAC: [UInt8] { Array(bytes.prefix(6)) }
+    public var destinationMAC: [UInt8] { Array(bytes[EthernetField.destination..<(EthernetField.destination + EthernetField.addressLength)]) }
 }
 
 /// An AF_PACKET socket opened inside a namespace (the fd keeps it), bound to every device (ifindex 0), filtered by a

@@ -61,21 +61,21 @@ public struct ObservedPath: Sendable {
         var p = ObservedPath(synHops: [], replyHops: [], path: [], replyPath: [], device: nil, nextHopMAC: nil, synDestination: nil,
                              syn: nil, reply: nil)
         var synSeq: UInt32?
-        struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: UInt8; var key: UInt32 }
+        struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: IPProtocol; var key: UInt32 }
         func identity(_ v: IPv4PacketView) -> Identity? {
-            if v.proto == 6, let t = try? TCPSegmentView(checking: v.payload) {
-                return Identity(source: v.source, id: v.identification, proto: 6, key: t.seq.raw)
+            if v.proto == .tcp, let t = try? TCPSegmentView(checking: v.payload) {
+                return Identity(source: v.source, id: v.identification, proto: .tcp, key: t.seq.raw)
             }
-            if v.proto == 1 { return Identity(source: v.source, id: v.identification, proto: 1, key: 0) }
+            if v.proto == .icmp { return Identity(source: v.source, id: v.identification, proto: .icmp, key: 0) }
             return nil
         }
         func isSyn(_ v: IPv4PacketView) -> Bool {
-            guard v.proto == 6, v.source == flow.source, let t = try? TCPSegmentView(checking: v.payload) else { return false }
+            guard v.proto == .tcp, v.source == flow.source, let t = try? TCPSegmentView(checking: v.payload) else { return false }
             return t.sourcePort == flow.sourcePort && t.destinationPort == flow.destinationPort && t.flags.contains(.syn) && !t.flags.contains(.ack)
         }
         func replyKind(_ v: IPv4PacketView) -> String? {
             // The destination of a source-routed reply changes hop by hop; its source and ports do not.
-            if v.proto == 6, v.source == flow.destination, let t = try? TCPSegmentView(checking: v.payload),
+            if v.proto == .tcp, v.source == flow.destination, let t = try? TCPSegmentView(checking: v.payload),
                t.sourcePort == flow.destinationPort, t.destinationPort == flow.sourcePort {
                 // The reply to this run's SYN acknowledges it: a SYN-ACK that a server's older request socket on the
                 // same 4-tuple retransmits (acknowledging an earlier run's SYN) is not it.
@@ -85,7 +85,7 @@ public struct ObservedPath: Sendable {
                 return nil
             }
             // An error about this run's SYN (its seq): one about an earlier run on the same 4-tuple is not the reply.
-            if v.proto == 1, v.destination == flow.source, let m = try? ICMPv4Message.parse(v.payload), let q = m.quote,
+            if v.proto == .icmp, v.destination == flow.source, let m = try? ICMPv4Message.parse(v.payload), let q = m.quote,
                q.header.source == flow.source, let ports = q.tcpPorts, ports.source == flow.sourcePort,
                ports.destination == flow.destinationPort, synSeq == nil || q.tcpSeq?.raw == synSeq {
                 let code = v.payload.count > 1 ? v.payload[v.payload.startIndex + 1] : 0

@@ -74,7 +74,7 @@ public final class SharedState: @unchecked Sendable {
     /// about a packet not seen dropped, is counted as spending both costs (an upper bound: a blackhole or a
     /// queued packet spends nothing), so the waits in `settle` are long enough.
     public func record(_ observations: [Observation]) {
-        struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: UInt8 }
+        struct Identity: Hashable { var source: IPv4Address; var id: UInt16; var proto: IPProtocol }
         var sent: [String: Set<Identity>] = [:]
         var views: [(Observation, IPv4PacketView)] = []
         for o in observations {
@@ -86,7 +86,7 @@ public final class SharedState: @unchecked Sendable {
         for (o, v) in views {
             let n = nodes[o.node]!
             if o.frame.isOutgoing {
-                guard v.proto == 1, n.addresses.contains(v.source), !n.addresses.contains(v.destination), v.payload.count >= 8,
+                guard v.proto == .icmp, n.addresses.contains(v.source), !n.addresses.contains(v.destination), v.payload.count >= 8,
                       [3, 4, 5, 11, 12].contains(v.payload[v.payload.startIndex]) else { continue }
                 recent[o.node, default: []].append(o.time)
                 if let m = try? ICMPv4Message.parse(v.payload), let q = m.quote,
@@ -213,7 +213,7 @@ extension FlowHistory {
     public mutating func record(_ observations: [Observation], flow: PortTable.FourTuple, node: String, bound: Bool) {
         var sndNxt: UInt32?, tsRecent: UInt32?, synTS = false, synAckTS = false, fin = false
         for o in observations where o.node == node {
-            guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip), v.proto == 6,
+            guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip), v.proto == .tcp,
                   let t = try? TCPSegmentView(checking: v.payload), let h = try? TCPHeader.parse(t) else { continue }
             var ts: UInt32?
             for opt in h.options { if case .timestamps(let val, _) = opt { ts = val } }
@@ -248,7 +248,7 @@ extension SharedState {
         var syn: (IPv4Header, TCPHeader)?
         var answered = false
         for o in observations {
-            guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip), v.proto == 6,
+            guard let ip = o.frame.ipv4, let v = try? IPv4PacketView(checking: ip), v.proto == .tcp,
                   let t = try? TCPSegmentView(checking: v.payload) else { continue }
             if syn == nil, o.node == sourceNode, o.frame.isOutgoing, v.source == flow.source, t.sourcePort == flow.sourcePort,
                t.destinationPort == flow.destinationPort, t.flags.contains(.syn), !t.flags.contains(.ack),
@@ -264,7 +264,7 @@ extension SharedState {
         h.identification &+= 1
         h.emit(payloadLength: rst.headerLength, into: &bytes)
         rst.emit(source: flow.source, destination: flow.destination, into: &bytes)
-        let loopback = link.flags & 0x8 != 0
+        let loopback = link.isLoopback
         try RawSocket(in: namespace).send(bytes, nextHop: nextHop ?? ip.destination, ifindex: loopback ? 0 : link.index, source: flow.source)
     }
 }

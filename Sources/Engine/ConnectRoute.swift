@@ -24,6 +24,17 @@ public struct ConnectRouteQuery: Sendable, Equatable {
         self.sourcePort = sourcePort; self.device = device; self.mark = mark; self.tos = tos; self.dontRoute = dontRoute
         self.uid = uid; self.sourceRouteFirstHop = sourceRouteFirstHop
     }
+
+    /// Where connect's lookups go: a source route's first hop (`inet_opt->opt.faddr`), else the destination.
+    public var lookupDestination: IPv4Address { sourceRouteFirstHop ?? destination }
+
+    /// The flow of connect's first lookup, as `ip_route_connect_init` fills `flowi4`: the lookup destination, the
+    /// bound source (0: choose), the socket's device, mark, `RT_CONN_FLAGS` tos (`tos & 0xfc`, IPTOS_RT_MASK),
+    /// SO_DONTROUTE, protocol TCP, the ports (FLOWI_FLAG_ANY_SPORT while the source port is 0) and the uid.
+    public var flow: Flow {
+        Flow(destination: lookupDestination, source: source, outputDevice: device, mark: mark, tos: tos & 0xfc,
+             dontRoute: dontRoute, proto: .tcp, sourcePort: sourcePort, destinationPort: destinationPort, uid: uid)
+    }
 }
 
 /// The route decisions of one connect, as `tcp_v4_connect()` makes them.
@@ -60,17 +71,14 @@ public struct ConnectRoute: Sendable {
         var steps: [Step] = []
         var out = ConnectRoute(result: .failure(.networkUnreachable), source: .any, destination: q.destination, port: nil, steps: [])
         func done(_ e: Errno) -> ConnectRoute { out.result = .failure(e); out.steps = steps; return out }
-        var nexthop = q.destination
         if let first = q.sourceRouteFirstHop {
             if q.destination == .any {
                 steps.append(Step("tcp_v4_connect", "source route with daddr 0.0.0.0: EINVAL"))
                 return done(.invalidArgument)
             }
-            nexthop = first
             steps.append(Step("tcp_v4_connect", "IP options carry a source route: nexthop = faddr \(first), daddr stays \(q.destination)"))
         }
-        var flow = Flow(destination: nexthop, source: q.source, outputDevice: q.device, mark: q.mark, tos: q.tos & 0xfc,
-                        dontRoute: q.dontRoute, proto: 6, sourcePort: q.sourcePort, destinationPort: q.destinationPort, uid: q.uid)
+        var flow = q.flow
         func describe(_ r: ResolvedRoute) -> String {
             "saddr \(r.source) dev \(r.device) via \(r.nextHop)\(r.kind != .unicast ? " (\(r.kind.rawValue))" : "")\(r.table.map { " table \($0)" } ?? "")\(r.explanation.isEmpty ? "" : " — \(r.explanation)")"
         }
@@ -78,7 +86,7 @@ public struct ConnectRoute: Sendable {
         if flow.destination == .any || flow.source == .any {
             switch resolver.outputRoute(flow) {
             case .failure(let e):
-                steps.append(Step("ip_route_connect", "lookup #1 (\(flow)) failed: \(name(e))"))
+                steps.append(Step("ip_route_connect", "lookup #1 (\(flow)) failed: \(e.name)"))
                 return done(e)
             case .success(let r):
                 steps.append(Step("ip_route_connect", "lookup #1 (\(flow)): \(describe(r))"))
@@ -89,7 +97,7 @@ public struct ConnectRoute: Sendable {
         var rt: ResolvedRoute
         switch resolver.outputRoute(flow) {
         case .failure(let e):
-            steps.append(Step("ip_route_connect", "lookup #2 (\(flow)) failed: \(name(e))"))
+            steps.append(Step("ip_route_connect", "lookup #2 (\(flow)) failed: \(e.name)"))
             return done(e)
         case .success(let r):
             steps.append(Step("ip_route_connect", "lookup #2 (\(flow)): \(describe(r))"))
@@ -115,7 +123,7 @@ public struct ConnectRoute: Sendable {
             flow.anySourcePort = false
             switch resolver.outputRoute(flow) {
             case .failure(let e):
-                steps.append(Step("ip_route_newports", "lookup #3 (\(flow)) failed: \(name(e))"))
+                steps.append(Step("ip_route_newports", "lookup #3 (\(flow)) failed: \(e.name)"))
                 return done(e)
             case .success(let r):
                 steps.append(Step("ip_route_newports", "lookup #3 (\(flow)): \(describe(r))"))

@@ -77,11 +77,7 @@ public struct SocketIPOptions: Sendable, Equatable {
 }
 
 /// The source route a user gives (`--lsrr G1,G2` or a check's `source-route:`), as the bytes a program passes to
-/// setsockopt(IP_OPTIONS): type, length 3 + 4n, pointer 4, the n hops, END padding. The kernel moves G1 to `faddr` and
-/// slides the rest left; the freed last slot carries the final destination on the wire.
+/// setsockopt(IP_OPTIONS): `SourceRoute.optionBytes`.
 public func sourceRouteOption(strict: Bool, hops: [IPv4Address]) -> [UInt8] {
-    var b: [UInt8] = [strict ? IPv4OptionType.ssrr : IPv4OptionType.lsrr, UInt8(3 + 4 * hops.count), 4]
-    for h in hops { b += h.octets }
-    while b.count % 4 != 0 { b.append(IPv4OptionType.end) }
-    return b
+    SourceRoute(strict: strict, hops: hops).optionBytes
 }

@@ -12,7 +12,7 @@ public struct Flow: Sendable, Equatable, CustomStringConvertible {
     public var tos: UInt8
     /// SO_DONTROUTE: RT_SCOPE_LINK instead of RT_SCOPE_UNIVERSE.
     public var dontRoute: Bool
-    public var proto: UInt8
+    public var proto: IPProtocol
     public var sourcePort: UInt16
     public var destinationPort: UInt16
     public var uid: UInt32
@@ -20,7 +20,7 @@ public struct Flow: Sendable, Equatable, CustomStringConvertible {
     public var anySourcePort: Bool
 
     public init(destination: IPv4Address, source: IPv4Address = .any, outputDevice: String? = nil, mark: UInt32 = 0,
-                tos: UInt8 = 0, dontRoute: Bool = false, proto: UInt8 = 6, sourcePort: UInt16 = 0,
+                tos: UInt8 = 0, dontRoute: Bool = false, proto: IPProtocol = .tcp, sourcePort: UInt16 = 0,
                 destinationPort: UInt16 = 0, uid: UInt32 = 0) {
         self.destination = destination; self.source = source; self.outputDevice = outputDevice; self.mark = mark
         self.tos = tos; self.dontRoute = dontRoute; self.proto = proto; self.sourcePort = sourcePort

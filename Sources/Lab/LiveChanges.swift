@@ -155,7 +155,7 @@ private final class Applier {
             case .replace: try s.routes.replace(k, text: text)
             case .del:
                 k.proto = r.proto ?? 0                 // any protocol, as `ip route del` asks,
-                k.scope = r.scope?.value ?? 255        // and any scope (RT_SCOPE_NOWHERE)
+                k.scope = r.scope?.value ?? AddressScope.nowhereValue        // and any scope
                 try s.routes.delete(k, text: text)
             }
             outcome.operations.append("ip -n \(ns.name) route \(op.rawValue) \(text)")

@@ -1,18 +1,26 @@
+import SystemPackage
+
 /// The outcome of a connect, as checks name it: what a topology's check expects and what the driver saw.
 public enum ConnectResult: Sendable, Hashable, CustomStringConvertible {
     case established, refused, timeout, unreachable
     /// Any other errno, by name (`EINVAL`); also a specific unreachable (`EHOSTUNREACH`).
     case error(String)
 
-    /// The outcome for an errno name (nil: the connect completed).
-    public init(errnoName: String?) {
-        switch errnoName {
+    /// The outcome of a connect that returned this errno (nil: the connect completed). The one errno → kind mapping.
+    public init(errno: Errno?) {
+        switch errno {
         case nil: self = .established
-        case "ECONNREFUSED": self = .refused
-        case "ETIMEDOUT": self = .timeout
-        case "ENETUNREACH", "EHOSTUNREACH": self = .unreachable
-        case let n?: self = .error(n)
+        case .connectionRefused?: self = .refused
+        case .timedOut?: self = .timeout
+        case .networkUnreachable?, .noRouteToHost?: self = .unreachable
+        case let e?: self = .error(e.name)
         }
+    }
+
+    /// The outcome for an errno name (nil: the connect completed); a name netlab does not know is `.error(name)`.
+    public init(errnoName: String?) {
+        guard let n = errnoName else { self = .established; return }
+        if let e = Errno(named: n), e.name == n { self.init(errno: e) } else { self = .error(n) }
     }
 
     /// Parse `established`, `refused`, `timeout`, `unreachable` or `error:ENAME`.

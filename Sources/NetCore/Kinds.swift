@@ -5,6 +5,8 @@ public enum AddressScope: String, Sendable, CaseIterable, Codable {
     public var value: UInt8 {
         switch self { case .global: 0; case .site: 200; case .link: 253; case .host: 254 }
     }
+    /// `RT_SCOPE_NOWHERE` (255): no destination; as a delete's scope, "any scope".
+    public static let nowhereValue: UInt8 = 255
     public init?(value: UInt8) {
         switch value { case 0: self = .global; case 200: self = .site; case 253: self = .link; case 254: self = .host; default: return nil }
     }

@@ -14,6 +14,8 @@ public struct LinkInfo: Sendable, Hashable {
     public var kind: String?
     public var group: UInt32
     public var carrier: Bool
+    /// `IFF_LOOPBACK` in `ifi_flags`.
+    public var isLoopback: Bool { flags & 0x8 != 0 }
     public var isUp: Bool { flags & 0x1 != 0 }   // IFF_UP
 }
 

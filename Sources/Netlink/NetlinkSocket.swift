@@ -30,9 +30,9 @@ public final class NetlinkSocket: @unchecked Sendable {
         nl_socket_disable_msg_peek(s)
         var one: Int32 = 1
         let fd = nl_socket_get_fd(s)
-        // NETLINK_EXT_ACK (11) and NETLINK_CAP_ACK (10) on SOL_NETLINK (270): error messages with the kernel's text.
-        _ = setsockopt(fd, 270, 11, &one, socklen_t(MemoryLayout<Int32>.size))
-        _ = setsockopt(fd, 270, 10, &one, socklen_t(MemoryLayout<Int32>.size))
+        // NETLINK_EXT_ACK and NETLINK_CAP_ACK: error messages with the kernel's text.
+        _ = setsockopt(fd, NetlinkSocketOption.level, NetlinkSocketOption.extendedAck, &one, socklen_t(MemoryLayout<Int32>.size))
+        _ = setsockopt(fd, NetlinkSocketOption.level, NetlinkSocketOption.capAck, &one, socklen_t(MemoryLayout<Int32>.size))
         nl_socket_modify_err_cb(s, NL_CB_CUSTOM, netlinkErrorCallback, Unmanaged.passUnretained(self).toOpaque())
     }
 
@@ -147,3 +147,13 @@ extension NetlinkSocket {
 @inline(__always) func attr<T: RawRepresentable>(_ v: T) -> Int32 where T.RawValue: BinaryInteger { Int32(truncatingIfNeeded: v.rawValue) }
 @inline(__always) func attr16<T: BinaryInteger>(_ v: T) -> UInt16 { UInt16(truncatingIfNeeded: v) }
 @inline(__always) func attr16<T: RawRepresentable>(_ v: T) -> UInt16 where T.RawValue: BinaryInteger { UInt16(truncatingIfNeeded: v.rawValue) }
+
+/// Netlink socket options (include/uapi/linux/netlink.h), which Glibc does not export.
+enum NetlinkSocketOption {
+    /// SOL_NETLINK.
+    static let level: Int32 = 270
+    /// NETLINK_CAP_ACK: acknowledgements without the request's payload.
+    static let capAck: Int32 = 10
+    /// NETLINK_EXT_ACK: errors carry the kernel's message.
+    static let extendedAck: Int32 = 11
+}

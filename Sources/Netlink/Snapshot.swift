@@ -61,7 +61,7 @@ extension NetlinkSocket {
     /// (`ip_route_input_rcu`, as for a packet arriving on that device). Errors are the lookup's errno.
     public func routeGet(destination: IPv4Address, source: IPv4Address = .any, outputIndex: Int32 = 0, inputIndex: Int32 = 0,
                          mark: UInt32 = 0,
-                         tos: UInt8 = 0, uid: UInt32 = 0, proto: UInt8 = 6, sourcePort: UInt16 = 0,
+                         tos: UInt8 = 0, uid: UInt32 = 0, proto: IPProtocol = .tcp, sourcePort: UInt16 = 0,
                          destinationPort: UInt16 = 0) -> Result<KernelRouteAnswer, Errno> {
         var h = rtmsg()
         h.rtm_family = UInt8(AF_INET)
@@ -77,7 +77,7 @@ extension NetlinkSocket {
         if inputIndex != 0 { m.put(attr(RTA_IIF), u32: UInt32(bitPattern: inputIndex)) }
         if mark != 0 { m.put(attr(RTA_MARK), u32: mark) }
         m.put(attr(RTA_UID), u32: uid)
-        m.put(attr(RTA_IP_PROTO), u8: proto)
+        m.put(attr(RTA_IP_PROTO), u8: proto.rawValue)
         if sourcePort != 0 { m.put(attr(RTA_SPORT), u16: sourcePort.bigEndian) }
         if destinationPort != 0 { m.put(attr(RTA_DPORT), u16: destinationPort.bigEndian) }
         do {

@@ -44,13 +44,13 @@ public struct Explanation: Sendable {
         func answer(_ r: Result<ResolvedRoute, Errno>) -> RouteAnswer {
             switch r {
             case .success(let x): return RouteAnswer(source: x.source.description, dev: x.device, gateway: x.gateway?.description, table: x.table)
-            case .failure(let e): return RouteAnswer(error: name(e))
+            case .failure(let e): return RouteAnswer(error: e.name)
             }
         }
         func kernelAnswer(_ r: Result<KernelRouteAnswer, Errno>) -> RouteAnswer {
             switch r {
             case .success(let a): return RouteAnswer(source: a.source?.description, dev: names[a.device], gateway: a.gateway?.description, table: a.table)
-            case .failure(let e): return RouteAnswer(error: name(e))
+            case .failure(let e): return RouteAnswer(error: e.name)
             }
         }
         func lookup(_ label: String, _ f: Flow, input: String? = nil) -> (Lookup, RouteDecision) {
@@ -58,7 +58,7 @@ public struct Explanation: Sendable {
             let text: String
             switch d.result {
             case .success(let r): text = "src \(r.source) dev \(r.device)\(r.gateway.map { " via \($0)" } ?? "")\(r.table.map { " table \($0)" } ?? "")\(r.kind != .unicast ? " (\(r.kind.rawValue))" : "")"
-            case .failure(let e): text = name(e)
+            case .failure(let e): text = e.name
             }
             return (Lookup(name: label, flow: "\(f)", answer: text, trace: d.trace, considered: considered(d, f, routes: snap.routes, names: names)), d)
         }
@@ -88,7 +88,7 @@ public struct Explanation: Sendable {
         }
         // The same lookups again, traced, for the why (ConnectRoute.decide's own steps name each).
         var f = Flow(destination: crq.sourceRouteFirstHop ?? crq.destination, source: crq.source, outputDevice: crq.device,
-                     mark: crq.mark, tos: crq.tos & 0xfc, dontRoute: crq.dontRoute, proto: 6, sourcePort: 0,
+                     mark: crq.mark, tos: crq.tos & 0xfc, dontRoute: crq.dontRoute, proto: .tcp, sourcePort: 0,
                      destinationPort: crq.destinationPort, uid: crq.uid)
         f.anySourcePort = true
         var first: RouteDecision?
@@ -119,21 +119,21 @@ public struct Explanation: Sendable {
         switch decided.result {
         case .success(let r):
             e = answer(.success(r)); e.source = decided.source.description
-        case .failure(let err): e = RouteAnswer(error: name(err))
+        case .failure(let err): e = RouteAnswer(error: err.name)
         }
         // The kernel, asked the same lookups through RTM_GETROUTE (no socket, no packet): #1 for the source, then
         // with the source and the port.
         var k: RouteAnswer
         var kf = Flow(destination: crq.sourceRouteFirstHop ?? crq.destination, source: crq.source, outputDevice: crq.device,
-                      mark: crq.mark, tos: crq.tos & 0xfc, proto: 6, sourcePort: 0, destinationPort: crq.destinationPort, uid: crq.uid)
+                      mark: crq.mark, tos: crq.tos & 0xfc, proto: .tcp, sourcePort: 0, destinationPort: crq.destinationPort, uid: crq.uid)
         switch kernel(kf) {
-        case .failure(let err): k = RouteAnswer(error: name(err))
+        case .failure(let err): k = RouteAnswer(error: err.name)
         case .success(let a1):
             if kf.source == .any { kf.source = a1.source ?? .any }
             kf.sourcePort = port
             k = kernelAnswer(kernel(kf))
             if k.error == nil { k.source = kf.source.description }
-            if a1.type == .broadcast || a1.type == .multicast { k = RouteAnswer(error: name(.networkUnreachable)) }
+            if a1.type == .broadcast || a1.type == .multicast { k = RouteAnswer(error: Errno.networkUnreachable.name) }
         }
         // Equal-cost legs at lookup #1: the kernel's hash picks the source; each other leg's source leads on as a
         // bound one would, and the kernel's answer may be any of them.
@@ -145,7 +145,7 @@ public struct Explanation: Sendable {
             let other = ConnectRoute.decide(alt, resolver: resolver) { _, _, _ in .success(port) }
             switch other.result {
             case .success(let r): var a = answer(.success(r)); a.source = s.description; outcomes.append(a)
-            case .failure(let err): outcomes.append(RouteAnswer(error: name(err)))
+            case .failure(let err): outcomes.append(RouteAnswer(error: err.name))
             }
         }
         if outcomes.count > 1 {

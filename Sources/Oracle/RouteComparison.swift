@@ -12,7 +12,7 @@ public struct RouteQuery: Sendable, Codable, Equatable {
     public var device: String?
     public var mark: UInt32
     public var tos: UInt8
-    public var proto: UInt8
+    public var proto: IPProtocol
     public var sourcePort: UInt16
     public var destinationPort: UInt16
     public var uid: UInt32
@@ -21,7 +21,7 @@ public struct RouteQuery: Sendable, Codable, Equatable {
     /// Compare connect's route decisions (a kernel connect) instead of one lookup (`route --connect`).
     public var connect = false
     public init(destination: IPv4Address, source: IPv4Address = .any, device: String? = nil, mark: UInt32 = 0, tos: UInt8 = 0,
-                proto: UInt8 = 6, sourcePort: UInt16 = 0, destinationPort: UInt16 = 0, uid: UInt32 = 0,
+                proto: IPProtocol = .tcp, sourcePort: UInt16 = 0, destinationPort: UInt16 = 0, uid: UInt32 = 0,
                 inputDevice: String? = nil) {
         self.destination = destination; self.source = source; self.device = device; self.mark = mark; self.tos = tos
         self.proto = proto; self.sourcePort = sourcePort; self.destinationPort = destinationPort; self.uid = uid
@@ -42,7 +42,7 @@ public struct RouteQuery: Sendable, Codable, Equatable {
         if let d = inputDevice { w += ["iif", d] }
         if mark != 0 { w += ["mark", "0x" + String(mark, radix: 16)] }
         if tos != 0 { w += ["tos", "0x" + String(tos, radix: 16)] }
-        w += ["ipproto", String(proto)]
+        w += ["ipproto", proto.description]
         if sourcePort != 0 { w += ["sport", String(sourcePort)] }
         if destinationPort != 0 { w += ["dport", String(destinationPort)] }
         if uid != 0 { w += ["uid", String(uid)] }
@@ -153,7 +153,7 @@ public struct RouteComparison: Sendable {
             case .success(let a):
                 return RouteAnswer(source: a.source?.description, dev: names[a.device], gateway: a.gateway?.description,
                                    table: a.table, error: nil)
-            case .failure(let e): return RouteAnswer(error: name(e))
+            case .failure(let e): return RouteAnswer(error: e.name)
             }
         }
         if !connect {
@@ -190,16 +190,16 @@ public struct RouteComparison: Sendable {
             let (e, c): (RouteAnswer, [RouteAnswer])
             switch d.result {
             case .success(let r): (e, c) = (side(r), d.candidates.map(side))
-            case .failure(let err): (e, c) = (RouteAnswer(error: name(err)), [])
+            case .failure(let err): (e, c) = (RouteAnswer(error: err.name), [])
             }
             // The engine calls the untraced lookup: it must answer exactly what the traced one explains.
             let fast: RouteAnswer
             switch untraced {
             case .success(let r): fast = side(r)
-            case .failure(let err): fast = RouteAnswer(error: name(err))
+            case .failure(let err): fast = RouteAnswer(error: err.name)
             }
             let trace = fast == e ? d.trace : d.trace + ["the untraced lookup (the engine's) answered otherwise: \(fast)"]
-            let all = c + Set(d.candidateErrors.map(name)).sorted().map { RouteAnswer(error: $0) }
+            let all = c + Set(d.candidateErrors.map(\.name)).sorted().map { RouteAnswer(error: $0) }
             return RouteComparison(query: query, connect: false, engine: e, candidates: all, kernel: k,
                                    agree: fast == e && decide(e, all, k), trace: trace)
         }
@@ -225,13 +225,13 @@ public struct RouteComparison: Sendable {
         let dport = KernelConnect.destinationPort(query)
         var kernel: RouteAnswer
         if let err = kc.error {
-            kernel = RouteAnswer(error: name(err))
+            kernel = RouteAnswer(error: err.name)
         } else {
             var q3 = query
             q3.source = kc.source
             q3.sourcePort = kc.port
             q3.destinationPort = dport
-            q3.proto = 6
+            q3.proto = .tcp
             q3.uid = 0
             // A connect to 0.0.0.0 goes to the source the kernel chose (ip_route_output_key_hash_rcu: daddr = saddr,
             // 127.0.0.1 when none); getpeername answers ENOTCONN in SYN_SENT, so the source says it.
@@ -255,8 +255,8 @@ public struct RouteComparison: Sendable {
                 if query.tos != 0 { _ = e.setOption(.tos(query.tos)) }
                 var answer: RouteAnswer
                 if query.source != .any || query.sourcePort != 0, let err = e.bind(address: query.source, port: query.sourcePort).0 {
-                    answer = RouteAnswer(error: name(err))
-                    if outcomes.isEmpty { trace.append("inet_bind \(query.source):\(query.sourcePort): \(name(err))") }
+                    answer = RouteAnswer(error: err.name)
+                    if outcomes.isEmpty { trace.append("inet_bind \(query.source):\(query.sourcePort): \(err.name)") }
                 } else {
                     let d = ConnectRoute.decide(e.connectRouteQuery(to: query.destination, port: dport), resolver: branches) { _, _, _ in
                         branches.useLate = true
@@ -264,7 +264,7 @@ public struct RouteComparison: Sendable {
                     }
                     switch d.result {
                     case .success(let r): answer = Self.answer(r); answer.source = d.source.description
-                    case .failure(let err): answer = RouteAnswer(error: name(err))
+                    case .failure(let err): answer = RouteAnswer(error: err.name)
                     }
                     if outcomes.isEmpty { trace += d.steps.map { "\($0.function): \($0.detail)" } }
                 }

@@ -40,7 +40,7 @@ public struct RouteSelftest {
         var out: [RouteQuery] = []
         for d in destinations {
             out.append(RouteQuery(destination: d))
-            out.append(RouteQuery(destination: d, proto: 17))
+            out.append(RouteQuery(destination: d, proto: .udp))
             for s in locals { out.append(RouteQuery(destination: d, source: s)) }
             for dev in devices { out.append(RouteQuery(destination: d, device: dev)) }
             for m: UInt32 in [1, 2, 3, 0x13] { out.append(RouteQuery(destination: d, mark: m)) }
@@ -75,7 +75,7 @@ public struct RouteSelftest {
             if random.below(5) == 0 { q.tos = [0, 0x10, 0x20][Int(random.below(3))] }
             if random.below(4) == 0 { q.destinationPort = [22, 80, 443, 500][Int(random.below(4))] }
             if random.below(6) == 0 { q.sourcePort = UInt16(900 + random.below(1200)) }
-            if random.below(6) == 0, !q.connect { q.proto = [6, 17, 1][Int(random.below(3))] }
+            if random.below(6) == 0, !q.connect { q.proto = [IPProtocol.tcp, .udp, .icmp][Int(random.below(3))] }
             if q.connect { q.uid = 0 }
             sample.append(q)
         }

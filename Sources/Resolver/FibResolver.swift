@@ -44,7 +44,7 @@ public struct FibResolver: RouteResolver, Sendable {
     /// The equal-cost leg to answer when a lookup has several (by device and next hop): the kernel's multipath hash
     /// is unseen, so a driver that saw which leg the kernel took can ask the engine to take the same one. Nil: the
     /// first leg, as listed.
-    public var preferredLeg: (device: String, nextHop: IPv4Address)?
+    public var preferredLeg: Leg?
     /// The multipath hash when the namespace makes it knowable: `fib_multipath_hash_seed` set (non-zero), policy 0
     /// (L3) or 1 (L4), `fib_multipath_use_neigh` off. Nil: the hash is unseen and every live leg is a candidate.
     let multipathHash: (seed: UInt32, policy: Int)?
@@ -78,7 +78,7 @@ public struct FibResolver: RouteResolver, Sendable {
         ignoreLinkdownDevices = Set(snapshot.links.filter {
             sys["net.ipv4.conf.all.ignore_routes_with_linkdown"] == "1" || sys["net.ipv4.conf.\($0.name).ignore_routes_with_linkdown"] == "1"
         }.map(\.index))
-        loopbackIndex = snapshot.links.first { $0.flags & 0x8 != 0 }?.index ?? 1    // IFF_LOOPBACK
+        loopbackIndex = snapshot.links.first(where: \.isLoopback)?.index ?? 1
         hasCustomLocalRoutes = snapshot.routes.contains { $0.type == .local && $0.proto != 2 }
         rulesRequireFlowDissect = customRules && rs.contains { r in r.iif != "lo" && (r.ipproto != nil || r.sport != nil || r.dport != nil) }
         let seed = sys["net.ipv4.fib_multipath_hash_seed"].flatMap { UInt32($0) } ?? 0
@@ -227,7 +227,7 @@ public struct FibResolver: RouteResolver, Sendable {
             return made(daddr, saddr, loopbackIndex, gateway: nil, kind: .local, alias: nil, table: nil, rule: nil)
         }
         let key = Key(daddr: daddr, saddr: saddr, oif: oif?.index ?? 0, iif: loopbackIndex, mark: flow.mark, tos: flow.tos & 0xfc,
-                      scope: scope, proto: flow.proto, sport: flow.sourcePort, dport: flow.destinationPort, uid: flow.uid,
+                      scope: scope, proto: flow.proto.rawValue, sport: flow.sourcePort, dport: flow.destinationPort, uid: flow.uid,
                       anySport: flow.anySourcePort)
         let res: FibResult
         switch fibLookup(key, trace: &trace) {
@@ -697,7 +697,7 @@ struct Tracer {
     mutating func add(contentsOf other: Tracer) { if enabled { lines += other.lines } }
 }
 
-func errnoName(_ e: Errno) -> String { e.rawValue == eagain ? "EAGAIN" : name(e) }
+func errnoName(_ e: Errno) -> String { e.name }
 
 
 /// A rule's selectors as plain data: `fib_rule_match` + `fib4_rule_match` without touching a string.

@@ -34,8 +34,9 @@ extension FibResolver {
     /// `reversed` for `__fib_validate_source`'s lookup back to the source.
     func dissected(_ flow: Flow, reversed: Bool = false) -> (proto: UInt8, sport: UInt16, dport: UInt16) {
         guard rulesRequireFlowDissect else { return (0, 0, 0) }
-        guard flow.proto == 6 || flow.proto == 17 else { return (flow.proto, 0, 0) }
-        return reversed ? (flow.proto, flow.destinationPort, flow.sourcePort) : (flow.proto, flow.sourcePort, flow.destinationPort)
+        let proto = flow.proto.rawValue
+        guard flow.proto.hasPorts else { return (proto, 0, 0) }
+        return reversed ? (proto, flow.destinationPort, flow.sourcePort) : (proto, flow.sourcePort, flow.destinationPort)
     }
 
     /// The answer for a packet from `flow.source` to `flow.destination` arriving on `inputDevice`, with its trace.

@@ -41,13 +41,6 @@ public struct Check: Sendable {
     }
 }
 
-public struct SourceRoute: Sendable, Hashable, CustomStringConvertible {
-    public var strict: Bool
-    public var hops: [IPv4Address]
-    public init(strict: Bool, hops: [IPv4Address]) { self.strict = strict; self.hops = hops }
-    public var description: String { (strict ? "ssrr " : "lsrr ") + hops.map(\.description).joined(separator: ",") }
-}
-
 public struct Expectation: Sendable, Hashable {
     public var result: ConnectResult?
     public var source: IPv4Address?

@@ -52,10 +52,10 @@ public struct HostClone {
         func line(_ s: String, _ indent: Int = 0) { out.append(String(repeating: " ", count: indent) + s) }
         let links = snapshot.links
         let name = Dictionary(links.map { ($0.index, $0.name) }, uniquingKeysWith: { a, _ in a })
-        let loopback = links.first { $0.flags & 0x8 != 0 }   // IFF_LOOPBACK
+        let loopback = links.first(where: \.isLoopback)
         // Devices that get a veth stand-in; enslaved ports (their master stands in for them) are left out.
-        let standIns = links.filter { $0.flags & 0x8 == 0 && $0.master == 0 }
-        let skipped = links.filter { $0.flags & 0x8 == 0 && $0.master != 0 }
+        let standIns = links.filter { !$0.isLoopback && $0.master == 0 }
+        let skipped = links.filter { !$0.isLoopback && $0.master != 0 }
         let cloned = Set(standIns.map(\.index) + (loopback.map { [$0.index] } ?? []))
         let hostAddresses = snapshot.addresses.filter { !($0.prefix.address.isLoopback && $0.index == loopback?.index) }
         var peers: [(device: LinkInfo, peer: String, addresses: [String])] = []
@@ -219,8 +219,9 @@ public struct HostClone {
         if let s = r.prefsrc { w += ["src", s.description] }
         if r.proto != 3 { w += ["proto", String(r.proto)] }
         // The scope iproute2 would give is left implicit; any other is written.
-        let implicit: UInt8 = r.type == .local ? 254
-            : (r.type == .unicast && r.nexthopID == nil && !r.multipath && r.nexthops.allSatisfy { $0.gateway == nil }) ? 253 : 0
+        let implicit: UInt8 = r.type == .local ? AddressScope.host.value
+            : (r.type == .unicast && r.nexthopID == nil && !r.multipath && r.nexthops.allSatisfy { $0.gateway == nil }) ? AddressScope.link.value
+            : AddressScope.global.value
         if r.scope != implicit { w += ["scope", AddressScope(value: r.scope)?.rawValue ?? String(r.scope)] }
         if let m = r.mtu { w += ["mtu", String(m)] }
         if let m = r.advmss { w += ["advmss", String(m)] }

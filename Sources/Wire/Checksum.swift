@@ -32,10 +32,10 @@ public enum Checksum {
     /// The TCP/UDP pseudo-header sum: source, destination, zero, protocol, length.
     /// With a source route set, `destination` is the final destination (RFC 791, RFC 1122 §4.2.3.1), not the IP
     /// header's current destination.
-    public static func pseudoHeader(source: IPv4Address, destination: IPv4Address, protocol p: UInt8, length: Int) -> UInt32 {
+    public static func pseudoHeader(source: IPv4Address, destination: IPv4Address, protocol p: IPProtocol, length: Int) -> UInt32 {
         var acc = UInt32(source.value >> 16) + UInt32(source.value & 0xffff)
         acc += UInt32(destination.value >> 16) + UInt32(destination.value & 0xffff)
-        acc += UInt32(p) + UInt32(length)
+        acc += UInt32(p.rawValue) + UInt32(length)
         while acc >> 16 != 0 { acc = (acc & 0xffff) + (acc >> 16) }
         return acc
     }

@@ -1,5 +1,34 @@
 import NetCore
 
+/// Byte offsets of the ICMPv4 header's fields (RFC 792), as smoltcp's `icmpv4::field`.
+public enum ICMPField {
+    public static let type = 0
+    public static let code = 1
+    public static let checksum = 2
+    /// The 4 bytes whose meaning depends on the type ("rest of header").
+    public static let restOfHeader = 4
+    /// Echo: identifier and sequence number.
+    public static let echoID = 4
+    public static let echoSeq = 6
+    /// Parameter problem: the pointer to the offending octet.
+    public static let pointer = 4
+    /// Destination unreachable, fragmentation needed: the next-hop MTU (RFC 1191).
+    public static let nextHopMTU = 6
+    /// The header's length: echo data or the quoted packet start here.
+    public static let headerLength = 8
+    /// The quoted packet's first payload bytes an error carries at least (RFC 792).
+    public static let quotedPayload = 8
+}
+
+/// ICMPv4 message types (RFC 792).
+public enum ICMPType {
+    public static let echoReply: UInt8 = 0
+    public static let destinationUnreachable: UInt8 = 3
+    public static let echoRequest: UInt8 = 8
+    public static let timeExceeded: UInt8 = 11
+    public static let parameterProblem: UInt8 = 12
+}
+
 /// Destination-unreachable codes (RFC 792, 1122, 1812).
 public enum ICMPUnreachableCode: UInt8, CaseIterable, Sendable {
     case net = 0, host, proto, port, fragNeeded, sourceRouteFailed, netUnknown, hostUnknown, hostIsolated,
@@ -14,8 +43,8 @@ public struct ICMPQuote: Equatable, Sendable {
     public init(header: IPv4Header, payload: [UInt8]) { self.header = header; self.payload = payload }
 
     /// For a quoted TCP segment: ports and sequence number (all within the first 8 bytes).
-    public var tcpPorts: (source: UInt16, destination: UInt16)? { payload.count >= 4 ? (payload.be16(0), payload.be16(2)) : nil }
-    public var tcpSeq: SeqNumber? { payload.count >= 8 ? SeqNumber(payload.be32(4)) : nil }
+    public var tcpPorts: (source: UInt16, destination: UInt16)? { payload.count >= TCPField.seq ? (payload.be16(TCPField.sourcePort), payload.be16(TCPField.destinationPort)) : nil }
+    public var tcpSeq: SeqNumber? { payload.count >= TCPField.ack ? SeqNumber(payload.be32(TCPField.seq)) : nil }
 }
 
 /// ICMPv4 messages the connect engine reacts to, and echo; everything else is kept as type, code and bytes.
@@ -32,8 +61,9 @@ public enum ICMPv4Message: Equatable, Sendable {
 
     public var type: UInt8 {
         switch self {
-        case .echoReply: 0; case .echoRequest: 8; case .destinationUnreachable: 3; case .timeExceeded: 11
-        case .parameterProblem: 12; case .other(let t, _, _): t
+        case .echoReply: ICMPType.echoReply; case .echoRequest: ICMPType.echoRequest
+        case .destinationUnreachable: ICMPType.destinationUnreachable; case .timeExceeded: ICMPType.timeExceeded
+        case .parameterProblem: ICMPType.parameterProblem; case .other(let t, _, _): t
         }
     }
 
@@ -46,32 +76,35 @@ public enum ICMPv4Message: Equatable, Sendable {
 
     /// Parse an ICMP message (the IP payload). The checksum is verified.
     public static func parse(_ b: ArraySlice<UInt8>) throws(WireError) -> ICMPv4Message {
-        guard b.count >= 8 else { throw .truncated(what: "ICMP header", need: 8, have: b.count) }
+        guard b.count >= ICMPField.headerLength else { throw .truncated(what: "ICMP header", need: ICMPField.headerLength, have: b.count) }
         guard Checksum.verifies(b) else { throw .badChecksum(what: "ICMP") }
-        let type = b[b.startIndex], code = b[b.startIndex + 1]
+        let type = b[b.startIndex + ICMPField.type], code = b[b.startIndex + ICMPField.code]
         func quote() throws(WireError) -> ICMPQuote {
-            let q = b[(b.startIndex + 8)...]
-            guard q.count >= 20 else { throw .truncated(what: "ICMP quoted IPv4 header", need: 20, have: q.count) }
-            let ihl = Int(q[q.startIndex] & 0x0f) * 4
-            guard q[q.startIndex] >> 4 == 4, ihl >= 20 else { throw .malformed(what: "ICMP quoted header", detail: "not IPv4") }
-            guard q.count >= ihl + 8 else { throw .truncated(what: "ICMP quote (header + 8 bytes)", need: ihl + 8, have: q.count) }
+            let q = b[(b.startIndex + ICMPField.headerLength)...]
+            let minIP = IPv4Field.minHeaderLength
+            guard q.count >= minIP else { throw .truncated(what: "ICMP quoted IPv4 header", need: minIP, have: q.count) }
+            let ihl = Int(q[q.startIndex + IPv4Field.versionAndIHL] & 0x0f) * 4
+            guard q[q.startIndex + IPv4Field.versionAndIHL] >> 4 == 4, ihl >= minIP else { throw .malformed(what: "ICMP quoted header", detail: "not IPv4") }
+            let need = ihl + ICMPField.quotedPayload
+            guard q.count >= need else { throw .truncated(what: "ICMP quote (header + 8 bytes)", need: need, have: q.count) }
             // The quoted total length describes the original packet, not the quote: parse the header alone.
             var hb = Array(q[q.startIndex..<(q.startIndex + ihl)])
-            hb.setBE16(UInt16(ihl), at: 2)
+            hb.setBE16(UInt16(ihl), at: IPv4Field.totalLength)
             let v = try IPv4PacketView(checking: hb)
             var h = try IPv4Header.parse(v)
-            h.totalLength = Int(q.be16(2))
-            h.checksum = q.be16(10)
+            h.totalLength = Int(q.be16(IPv4Field.totalLength))
+            h.checksum = q.be16(IPv4Field.checksum)
             return ICMPQuote(header: h, payload: Array(q[(q.startIndex + ihl)...]))
         }
         switch type {
-        case 0, 8:
-            let id = b.be16(4), seq = b.be16(6), data = Array(b[(b.startIndex + 8)...])
-            return type == 0 ? .echoReply(id: id, seq: seq, data: data) : .echoRequest(id: id, seq: seq, data: data)
-        case 3: return .destinationUnreachable(code: code, nextHopMTU: b.be16(6), quote: try quote())
-        case 11: return .timeExceeded(code: code, quote: try quote())
-        case 12: return .parameterProblem(code: code, pointer: b[b.startIndex + 4], quote: try quote())
-        default: return .other(type: type, code: code, rest: Array(b[(b.startIndex + 4)...]))
+        case ICMPType.echoReply, ICMPType.echoRequest:
+            let id = b.be16(ICMPField.echoID), seq = b.be16(ICMPField.echoSeq), data = Array(b[(b.startIndex + ICMPField.headerLength)...])
+            return type == ICMPType.echoReply ? .echoReply(id: id, seq: seq, data: data) : .echoRequest(id: id, seq: seq, data: data)
+        case ICMPType.destinationUnreachable:
+            return .destinationUnreachable(code: code, nextHopMTU: b.be16(ICMPField.nextHopMTU), quote: try quote())
+        case ICMPType.timeExceeded: return .timeExceeded(code: code, quote: try quote())
+        case ICMPType.parameterProblem: return .parameterProblem(code: code, pointer: b[b.startIndex + ICMPField.pointer], quote: try quote())
+        default: return .other(type: type, code: code, rest: Array(b[(b.startIndex + ICMPField.restOfHeader)...]))
         }
     }
 
@@ -88,14 +121,14 @@ public enum ICMPv4Message: Equatable, Sendable {
         case .echoReply(let id, let seq, let data), .echoRequest(let id, let seq, let data):
             out += [type, 0, 0, 0]; out.appendBE16(id); out.appendBE16(seq); out += data
         case .destinationUnreachable(let code, let mtu, let q):
-            out += [3, code, 0, 0, 0, 0]; out.appendBE16(mtu); quoted(q)
+            out += [ICMPType.destinationUnreachable, code, 0, 0, 0, 0]; out.appendBE16(mtu); quoted(q)
         case .timeExceeded(let code, let q):
-            out += [11, code, 0, 0, 0, 0, 0, 0]; quoted(q)
+            out += [ICMPType.timeExceeded, code, 0, 0, 0, 0, 0, 0]; quoted(q)
         case .parameterProblem(let code, let p, let q):
-            out += [12, code, 0, 0, p, 0, 0, 0]; quoted(q)
+            out += [ICMPType.parameterProblem, code, 0, 0, p, 0, 0, 0]; quoted(q)
         case .other(let t, let c, let rest):
             out += [t, c, 0, 0]; out += rest
         }
-        out.setBE16(Checksum.compute(out[start...]), at: start + 2)
+        out.setBE16(Checksum.compute(out[start...]), at: start + ICMPField.checksum)
     }
 }

@@ -1,12 +1,34 @@
 import NetCore
 
+/// Byte offsets of the IPv4 header's fields (RFC 791), as smoltcp's `ipv4::field`.
+public enum IPv4Field {
+    public static let versionAndIHL = 0
+    public static let tos = 1
+    public static let totalLength = 2
+    public static let identification = 4
+    public static let flagsAndOffset = 6
+    public static let ttl = 8
+    public static let proto = 9
+    public static let checksum = 10
+    public static let source = 12
+    public static let destination = 16
+    /// The fixed header's length: options start here.
+    public static let options = 20
+    public static let minHeaderLength = 20
+
+    /// The flags-and-fragment-offset word: DF, MF, the offset.
+    public static let dontFragment: UInt16 = 0x4000
+    public static let moreFragments: UInt16 = 0x2000
+    public static let fragmentOffsetMask: UInt16 = 0x1fff
+}
+
 /// IP option types (RFC 791) netlab interprets; others are kept as opaque bytes.
 public enum IPv4OptionType {
     public static let end: UInt8 = 0
     public static let nop: UInt8 = 1
     public static let recordRoute: UInt8 = 7
-    public static let lsrr: UInt8 = 0x83
-    public static let ssrr: UInt8 = 0x89
+    public static let lsrr = SourceRoute.looseOptionType
+    public static let ssrr = SourceRoute.strictOptionType
 }
 
 /// One IPv4 option. Route options keep their pointer exactly as on the wire (1-based, within the option; 4 points
@@ -109,30 +131,30 @@ public struct IPv4PacketView: Sendable {
     /// Checks version 4, IHL ≥ 5, the header within the bytes, and total length within the bytes (trailing link-layer
     /// padding is allowed and ignored).
     public init(checking bytes: ArraySlice<UInt8>) throws(WireError) {
-        guard bytes.count >= 20 else { throw .truncated(what: "IPv4 header", need: 20, have: bytes.count) }
-        let vihl = bytes[bytes.startIndex]
+        guard bytes.count >= IPv4Field.minHeaderLength else { throw .truncated(what: "IPv4 header", need: IPv4Field.minHeaderLength, have: bytes.count) }
+        let vihl = bytes[bytes.startIndex + IPv4Field.versionAndIHL]
         guard vihl >> 4 == 4 else { throw .malformed(what: "IPv4 header", detail: "version \(vihl >> 4)") }
         let ihl = Int(vihl & 0x0f) * 4
-        guard ihl >= 20 else { throw .malformed(what: "IPv4 header", detail: "header length \(ihl) < 20") }
+        guard ihl >= IPv4Field.minHeaderLength else { throw .malformed(what: "IPv4 header", detail: "header length \(ihl) < 20") }
         guard ihl <= bytes.count else { throw .truncated(what: "IPv4 header with options", need: ihl, have: bytes.count) }
-        let total = Int(bytes.be16(2))
+        let total = Int(bytes.be16(IPv4Field.totalLength))
         guard total >= ihl else { throw .malformed(what: "IPv4 header", detail: "total length \(total) < header length \(ihl)") }
         guard total <= bytes.count else { throw .truncated(what: "IPv4 packet", need: total, have: bytes.count) }
         self.bytes = bytes[bytes.startIndex..<(bytes.startIndex + total)]
     }
     public init(checking bytes: [UInt8]) throws(WireError) { try self.init(checking: bytes[...]) }
 
-    public var headerLength: Int { Int(bytes[bytes.startIndex] & 0x0f) * 4 }
-    public var tos: UInt8 { bytes[bytes.startIndex + 1] }
-    public var totalLength: Int { Int(bytes.be16(2)) }
-    public var identification: UInt16 { bytes.be16(4) }
-    public var flagsAndOffset: UInt16 { bytes.be16(6) }
-    public var ttl: UInt8 { bytes[bytes.startIndex + 8] }
-    public var proto: UInt8 { bytes[bytes.startIndex + 9] }
-    public var checksum: UInt16 { bytes.be16(10) }
-    public var source: IPv4Address { IPv4Address(bytes.be32(12)) }
-    public var destination: IPv4Address { IPv4Address(bytes.be32(16)) }
-    public var optionBytes: ArraySlice<UInt8> { bytes[(bytes.startIndex + 20)..<(bytes.startIndex + headerLength)] }
+    public var headerLength: Int { Int(bytes[bytes.startIndex + IPv4Field.versionAndIHL] & 0x0f) * 4 }
+    public var tos: UInt8 { bytes[bytes.startIndex + IPv4Field.tos] }
+    public var totalLength: Int { Int(bytes.be16(IPv4Field.totalLength)) }
+    public var identification: UInt16 { bytes.be16(IPv4Field.identification) }
+    public var flagsAndOffset: UInt16 { bytes.be16(IPv4Field.flagsAndOffset) }
+    public var ttl: UInt8 { bytes[bytes.startIndex + IPv4Field.ttl] }
+    public var proto: IPProtocol { IPProtocol(rawValue: bytes[bytes.startIndex + IPv4Field.proto]) }
+    public var checksum: UInt16 { bytes.be16(IPv4Field.checksum) }
+    public var source: IPv4Address { IPv4Address(bytes.be32(IPv4Field.source)) }
+    public var destination: IPv4Address { IPv4Address(bytes.be32(IPv4Field.destination)) }
+    public var optionBytes: ArraySlice<UInt8> { bytes[(bytes.startIndex + IPv4Field.options)..<(bytes.startIndex + headerLength)] }
     public var payload: ArraySlice<UInt8> { bytes[(bytes.startIndex + headerLength)...] }
     public var header: ArraySlice<UInt8> { bytes[bytes.startIndex..<(bytes.startIndex + headerLength)] }
     public var checksumVerifies: Bool { Checksum.verifies(header) }
@@ -146,7 +168,7 @@ public struct IPv4Header: Equatable, Sendable {
     public var moreFragments: Bool
     public var fragmentOffset: UInt16
     public var ttl: UInt8
-    public var proto: UInt8
+    public var proto: IPProtocol
     public var source: IPv4Address
     public var destination: IPv4Address
     public var options: [IPv4Option]
@@ -156,7 +178,7 @@ public struct IPv4Header: Equatable, Sendable {
     public var checksum: UInt16
 
     public init(tos: UInt8 = 0, identification: UInt16 = 0, dontFragment: Bool = true, moreFragments: Bool = false,
-                fragmentOffset: UInt16 = 0, ttl: UInt8 = 64, proto: UInt8, source: IPv4Address, destination: IPv4Address,
+                fragmentOffset: UInt16 = 0, ttl: UInt8 = 64, proto: IPProtocol, source: IPv4Address, destination: IPv4Address,
                 options: [IPv4Option] = []) {
         self.tos = tos; self.identification = identification; self.dontFragment = dontFragment
         self.moreFragments = moreFragments; self.fragmentOffset = fragmentOffset; self.ttl = ttl; self.proto = proto
@@ -164,8 +186,9 @@ public struct IPv4Header: Equatable, Sendable {
     }
 
     public static func parse(_ v: IPv4PacketView) throws(WireError) -> IPv4Header {
-        var h = IPv4Header(tos: v.tos, identification: v.identification, dontFragment: v.flagsAndOffset & 0x4000 != 0,
-                           moreFragments: v.flagsAndOffset & 0x2000 != 0, fragmentOffset: v.flagsAndOffset & 0x1fff,
+        var h = IPv4Header(tos: v.tos, identification: v.identification, dontFragment: v.flagsAndOffset & IPv4Field.dontFragment != 0,
+                           moreFragments: v.flagsAndOffset & IPv4Field.moreFragments != 0,
+                           fragmentOffset: v.flagsAndOffset & IPv4Field.fragmentOffsetMask,
                            ttl: v.ttl, proto: v.proto, source: v.source, destination: v.destination,
                            options: try IPv4Option.parseAll(v.optionBytes))
         h.totalLength = v.totalLength
@@ -175,7 +198,7 @@ public struct IPv4Header: Equatable, Sendable {
 
     /// Options bytes rounded up to a multiple of 4 (padded with END).
     public var optionsLength: Int { (options.reduce(0) { $0 + $1.length } + 3) & ~3 }
-    public var headerLength: Int { 20 + optionsLength }
+    public var headerLength: Int { IPv4Field.minHeaderLength + optionsLength }
 
     /// The first source-route option, if any.
     public var sourceRoute: IPv4Option? { options.first { $0.isSourceRoute } }
@@ -188,14 +211,15 @@ public struct IPv4Header: Equatable, Sendable {
         out.append(tos)
         out.appendBE16(UInt16(truncatingIfNeeded: hl + payloadLength))
         out.appendBE16(identification)
-        out.appendBE16((dontFragment ? 0x4000 : 0) | (moreFragments ? 0x2000 : 0) | (fragmentOffset & 0x1fff))
+        out.appendBE16((dontFragment ? IPv4Field.dontFragment : 0) | (moreFragments ? IPv4Field.moreFragments : 0) |
+                       (fragmentOffset & IPv4Field.fragmentOffsetMask))
         out.append(ttl)
-        out.append(proto)
+        out.append(proto.rawValue)
         out.appendBE16(0)
         out.appendBE32(source.value)
         out.appendBE32(destination.value)
         for o in options { o.emit(into: &out) }
         while out.count - start < hl { out.append(IPv4OptionType.end) }
-        out.setBE16(Checksum.compute(out[start..<(start + hl)]), at: start + 10)
+        out.setBE16(Checksum.compute(out[start..<(start + hl)]), at: start + IPv4Field.checksum)
     }
 }

@@ -1,5 +1,36 @@
 import NetCore
 
+/// Byte offsets of the TCP header's fields (RFC 9293), as smoltcp's `tcp::field`.
+public enum TCPField {
+    public static let sourcePort = 0
+    public static let destinationPort = 2
+    public static let seq = 4
+    public static let ack = 8
+    /// Data offset (high nibble) and the flags: a 16-bit word.
+    public static let dataOffsetAndFlags = 12
+    public static let window = 14
+    public static let checksum = 16
+    public static let urgentPointer = 18
+    /// The fixed header's length: options start here.
+    public static let options = 20
+    public static let minHeaderLength = 20
+    /// The flag bits of the data-offset word (AE, CWR, ECE, URG, ACK, PSH, RST, SYN, FIN).
+    public static let flagsMask: UInt16 = 0x1ff
+}
+
+/// TCP option kinds (IANA "TCP Option Kind Numbers").
+public enum TCPOptionKind {
+    public static let end: UInt8 = 0
+    public static let nop: UInt8 = 1
+    public static let mss: UInt8 = 2
+    public static let windowScale: UInt8 = 3
+    public static let sackPermitted: UInt8 = 4
+    public static let sack: UInt8 = 5
+    public static let timestamps: UInt8 = 8
+    /// TCPOLEN_TSTAMP_ALIGNED: nop, nop, timestamps — what timestamps add to every segment's header.
+    public static let timestampsAlignedLength = 12
+}
+
 /// A TCP sequence number. Comparisons wrap (RFC 1982 style, as the kernel's `before()`/`after()`); they live here
 /// and nowhere else.
 public struct SeqNumber: Hashable, Sendable, CustomStringConvertible {
@@ -82,15 +113,15 @@ public enum TCPOption: Equatable, Sendable, CustomStringConvertible {
 
     func emit(into out: inout [UInt8]) {
         switch self {
-        case .end: out.append(0)
-        case .nop: out.append(1)
-        case .mss(let m): out += [2, 4]; out.appendBE16(m)
-        case .windowScale(let w): out += [3, 3, w]
-        case .sackPermitted: out += [4, 2]
+        case .end: out.append(TCPOptionKind.end)
+        case .nop: out.append(TCPOptionKind.nop)
+        case .mss(let m): out += [TCPOptionKind.mss, 4]; out.appendBE16(m)
+        case .windowScale(let w): out += [TCPOptionKind.windowScale, 3, w]
+        case .sackPermitted: out += [TCPOptionKind.sackPermitted, 2]
         case .sack(let b):
-            out += [5, UInt8(2 + 8 * b.count)]
+            out += [TCPOptionKind.sack, UInt8(2 + 8 * b.count)]
             for x in b { out.appendBE32(x.left.raw); out.appendBE32(x.right.raw) }
-        case .timestamps(let v, let e): out += [8, 10]; out.appendBE32(v); out.appendBE32(e)
+        case .timestamps(let v, let e): out += [TCPOptionKind.timestamps, 10]; out.appendBE32(v); out.appendBE32(e)
         case .unknown(let k, let d): out += [k, UInt8(2 + d.count)]; out += d
         }
     }
@@ -102,23 +133,23 @@ public enum TCPOption: Equatable, Sendable, CustomStringConvertible {
         let n = bytes.count
         while i < n {
             let kind = bytes[bytes.startIndex + i]
-            if kind == 0 { out.append(.end); return out }
-            if kind == 1 { out.append(.nop); i += 1; continue }
+            if kind == TCPOptionKind.end { out.append(.end); return out }
+            if kind == TCPOptionKind.nop { out.append(.nop); i += 1; continue }
             guard i + 2 <= n else { throw .truncated(what: "TCP option \(kind)", need: i + 2, have: n) }
             let len = Int(bytes[bytes.startIndex + i + 1])
             guard len >= 2 else { throw .malformed(what: "TCP option \(kind)", detail: "length \(len) < 2") }
             guard i + len <= n else { throw .truncated(what: "TCP option \(kind)", need: i + len, have: n) }
             let b = bytes.startIndex + i + 2   // first body byte
             switch (kind, len) {
-            case (2, 4): out.append(.mss(UInt16(bytes[b]) << 8 | UInt16(bytes[b + 1])))
-            case (3, 3): out.append(.windowScale(bytes[b]))
-            case (4, 2): out.append(.sackPermitted)
-            case (5, _) where len >= 10 && (len - 2) % 8 == 0:
+            case (TCPOptionKind.mss, 4): out.append(.mss(UInt16(bytes[b]) << 8 | UInt16(bytes[b + 1])))
+            case (TCPOptionKind.windowScale, 3): out.append(.windowScale(bytes[b]))
+            case (TCPOptionKind.sackPermitted, 2): out.append(.sackPermitted)
+            case (TCPOptionKind.sack, _) where len >= 10 && (len - 2) % 8 == 0:
                 let body = Array(bytes[b..<(b + len - 2)])
                 out.append(.sack(stride(from: 0, to: body.count, by: 8).map {
                     SackBlock(left: SeqNumber(body.be32($0)), right: SeqNumber(body.be32($0 + 4)))
                 }))
-            case (8, 10):
+            case (TCPOptionKind.timestamps, 10):
                 let val = UInt32(bytes[b]) << 24 | UInt32(bytes[b + 1]) << 16 | UInt32(bytes[b + 2]) << 8 | UInt32(bytes[b + 3])
                 let ecr = UInt32(bytes[b + 4]) << 24 | UInt32(bytes[b + 5]) << 16 | UInt32(bytes[b + 6]) << 8 | UInt32(bytes[b + 7])
                 out.append(.timestamps(value: val, echo: ecr))
@@ -135,29 +166,29 @@ public struct TCPSegmentView: Sendable {
     public let bytes: ArraySlice<UInt8>
 
     public init(checking bytes: ArraySlice<UInt8>) throws(WireError) {
-        guard bytes.count >= 20 else { throw .truncated(what: "TCP header", need: 20, have: bytes.count) }
-        let doff = Int(bytes[bytes.startIndex + 12] >> 4) * 4
-        guard doff >= 20 else { throw .malformed(what: "TCP header", detail: "data offset \(doff) < 20") }
+        guard bytes.count >= TCPField.minHeaderLength else { throw .truncated(what: "TCP header", need: TCPField.minHeaderLength, have: bytes.count) }
+        let doff = Int(bytes[bytes.startIndex + TCPField.dataOffsetAndFlags] >> 4) * 4
+        guard doff >= TCPField.minHeaderLength else { throw .malformed(what: "TCP header", detail: "data offset \(doff) < 20") }
         guard doff <= bytes.count else { throw .truncated(what: "TCP header with options", need: doff, have: bytes.count) }
         self.bytes = bytes
     }
     public init(checking bytes: [UInt8]) throws(WireError) { try self.init(checking: bytes[...]) }
 
-    public var sourcePort: UInt16 { bytes.be16(0) }
-    public var destinationPort: UInt16 { bytes.be16(2) }
-    public var seq: SeqNumber { SeqNumber(bytes.be32(4)) }
-    public var ack: SeqNumber { SeqNumber(bytes.be32(8)) }
-    public var dataOffset: Int { Int(bytes[bytes.startIndex + 12] >> 4) * 4 }
-    public var flags: TCPFlags { TCPFlags(rawValue: bytes.be16(12) & 0x1ff) }
-    public var window: UInt16 { bytes.be16(14) }
-    public var checksum: UInt16 { bytes.be16(16) }
-    public var urgentPointer: UInt16 { bytes.be16(18) }
-    public var optionBytes: ArraySlice<UInt8> { bytes[(bytes.startIndex + 20)..<(bytes.startIndex + dataOffset)] }
+    public var sourcePort: UInt16 { bytes.be16(TCPField.sourcePort) }
+    public var destinationPort: UInt16 { bytes.be16(TCPField.destinationPort) }
+    public var seq: SeqNumber { SeqNumber(bytes.be32(TCPField.seq)) }
+    public var ack: SeqNumber { SeqNumber(bytes.be32(TCPField.ack)) }
+    public var dataOffset: Int { Int(bytes[bytes.startIndex + TCPField.dataOffsetAndFlags] >> 4) * 4 }
+    public var flags: TCPFlags { TCPFlags(rawValue: bytes.be16(TCPField.dataOffsetAndFlags) & TCPField.flagsMask) }
+    public var window: UInt16 { bytes.be16(TCPField.window) }
+    public var checksum: UInt16 { bytes.be16(TCPField.checksum) }
+    public var urgentPointer: UInt16 { bytes.be16(TCPField.urgentPointer) }
+    public var optionBytes: ArraySlice<UInt8> { bytes[(bytes.startIndex + TCPField.options)..<(bytes.startIndex + dataOffset)] }
     public var payload: ArraySlice<UInt8> { bytes[(bytes.startIndex + dataOffset)...] }
 
     /// Verify against the pseudo-header (with a source route, `destination` is the final destination).
     public func checksumVerifies(source: IPv4Address, destination: IPv4Address) -> Bool {
-        Checksum.verifies(bytes, initial: Checksum.pseudoHeader(source: source, destination: destination, protocol: 6, length: bytes.count))
+        Checksum.verifies(bytes, initial: Checksum.pseudoHeader(source: source, destination: destination, protocol: .tcp, length: bytes.count))
     }
 }
 
@@ -188,7 +219,7 @@ public struct TCPHeader: Equatable, Sendable {
         return h
     }
 
-    public var headerLength: Int { 20 + ((options.reduce(0) { $0 + $1.length } + 3) & ~3) }
+    public var headerLength: Int { TCPField.minHeaderLength + ((options.reduce(0) { $0 + $1.length } + 3) & ~3) }
 
     /// Append header and payload with the checksum over the pseudo-header (`destination`: the final destination).
     public func emit(payload: [UInt8] = [], source: IPv4Address, destination: IPv4Address, into out: inout [UInt8]) {
@@ -198,14 +229,14 @@ public struct TCPHeader: Equatable, Sendable {
         out.appendBE16(destinationPort)
         out.appendBE32(seq.raw)
         out.appendBE32(ack.raw)
-        out.appendBE16(UInt16(hl / 4) << 12 | (flags.rawValue & 0x1ff))
+        out.appendBE16(UInt16(hl / 4) << 12 | (flags.rawValue & TCPField.flagsMask))
         out.appendBE16(window)
         out.appendBE16(0)
         out.appendBE16(urgentPointer)
         for o in options { o.emit(into: &out) }
         while out.count - start < hl { out.append(0) }
         out += payload
-        let pseudo = Checksum.pseudoHeader(source: source, destination: destination, protocol: 6, length: out.count - start)
-        out.setBE16(Checksum.compute(out[start...], initial: pseudo), at: start + 16)
+        let pseudo = Checksum.pseudoHeader(source: source, destination: destination, protocol: .tcp, length: out.count - start)
+        out.setBE16(Checksum.compute(out[start...], initial: pseudo), at: start + TCPField.checksum)
     }
 }

@@ -76,8 +76,8 @@ struct Connect: ParsableCommand {
         spec.device = dev
         spec.mark = try SocketOption.mark(mark)
         spec.tos = try SocketOption.tos(tos)
-        if let r = lsrr { spec.sourceRoute = (false, hops(r)!) }
-        if let r = ssrr { spec.sourceRoute = (true, hops(r)!) }
+        if let r = lsrr { spec.sourceRoute = SourceRoute(strict: false, hops: hops(r)!) }
+        if let r = ssrr { spec.sourceRoute = SourceRoute(strict: true, hops: hops(r)!) }
         spec.payload = payload.map { Array($0.utf8) }
         spec.synRetries = synRetries
 

@@ -35,7 +35,7 @@ struct Explain: ParsableCommand {
         if parts.count == 2 { guard let p = UInt16(parts[1]), p > 0 else { return nil }; return (a, p) }
         return (a, nil)
     }
-    var protoNumber: UInt8? { LookupOptions.protocolNumber(ipproto) }
+    var protoNumber: IPProtocol? { LookupOptions.protocolNumber(ipproto) }
 
     func validate() throws {
         if let netns, !NetworkNamespace.isValidName(netns) {
@@ -63,7 +63,7 @@ struct Explain: ParsableCommand {
             let range = snapshot.sysctls["net.ipv4.ip_local_port_range"]?.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { UInt16($0) } ?? 32768
             let q = RouteQuery(destination: dest, source: from.flatMap(IPv4Address.init) ?? .any, device: dev,
                                mark: try SocketOption.mark(mark) ?? 0, tos: try SocketOption.tos(tos) ?? 0,
-                               proto: connect ? 6 : protoNumber!, sourcePort: connect ? 0 : (sport ?? 0),
+                               proto: connect ? .tcp : protoNumber!, sourcePort: connect ? 0 : (sport ?? 0),
                                destinationPort: port ?? (connect ? 80 : 0), uid: uid, inputDevice: iif)
             let e = Explanation.explain(q, resolver: FibResolver(snapshot: snapshot), socket: socket, connect: connect,
                                         port: sport ?? range)

@@ -142,7 +142,7 @@ func count(_ n: Int, _ noun: String, _ plural: String? = nil) -> String { "\(n) 
 
 /// The lookup options `route` and `explain` share, checked one way.
 enum LookupOptions {
-    static func protocolNumber(_ s: String) -> UInt8? { ["tcp": 6, "udp": 17, "icmp": 1][s] ?? UInt8(s) }
+    static func protocolNumber(_ s: String) -> IPProtocol? { IPProtocol(s) }
 
     static func validate(from: String?, mark: String?, tos: String?, dev: String?, iif: String?, connect: Bool, ipproto: String) throws {
         if let f = from, IPv4Address(f) == nil { throw ValidationError("--from must be an IPv4 address") }

@@ -30,7 +30,7 @@ struct Route: ParsableCommand {
         try LookupOptions.validate(from: from, mark: mark, tos: tos, dev: dev, iif: iif, connect: connect, ipproto: ipproto)
     }
 
-    var protoNumber: UInt8? { LookupOptions.protocolNumber(ipproto) }
+    var protoNumber: IPProtocol? { LookupOptions.protocolNumber(ipproto) }
 
     func run() throws {
         let out = try output.prepare()

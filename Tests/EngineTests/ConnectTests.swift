@@ -1,5 +1,6 @@
 import Foundation
 import NetCore
+import NetlabTestSupport
 import SystemPackage
 import Testing
 import Wire

@@ -1,5 +1,6 @@
 import Foundation
 import NetCore
+import NetlabTestSupport
 import SystemPackage
 import Testing
 import Wire
@@ -115,7 +116,7 @@ func connected() throws -> (TestEngine, Parsed) {
 
     @Test func kernelCapturedUnreachableIsUnderstood() throws {
         // The fixture is an ICMP host unreachable about a SYN to 203.0.113.9; make the engine send that SYN first.
-        let captured = try hexFixture("icmp-unreachable")
+        let captured = try fixture("icmp-unreachable")
         let msg = try ICMPv4Message.parse(try IPv4PacketView(checking: captured).payload)
         guard let q = msg.quote, let ports = q.tcpPorts, let seq = q.tcpSeq else { Issue.record("no quote"); return }
         var e = engine()

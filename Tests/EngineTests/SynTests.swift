@@ -1,5 +1,6 @@
 import Foundation
 import NetCore
+import NetlabTestSupport
 import SystemPackage
 import Testing
 import Wire
@@ -29,7 +30,7 @@ import Wire
         var e = engine()
         let (_, a) = e.connect(.inet(server, 80), now: .zero)
         let mine = try Parsed(a.packets[0].bytes)
-        compare(mine, try Parsed(try hexFixture("syn")))
+        compare(mine, try Parsed(try fixture("syn")))
         #expect(a.packets[0].nextHop == r1 && a.packets[0].device == "eth0")
         #expect(try TCPSegmentView(checking: mine.view.payload).checksumVerifies(source: client, destination: server))
     }
@@ -40,7 +41,7 @@ import Wire
         #expect(e.setOption(.ipOptions([0x83, 7, 4] + r1.octets + [0])) == nil)
         let (_, a) = e.connect(.inet(server, 80), now: .zero)
         let mine = try Parsed(a.packets[0].bytes)
-        let kernel = try Parsed(try hexFixture("syn-lsrr"))
+        let kernel = try Parsed(try fixture("syn-lsrr"))
         compare(mine, kernel)
         #expect(mine.ip.destination == r1 && mine.ip.options.first == .lsrr(pointer: 4, route: [server]))
         // The pseudo-header uses the final destination; the advertised MSS ignores the IP options.
@@ -52,7 +53,7 @@ import Wire
     /// ip_rcv_options: the SYN-ACK to a source-routed SYN carries the reversed route (the kernel's own, from the
     /// fixture); a node whose arrival device refuses source routes drops it, so the connect never completes.
     @Test func aReplyCarryingASourceRouteIsDroppedWhereSourceRoutesAreRefused() throws {
-        let reversed = try IPv4Header.parse(try IPv4PacketView(checking: try hexFixture("synack-lsrr"))).options
+        let reversed = try IPv4Header.parse(try IPv4PacketView(checking: try fixture("synack-lsrr"))).options
         #expect(reversed.contains { $0.isSourceRoute })
         for (allowed, takesIt) in [(Set<String>(), false), (Set(["eth1"]), false), (Set(["eth0"]), true)] {
             var s = NodeSysctls()
@@ -167,7 +168,7 @@ import Wire
     }
 
     @Test func scheduleMatchesTheKernelMeasurements() throws {
-        let text = try String(contentsOf: wireFixtures.appendingPathComponent("syn-schedule.txt"), encoding: .utf8)
+        let text = try fixtureText("syn-schedule.txt")
         let lines = text.split(separator: "\n").filter { $0.hasPrefix("syncnt=") }
         #expect(lines.count >= 6)
         for line in lines {

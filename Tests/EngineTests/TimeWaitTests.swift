@@ -1,4 +1,5 @@
 import NetCore
+import NetlabTestSupport
 import SystemPackage
 import Testing
 import Wire

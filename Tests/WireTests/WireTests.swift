@@ -1,23 +1,7 @@
-import Foundation
 import NetCore
+import NetlabTestSupport
 import Testing
 @testable import Wire
-
-/// A packet captured from the kernel by scripts/capture-fixtures.
-func fixture(_ name: String) throws -> [UInt8] {
-    let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: "hex"))
-    let hex = try String(contentsOf: url, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-    var bytes: [UInt8] = []
-    var i = hex.startIndex
-    while i < hex.endIndex {
-        let j = hex.index(i, offsetBy: 2)
-        bytes.append(UInt8(hex[i..<j], radix: 16)!)
-        i = j
-    }
-    return bytes
-}
-
-let client = IPv4Address(192, 0, 2, 10), r1 = IPv4Address(192, 0, 2, 1), server = IPv4Address(198, 51, 100, 80)
 
 /// Parse an IPv4+TCP packet and emit it again.
 func roundTrip(_ bytes: [UInt8], finalDestination: IPv4Address? = nil) throws -> (IPv4Header, TCPHeader, [UInt8]) {
