@@ -1,3 +1,5 @@
+import NetCore
+
 /// The sysctls of a node's namespace that shape a connect, as a value (the driver reads them from /proc/sys/net
 /// inside the namespace). Defaults are Linux 6.18's.
 public struct NodeSysctls: Sendable, Equatable {
@@ -39,10 +41,10 @@ public struct NodeSysctls: Sendable, Equatable {
             a.tcpTwReuse == b.tcpTwReuse && a.tcpTwReuseDelay == b.tcpTwReuseDelay
     }
 
-    /// `IN_DEV_SOURCE_ROUTE` per device from `net.ipv4.conf.<all|dev>.accept_source_route` values.
+    /// `IN_DEV_SOURCE_ROUTE` per device from `net.ipv4.conf.<all|dev>.accept_source_route` values (NetCore's
+    /// `IPv4DeviceSettings` combines them).
     public mutating func readSourceRoute(_ values: [String: String], devices: [String]) {
-        func on(_ d: String) -> Bool { values["net.ipv4.conf.\(d).accept_source_route"].flatMap { Int($0) }.map { $0 > 0 } ?? false }
-        sourceRouteDevices = on("all") ? Set(devices.filter(on)) : []
+        sourceRouteDevices = Set(devices.filter { IPv4DeviceSettings(reading: values, device: $0).acceptSourceRoute })
     }
 
     /// Fill from `key → value` pairs as read under /proc/sys (`net.ipv4.tcp_sack` → "1"); unknown keys are ignored.

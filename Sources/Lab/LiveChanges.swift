@@ -163,7 +163,7 @@ private final class Applier {
             var k = KernelForm.rule(r)
             let text = r.text.isEmpty ? r.ipruleText(tableName: topology.tableName) : r.text
             if add { try s.rules.add(k, text: text) } else {
-                if !r.namesAction { k.action = 0; k.table = 0 }
+                if !r.namesAction { k.action = .unspecified; k.table = 0 }
                 try s.rules.delete(k, text: text)
             }
             outcome.operations.append("ip -n \(ns.name) rule \(add ? "add" : "del") \(text)")

@@ -224,13 +224,10 @@ extension LabController {
         if let s = r.sport { w += ["sport", "\(s.lowerBound)-\(s.upperBound)"] }
         if let d = r.dport { w += ["dport", "\(d.lowerBound)-\(d.upperBound)"] }
         switch r.action {
-        case 1: w += ["lookup", table(r.table)]
-        case 2: w += ["goto", String(r.goto ?? 0)]
-        case 3: w.append("nop")
-        case 6: w.append("blackhole")
-        case 7: w.append("unreachable")
-        case 8: w.append("prohibit")
-        default: w.append("action \(r.action)")
+        case .toTable: w += ["lookup", table(r.table)]
+        case .goto: w += ["goto", String(r.goto ?? 0)]
+        case .nop, .blackhole, .unreachable, .prohibit: w.append(r.action.word)
+        case .unspecified, .reserved3, .reserved4: w.append("action \(r.action.rawValue)")
         }
         if let s = r.suppressPrefixLength { w += ["suppress_prefixlength", String(s)] }
         return w.joined(separator: " ")

@@ -44,3 +44,44 @@ public enum RoutingTable {
     }
 }
 
+
+/// What a policy rule does when its selectors match: the kernel's `FR_ACT_*` (include/uapi/linux/fib_rules.h).
+/// `fib4_rule_action` (net/ipv4/fib_rules.c) answers the three error actions; `fib_rules_lookup` (net/core/fib_rules.c)
+/// follows `goto` and skips `nop`.
+public enum RuleAction: UInt8, Sendable, Hashable, CaseIterable {
+    /// FR_ACT_UNSPEC: no action named (what `ip rule del` sends to match any action).
+    case unspecified = 0
+    /// FR_ACT_TO_TBL: `lookup TABLE`.
+    case toTable = 1
+    /// FR_ACT_GOTO: `goto PREF`.
+    case goto = 2
+    /// FR_ACT_NOP.
+    case nop = 3
+    /// FR_ACT_RES3, FR_ACT_RES4: reserved (`fib4_rule_action` answers EINVAL for them).
+    case reserved3 = 4, reserved4 = 5
+    /// FR_ACT_BLACKHOLE: EINVAL.
+    case blackhole = 6
+    /// FR_ACT_UNREACHABLE: ENETUNREACH.
+    case unreachable = 7
+    /// FR_ACT_PROHIBIT: EACCES.
+    case prohibit = 8
+
+    /// The action of a dumped rule header; an unknown number (never dumped: `fib_nl2rule` refuses > FR_ACT_MAX) is
+    /// `unspecified`.
+    public init(kernel value: UInt8) { self = RuleAction(rawValue: value) ?? .unspecified }
+
+    /// The word `ip rule` prints for the action (`lookup` and `goto` take their operand after it).
+    public var word: String {
+        switch self {
+        case .unspecified: "unspec"
+        case .toTable: "lookup"
+        case .goto: "goto"
+        case .nop: "nop"
+        case .reserved3: "action 4"
+        case .reserved4: "action 5"
+        case .blackhole: "blackhole"
+        case .unreachable: "unreachable"
+        case .prohibit: "prohibit"
+        }
+    }
+}

@@ -151,8 +151,7 @@ public struct RuleInfo: Sendable, Hashable {
     public var uidrange: ClosedRange<UInt32>?
     public var suppressPrefixLength: Int32?
     public var suppressIfgroup: Int32?
-    /// FR_ACT_* (1 lookup, 2 goto, 3 nop, 6 blackhole, 7 unreachable, 8 prohibit).
-    public var action: UInt8 = 1
+    public var action: RuleAction = .toTable
     public var table: UInt32 = 0
     public var goto: UInt32?
     public var l3mdev = false

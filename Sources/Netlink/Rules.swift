@@ -27,7 +27,7 @@ public struct Rules {
         h.dst_len = UInt8(r.to?.length ?? 0)
         h.src_len = UInt8(r.from?.length ?? 0)
         h.tos = r.tos
-        h.action = r.action
+        h.action = r.action.rawValue
         h.table = r.table < 256 ? UInt8(r.table) : 0
         if r.invert { h.flags |= UInt32(FIB_RULE_INVERT) }
         m.append(h)
@@ -44,7 +44,7 @@ public struct Rules {
         if let d = r.dport { m.put(attr(FRA_DPORT_RANGE), raw: (d.lowerBound, d.upperBound)) }
         if let u = r.uidrange { m.put(attr(FRA_UID_RANGE), raw: (u.lowerBound, u.upperBound)) }
         if let s = r.suppressPrefixLength { m.put(attr(FRA_SUPPRESS_PREFIXLEN), u32: UInt32(bitPattern: s)) }
-        if r.action == 1 { m.put(attr(FRA_TABLE), u32: r.table) }
+        if r.action == .toTable { m.put(attr(FRA_TABLE), u32: r.table) }
         if let g = r.goto { m.put(attr(FRA_GOTO), u32: g) }
         return m
     }
@@ -87,7 +87,7 @@ public struct Rules {
             let v = Int32(bitPattern: g.u32)
             if v >= 0 { r.suppressIfgroup = v }
         }
-        r.action = h.action
+        r.action = RuleAction(kernel: h.action)
         r.table = a[attr16(FRA_TABLE)]?.u32 ?? UInt32(h.table)
         r.goto = a[attr16(FRA_GOTO)]?.u32
         r.l3mdev = (a[attr16(FRA_L3MDEV)]?.u8 ?? 0) != 0

@@ -23,12 +23,11 @@ extension RoutingSnapshot {
             for i in nexthopObjects.indices where nexthopObjects[i].resilient { nexthopObjects[i].buckets = buckets[nexthopObjects[i].id] ?? [] }
         }
         let neighbours = nexthopObjects.isEmpty ? [] : try socket.neighbours.list()
-        var keys = ["net.ipv4.fib_multipath_hash_policy", "net.ipv4.fib_multipath_use_neigh", "net.ipv4.fib_multipath_hash_seed"]
-        // Per-device IPv4 conf (and `all`): output lookups read the first two, input lookups (`iif`) the next six, and
-        // the connect engine `accept_source_route` (whether a reply carrying a source route is taken in).
-        let conf = ["ignore_routes_with_linkdown", "route_localnet", "forwarding", "rp_filter", "accept_local", "src_valid_mark",
-                    "send_redirects", "bc_forwarding", "accept_source_route"]
-        for d in ["all"] + links.map(\.name) { for c in conf { keys.append("net/ipv4/conf/\(d)/\(c)") } }
+        var keys = MultipathSettings.sysctlNames
+        // Per-device IPv4 conf (and `all`), as `IPv4DeviceSettings` combines them: output lookups read linkdown and
+        // localnet, input lookups (`iif`) the forwarding and source-validation ones, and the connect engine
+        // `accept_source_route` (whether a reply carrying a source route is taken in).
+        for d in ["all"] + links.map(\.name) { for c in IPv4DeviceSettings.sysctlNames { keys.append("net/ipv4/conf/\(d)/\(c)") } }
         keys.append("net.ipv4.ip_local_port_range")
         let readAll = { () -> [String: String] in
             var v: [String: String] = [:]

@@ -26,9 +26,8 @@ public struct FibResolver: RouteResolver, Sendable {
     let rules: [RuleInfo]
     /// The rules as plain data (no strings), so walking them costs no reference counting.
     var compiled: [CompiledRule]
-    /// Devices with route_localnet / ignore_routes_with_linkdown on (all or the device's own), computed once.
-    let localnetDevices: Set<Int32>
-    let ignoreLinkdownDevices: Set<Int32>
+    /// Each device's IPv4 settings (`IN_DEV_*` of all and the device), by ifindex, computed once.
+    let deviceSettings: [Int32: IPv4DeviceSettings]
     let customRules: Bool
     /// Without custom rules: the local and main tables' slots (local first) and their prefix lengths merged.
     var mergedSlots: [Int] = []
@@ -67,23 +66,17 @@ public struct FibResolver: RouteResolver, Sendable {
         }
         let defaults: [(UInt32, UInt32)] = [(0, 255), (32766, 254), (32767, 253)]
         customRules = !(rules.count == 3 && zip(rules, defaults).allSatisfy { r, d in
-            r.priority == d.0 && r.table == d.1 && r.action == 1 && r.from == nil && r.to == nil && r.iif == nil && r.oif == nil &&
+            r.priority == d.0 && r.table == d.1 && r.action == .toTable && r.from == nil && r.to == nil && r.iif == nil && r.oif == nil &&
                 r.fwmark == nil && !r.invert && r.tos == 0 && r.dscp == nil && r.ipproto == nil && r.sport == nil && r.dport == nil &&
                 r.uidrange == nil && r.suppressPrefixLength == nil
         })
-        let sys = snapshot.sysctls
-        localnetDevices = Set(snapshot.links.filter {
-            sys["net.ipv4.conf.all.route_localnet"] == "1" || sys["net.ipv4.conf.\($0.name).route_localnet"] == "1"
-        }.map(\.index))
-        ignoreLinkdownDevices = Set(snapshot.links.filter {
-            sys["net.ipv4.conf.all.ignore_routes_with_linkdown"] == "1" || sys["net.ipv4.conf.\($0.name).ignore_routes_with_linkdown"] == "1"
-        }.map(\.index))
+        let s = snapshot
+        deviceSettings = Dictionary(snapshot.links.map { ($0.index, s.ipv4Settings(of: $0.name)) }, uniquingKeysWith: { a, _ in a })
         loopbackIndex = snapshot.links.first(where: \.isLoopback)?.index ?? 1
         hasCustomLocalRoutes = snapshot.routes.contains { $0.type == .local && $0.proto != 2 }
         rulesRequireFlowDissect = customRules && rs.contains { r in r.iif != "lo" && (r.ipproto != nil || r.sport != nil || r.dport != nil) }
-        let seed = sys["net.ipv4.fib_multipath_hash_seed"].flatMap { UInt32($0) } ?? 0
-        let policy = sys["net.ipv4.fib_multipath_hash_policy"].flatMap { Int($0) } ?? 0
-        multipathHash = seed != 0 && policy <= 1 && sys["net.ipv4.fib_multipath_use_neigh"] != "1" ? (seed, policy) : nil
+        let mp = snapshot.multipathSettings
+        multipathHash = mp.hashSeed != 0 && mp.hashPolicy <= 1 && !mp.useNeigh ? (mp.hashSeed, mp.hashPolicy) : nil
         // The tables last: each nexthop caches its source and liveness, which need the fields above.
         fib = FibTables()
         let slotOfLink = Dictionary(snapshot.links.indices.map { (snapshot.links[$0].index, Int32($0)) }, uniquingKeysWith: { a, _ in a })
@@ -323,7 +316,7 @@ public struct FibResolver: RouteResolver, Sendable {
         return (.success(first), res.rule, Int(alias.route))
     }
 
-    func routeLocalnet(_ index: Int32) -> Bool { localnetDevices.contains(index) }
+    func routeLocalnet(_ index: Int32) -> Bool { deviceSettings[index]?.routeLocalnet ?? false }
 
     func resolved(_ daddr: IPv4Address, _ saddr: IPv4Address, name: String, mtu: Int, gateway: IPv4Address?, kind: ResolvedRoute.Kind,
                   alias: FibAlias?, table: UInt32?, explanation: String) -> ResolvedRoute {
@@ -377,7 +370,7 @@ public struct FibResolver: RouteResolver, Sendable {
             }
             let c = compiled[i]
             switch c.action {
-            case 2:   // goto
+            case .goto:
                 guard c.gotoIndex >= 0, jumps < 32 else {
                     trace.add("rule \(c.priority): goto has no target rule: skipped")
                     i += 1
@@ -387,14 +380,14 @@ public struct FibResolver: RouteResolver, Sendable {
                 jumps += 1
                 i = c.gotoIndex
                 continue
-            case 3:
+            case .nop:
                 trace.add("rule \(c.priority): nop")
                 i += 1
                 continue
-            case 7: trace.add("rule \(c.priority): unreachable → ENETUNREACH"); return .failure(.networkUnreachable)
-            case 8: trace.add("rule \(c.priority): prohibit → EACCES"); return .failure(.permissionDenied)
-            case 6: trace.add("rule \(c.priority): blackhole → EINVAL"); return .failure(.invalidArgument)
-            case 1:
+            case .unreachable: trace.add("rule \(c.priority): unreachable → ENETUNREACH"); return .failure(.networkUnreachable)
+            case .prohibit: trace.add("rule \(c.priority): prohibit → EACCES"); return .failure(.permissionDenied)
+            case .blackhole: trace.add("rule \(c.priority): blackhole → EINVAL"); return .failure(.invalidArgument)
+            case .toTable:
                 guard c.tableSlot >= 0 else {
                     trace.add("rule \(c.priority): lookup table \(c.table): no such table, continue")
                     i += 1
@@ -426,7 +419,9 @@ public struct FibResolver: RouteResolver, Sendable {
                     r.rule = i
                     return .success(r)
                 }
-            default:
+            case .unspecified, .reserved3, .reserved4:
+                // fib4_rule_action: -EINVAL for an action it does not know; fib_rules_lookup goes on (only -EAGAIN
+                // continues in the kernel, but such a rule cannot be added: fib_nl2rule refuses FR_ACT_UNSPEC).
                 i += 1
             }
         }
@@ -527,7 +522,7 @@ public struct FibResolver: RouteResolver, Sendable {
         return true
     }
 
-    func ignoreLinkdown(_ index: Int32) -> Bool { ignoreLinkdownDevices.contains(index) }
+    func ignoreLinkdown(_ index: Int32) -> Bool { deviceSettings[index]?.ignoreRoutesWithLinkdown ?? false }
 
     /// Mirrors `fib_select_path` → `fib_multipath_hash` + `fib_select_multipath()`. When the hash is knowable
     /// (`multipathHash`), exactly the kernel's leg; otherwise the legs the kernel may pick: the live ones, and with a
@@ -713,7 +708,7 @@ struct CompiledRule: Sendable {
     var tos: UInt8, tosMask: UInt8, proto: UInt8, protoMask: UInt8
     var invert: Bool
     // What happens on a match.
-    var action: UInt8
+    var action: RuleAction
     var priority: UInt32
     var table: UInt32
     /// The table's slot in `FibTables`, -1 when the namespace has no such table.

@@ -4,31 +4,7 @@ import SystemPackage
 
 // MARK: ip_route_input_slow — input routes (`ip route get DEST from SRC iif DEV`)
 
-/// A device's IPv4 conf as input routing reads it (`IN_DEV_*` in include/linux/inetdevice.h): some are the device's
-/// own value, some the OR, AND or MAX of `all` and the device.
-struct InputConf {
-    /// `IN_DEV_FORWARD`: the device's own `forwarding` (writing `all` or ip_forward sets every device's).
-    var forwarding: Bool
-    /// `IN_DEV_RPFILTER`: max(all, dev).
-    var rpFilter: Int
-    /// `IN_DEV_ACCEPT_LOCAL`, `IN_DEV_SRC_VMARK`, `IN_DEV_TX_REDIRECTS`: all || dev.
-    var acceptLocal, srcValidMark, sendRedirects: Bool
-    /// `IN_DEV_BFORWARD`: all && dev.
-    var bcForwarding: Bool
-}
-
 extension FibResolver {
-    func inputConf(_ dev: LinkInfo) -> InputConf {
-        let s = snapshot.sysctls
-        func value(_ d: String, _ k: String, _ fallback: Int) -> Int { s["net.ipv4.conf.\(d).\(k)"].flatMap { Int($0) } ?? fallback }
-        func or(_ k: String, _ fallback: Int) -> Bool { value("all", k, fallback) != 0 || value(dev.name, k, fallback) != 0 }
-        return InputConf(forwarding: value(dev.name, "forwarding", 0) != 0,
-                         rpFilter: max(value("all", "rp_filter", 0), value(dev.name, "rp_filter", 0)),
-                         acceptLocal: or("accept_local", 0), srcValidMark: or("src_valid_mark", 0),
-                         sendRedirects: or("send_redirects", 1),
-                         bcForwarding: value("all", "bc_forwarding", 0) != 0 && value(dev.name, "bc_forwarding", 0) != 0)
-    }
-
     /// The packet's protocol and ports as an input lookup's flow carries them (`fib4_rules_early_flow_dissect`): only
     /// when a rule needs them, and ports only for TCP and UDP (the flow dissector finds none in other protocols).
     /// `reversed` for `__fib_validate_source`'s lookup back to the source.
@@ -73,7 +49,7 @@ extension FibResolver {
             return (.success(r), res?.rule, alias.map { Int($0.route) })
         }
         guard let dev = linkByName[inputDevice] else { return fail(Errno(rawValue: 19), "iif \(inputDevice) does not exist: ENODEV") }
-        let conf = inputConf(dev)
+        let conf = deviceSettings[dev.index] ?? snapshot.ipv4Settings(of: dev.name)
         if daddr.isMulticast {
             // ip_route_input_rcu: only groups the device joined are taken in; every device joins all-hosts.
             guard daddr == IPv4Address(224, 0, 0, 1), dev.isUp else {
@@ -178,7 +154,7 @@ extension FibResolver {
     /// for a packet to `dst` arriving on `dev` and leaving by `oif` (0 for local delivery)? The reverse lookup (to
     /// `src`, from `dst`, iif `oif` or lo) must find a unicast route (local only with accept_local); with rp_filter 1
     /// its nexthops must use `dev`, with rp_filter 0 or 2 failing lookups are fine only when rp_filter is 0.
-    func fibValidateSource(_ flow: Flow, src: IPv4Address, dst: IPv4Address, oif: Int32, dev: LinkInfo, conf: InputConf,
+    func fibValidateSource(_ flow: Flow, src: IPv4Address, dst: IPv4Address, oif: Int32, dev: LinkInfo, conf: IPv4DeviceSettings,
                            trace: inout Tracer) -> Result<Void, Errno> {
         let rpf = conf.rpFilter
         if rpf == 0, dev.index != oif || !conf.sendRedirects {

@@ -257,13 +257,10 @@ public struct HostClone {
         if let s = r.sport { w += ["sport", s.lowerBound == s.upperBound ? String(s.lowerBound) : "\(s.lowerBound)-\(s.upperBound)"] }
         if let d = r.dport { w += ["dport", d.lowerBound == d.upperBound ? String(d.lowerBound) : "\(d.lowerBound)-\(d.upperBound)"] }
         switch r.action {
-        case 1: w += ["lookup", r.table == 254 ? "main" : r.table == 255 ? "local" : r.table == 253 ? "default" : String(r.table)]
-        case 2: w += ["goto", String(r.goto ?? 0)]
-        case 3: w.append("nop")
-        case 6: w.append("blackhole")
-        case 7: w.append("unreachable")
-        case 8: w.append("prohibit")
-        default: w.append("nop")
+        case .toTable: w += ["lookup", r.table == 254 ? "main" : r.table == 255 ? "local" : r.table == 253 ? "default" : String(r.table)]
+        case .goto: w += ["goto", String(r.goto ?? 0)]
+        case .blackhole, .unreachable, .prohibit: w.append(r.action.word)
+        case .nop, .unspecified, .reserved3, .reserved4: w.append("nop")
         }
         if let s = r.suppressPrefixLength, s >= 0 { w += ["suppress_prefixlength", String(s)] }
         return w.joined(separator: " ")
@@ -293,7 +290,7 @@ extension RuleInfo {
     /// One of the three rules every namespace starts with (`0: lookup local`, `32766: lookup main`,
     /// `32767: lookup default`).
     public var isKernelDefault: Bool {
-        let plain = from == nil && to == nil && iif == nil && oif == nil && fwmark == nil && action == 1 && !invert
+        let plain = from == nil && to == nil && iif == nil && oif == nil && fwmark == nil && action == .toTable && !invert
             && tos == 0 && dscp == nil && ipproto == nil && sport == nil && dport == nil && uidrange == nil
             && suppressPrefixLength.map { $0 < 0 } ?? true && !l3mdev
         return plain && ((priority == 0 && table == 255) || (priority == 32766 && table == 254) || (priority == 32767 && table == 253))

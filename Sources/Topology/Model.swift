@@ -153,15 +153,19 @@ public struct PortRange: Sendable, Hashable, CustomStringConvertible {
     public var description: String { start == end ? "\(start)" : "\(start)-\(end)" }
 }
 
-public enum RuleAction: Sendable, Hashable {
-    case lookup(UInt32)
-    case goto(UInt32)
-    case nop
-    case unreachable, prohibit, blackhole
-    /// The kernel's `FR_ACT_*` value.
-    public var value: UInt8 {
-        switch self {
-        case .lookup: 1; case .goto: 2; case .nop: 3; case .blackhole: 6; case .unreachable: 7; case .prohibit: 8
+extension Rule {
+    /// A rule's action as written, with its operand (the kernel's kind of action is NetCore's `RuleAction`).
+    public enum Action: Sendable, Hashable {
+        case lookup(UInt32)
+        case goto(UInt32)
+        case nop
+        case unreachable, prohibit, blackhole
+        /// The kernel's `FR_ACT_*`.
+        public var value: RuleAction {
+            switch self {
+            case .lookup: .toTable; case .goto: .goto; case .nop: .nop; case .blackhole: .blackhole
+            case .unreachable: .unreachable; case .prohibit: .prohibit
+            }
         }
     }
 }
@@ -184,7 +188,7 @@ public struct Rule: Sendable {
     public var dport: PortRange?
     public var uidrange: ClosedRange<UInt32>?
     public var suppressPrefixLength: Int?
-    public var action: RuleAction
+    public var action: Action
 }
 
 public struct LinkEnd: Sendable, Hashable, CustomStringConvertible {
