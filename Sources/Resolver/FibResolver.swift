@@ -362,8 +362,7 @@ public struct FibResolver: RouteResolver, Sendable {
         var jumps = 0
         while i < compiled.count {
             if trace.enabled {
-                let (m, why) = ruleMatches(rules[i], i, k)
-                if !m { trace.add("rule \(compiled[i].priority): no match (\(why))"); i += 1; continue }
+                if let why = compiled[i].mismatch(k) { trace.add("rule \(compiled[i].priority): no match (\(why))"); i += 1; continue }
             } else {
                 i = nextMatch(from: i, k)
                 if i == compiled.count { break }
@@ -437,28 +436,6 @@ public struct FibResolver: RouteResolver, Sendable {
             while j < b.count, !b[j].matches(k) { j += 1 }
             return j
         }
-    }
-
-    /// Mirrors `fib_rule_match()` (net/core/fib_rules.c) and `fib4_rule_match()` (net/ipv4/fib_rules.c).
-    func ruleMatches(_ r: RuleInfo, _ n: Int, _ k: Key) -> (Bool, StaticString) {
-        func raw() -> (Bool, StaticString) {
-            let c = compiled[n]   // iif/oif as ifindexes (-1: no such device, never matches)
-            if c.iif != 0, c.iif != k.iif { return (false, "iif") }
-            if c.oif != 0, c.oif != k.oif { return (false, "oif") }
-            if let m = r.fwmark { if (m ^ k.mark) & (r.fwmask ?? UInt32.max) != 0 { return (false, "fwmark") } }
-            else if let mask = r.fwmask, (k.mark & mask) != 0 { return (false, "fwmask") }
-            if let u = r.uidrange, !u.contains(k.uid) { return (false, "uidrange") }
-            if let f = r.from, f.length > 0, !f.contains(k.saddr) { return (false, "from") }
-            if let t = r.to, t.length > 0, !t.contains(k.daddr) { return (false, "to") }
-            if let d = r.dscp { if d != k.tos >> 2 { return (false, "dscp") } }
-            else if r.tos != 0, r.tos & 0xfc != k.tos { return (false, "tos") }
-            if let p = r.ipproto, p != k.proto { return (false, "ipproto") }
-            if let s = r.sport, !s.contains(k.sport) { return (false, "sport") }
-            if let d = r.dport, !d.contains(k.dport) { return (false, "dport") }
-            return (true, "")
-        }
-        let (m, why) = raw()
-        return r.invert ? (!m, m ? "not: its selectors matched" : "not: a selector did not match, so it matches") : (m, why)
     }
 
     /// One table (the rules' path): no merging. Mirrors `fib_table_lookup()` (net/ipv4/fib_trie.c).
@@ -693,53 +670,3 @@ struct Tracer {
 }
 
 func errnoName(_ e: Errno) -> String { e.name }
-
-
-/// A rule's selectors as plain data: `fib_rule_match` + `fib4_rule_match` without touching a string.
-struct CompiledRule: Sendable {
-    // The selectors, as value/mask pairs and ranges (`fib_rule_match` + `fib4_rule_match`), first, so a walk reads
-    // them together. iif/oif: 0 when the rule has none, -1 for a device the namespace does not have (never matches).
-    var mark: UInt32, markMask: UInt32
-    var src: UInt32, srcMask: UInt32, dst: UInt32, dstMask: UInt32
-    var uidLow: UInt32, uidHigh: UInt32
-    var iif: Int32, oif: Int32
-    var sportLow: UInt16, sportHigh: UInt16, dportLow: UInt16, dportHigh: UInt16
-    /// tos or dscp (both compared on the masked TOS byte), ipproto.
-    var tos: UInt8, tosMask: UInt8, proto: UInt8, protoMask: UInt8
-    var invert: Bool
-    // What happens on a match.
-    var action: RuleAction
-    var priority: UInt32
-    var table: UInt32
-    /// The table's slot in `FibTables`, -1 when the namespace has no such table.
-    var tableSlot: Int
-    /// Index of the goto target (the rule with that exact pref), -1 when unresolved.
-    var gotoIndex: Int
-    var suppressPrefix: Int
-    var suppressIfgroup: Int64
-
-    init(_ r: RuleInfo, index: (String) -> Int32, goto: Int) {
-        mark = r.fwmark ?? 0
-        markMask = r.fwmark != nil ? (r.fwmask ?? UInt32.max) : (r.fwmask ?? 0)
-        src = r.from?.network.value ?? 0; srcMask = r.from?.mask ?? 0
-        dst = r.to?.network.value ?? 0; dstMask = r.to?.mask ?? 0
-        uidLow = r.uidrange?.lowerBound ?? 0; uidHigh = r.uidrange?.upperBound ?? UInt32.max
-        iif = r.iif.map(index) ?? 0; oif = r.oif.map(index) ?? 0
-        sportLow = r.sport?.lowerBound ?? 0; sportHigh = r.sport?.upperBound ?? UInt16.max
-        dportLow = r.dport?.lowerBound ?? 0; dportHigh = r.dport?.upperBound ?? UInt16.max
-        if let d = r.dscp { tos = d << 2; tosMask = 0xfc } else { tos = r.tos & 0xfc; tosMask = r.tos != 0 ? 0xfc : 0 }
-        proto = r.ipproto ?? 0; protoMask = r.ipproto != nil ? 0xff : 0
-        invert = r.invert
-        action = r.action; priority = r.priority ?? 0; table = r.table; tableSlot = -1; gotoIndex = goto
-        suppressPrefix = Int(r.suppressPrefixLength ?? -1); suppressIfgroup = Int64(r.suppressIfgroup ?? -1)
-    }
-
-    @inline(__always) func matches(_ k: FibResolver.Key) -> Bool {
-        let words = (mark ^ k.mark) & markMask | (k.saddr.value ^ src) & srcMask | (k.daddr.value ^ dst) & dstMask |
-            UInt32((k.tos ^ tos) & tosMask | (k.proto ^ proto) & protoMask)
-        let m = words == 0 && (iif == 0 || iif == k.iif) && (oif == 0 || oif == k.oif) &&
-            k.uid >= uidLow && k.uid <= uidHigh &&
-            k.sport >= sportLow && k.sport <= sportHigh && k.dport >= dportLow && k.dport <= dportHigh
-        return m != invert
-    }
-}
