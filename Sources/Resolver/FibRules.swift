@@ -1,5 +1,6 @@
 import Engine
 import NetCore
+import SystemPackage
 
 /// The selector of a policy rule that did not match a lookup, in the order the kernel tests them: `fib_rule_match`
 /// (net/core/fib_rules.c) tests iif, oif, fwmark and uidrange, then calls `fib4_rule_match` (net/ipv4/fib_rules.c)
@@ -59,7 +60,7 @@ struct CompiledRule: Sendable {
     /// `(rule->mark ^ fl->flowi_mark) & rule->mark_mask`, uid range, then `ops->match`, and FIB_RULE_INVERT on the
     /// result) and `fib4_rule_match()` (net/ipv4/fib_rules.c: `(saddr ^ r->src) & r->srcmask`, the same for daddr,
     /// dscp (tos & 0xfc: ECN ignored), ip_proto, then the port ranges when set). The key's tos is already masked.
-    @inline(__always) func mismatch(_ k: FibResolver.Key) -> RuleMismatch? {
+    @inline(__always) func mismatch(_ k: CompiledFib.Key) -> RuleMismatch? {
         let failed: RuleMismatch?
         if iif != 0, iif != k.iif { failed = .iif }
         else if oif != 0, oif != k.oif { failed = .oif }
@@ -77,5 +78,110 @@ struct CompiledRule: Sendable {
     }
 
     /// Whether the rule applies: `mismatch` without its answer (the untraced walk).
-    @inline(__always) func matches(_ k: FibResolver.Key) -> Bool { mismatch(k) == nil }
+    @inline(__always) func matches(_ k: CompiledFib.Key) -> Bool { mismatch(k) == nil }
+}
+
+// MARK: fib_lookup (include/net/ip_fib.h) and the rules walk (net/core/fib_rules.c, net/ipv4/fib_rules.c)
+
+extension CompiledFib {
+    /// Mirrors `fib_lookup()` (include/net/ip_fib.h) and, with custom rules, `__fib_lookup` → `fib_rules_lookup`.
+    func fibLookup(_ k: Key, trace: inout Tracer) -> Result<FibResult, Errno> {
+        if !customRules {
+            // No custom rules: main (merged with local), then default.
+            var r = mergedLookup(k, trace: &trace)
+            // The local table lives inside main until the first custom rule (fib_unmerge): results say main.
+            if case .success(var m) = r, m.table == RoutingTable.local { m.table = RoutingTable.main; r = .success(m) }
+            if case .failure = r, let slot = fib.slot(of: RoutingTable.default) { r = tableLookup(slot, k, trace: &trace) }
+            if case .failure(let e) = r, e.rawValue == eagain { return .failure(.networkUnreachable) }
+            return r
+        }
+        var i = 0
+        var jumps = 0
+        while i < compiledRules.count {
+            if trace.enabled {
+                if let why = compiledRules[i].mismatch(k) { trace.add("rule \(compiledRules[i].priority): no match (\(why))"); i += 1; continue }
+            } else {
+                i = nextMatch(from: i, k)
+                if i == compiledRules.count { break }
+            }
+            let c = compiledRules[i]
+            switch c.action {
+            case .goto:
+                guard c.gotoIndex >= 0, jumps < 32 else {
+                    trace.add("rule \(c.priority): goto has no target rule: skipped")
+                    i += 1
+                    continue
+                }
+                trace.add("rule \(c.priority): goto \(compiledRules[c.gotoIndex].priority)")
+                jumps += 1
+                i = c.gotoIndex
+                continue
+            case .nop:
+                trace.add("rule \(c.priority): nop")
+                i += 1
+                continue
+            case .unreachable: trace.add("rule \(c.priority): unreachable → ENETUNREACH"); return .failure(.networkUnreachable)
+            case .prohibit: trace.add("rule \(c.priority): prohibit → EACCES"); return .failure(.permissionDenied)
+            case .blackhole: trace.add("rule \(c.priority): blackhole → EINVAL"); return .failure(.invalidArgument)
+            case .toTable:
+                guard c.tableSlot >= 0 else {
+                    trace.add("rule \(c.priority): lookup table \(c.table): no such table, continue")
+                    i += 1
+                    continue
+                }
+                var sub = Tracer(trace.enabled)
+                switch tableLookup(c.tableSlot, k, trace: &sub) {
+                case .failure(let e) where e.rawValue == eagain:
+                    trace.add("rule \(c.priority): lookup table \(c.table): no match\(sub.lines.isEmpty ? "" : " (" + sub.lines.joined(separator: "; ") + ")"), continue")
+                    i += 1
+                    continue
+                case .failure(let e):
+                    trace.add(contentsOf: sub)
+                    trace.add("rule \(c.priority): lookup table \(c.table): \(errnoName(e))")
+                    return .failure(e)
+                case .success(var r):
+                    if c.suppressPrefix >= 0, r.prefixLength <= c.suppressPrefix {
+                        trace.add("rule \(c.priority): lookup table \(c.table) found /\(r.prefixLength), suppressed (suppress_prefixlength \(c.suppressPrefix))")
+                        i += 1
+                        continue
+                    }
+                    if c.suppressIfgroup >= 0, linkByIndex[fib.nexthops[r.nexthop].index]?.group == UInt32(c.suppressIfgroup) {
+                        trace.add("rule \(c.priority): suppressed (suppress_ifgroup \(c.suppressIfgroup))")
+                        i += 1
+                        continue
+                    }
+                    trace.add(contentsOf: sub)
+                    trace.add("rule \(c.priority): lookup table \(c.table) → \(snapshot.routes[Int(fib.aliases[r.alias].route)].destination.routeDescription)")
+                    r.rule = i
+                    return .success(r)
+                }
+            case .unspecified, .reserved3, .reserved4:
+                // fib4_rule_action: -EINVAL for an action it does not know; fib_rules_lookup goes on (only -EAGAIN
+                // continues in the kernel, but such a rule cannot be added: fib_nl2rule refuses FR_ACT_UNSPEC).
+                i += 1
+            }
+        }
+        trace.add("no rule matched: ENETUNREACH")
+        return .failure(.networkUnreachable)
+    }
+
+    /// The first rule from `i` on whose selectors match (`compiledRules.count` if none): the walk of `fib_rules_lookup`,
+    /// reading each rule in place.
+    @inline(__always) func nextMatch(from i: Int, _ k: Key) -> Int {
+        compiledRules.withUnsafeBufferPointer { b in
+            var j = i
+            while j < b.count, !b[j].matches(k) { j += 1 }
+            return j
+        }
+    }
+
+    /// The packet's protocol and ports as an input lookup's flow carries them (`fib4_rules_early_flow_dissect`): only
+    /// when a rule needs them, and ports only for TCP and UDP (the flow dissector finds none in other protocols).
+    /// `reversed` for `__fib_validate_source`'s lookup back to the source.
+    func dissected(_ flow: Flow, reversed: Bool = false) -> (proto: UInt8, sport: UInt16, dport: UInt16) {
+        guard rulesRequireFlowDissect else { return (0, 0, 0) }
+        let proto = flow.proto.rawValue
+        guard flow.proto.hasPorts else { return (proto, 0, 0) }
+        return reversed ? (proto, flow.destinationPort, flow.sourcePort) : (proto, flow.sourcePort, flow.destinationPort)
+    }
 }

@@ -1,4 +1,6 @@
+import Engine
 import NetCore
+import SystemPackage
 
 /// One route as a lookup reads it (`struct fib_alias` + `struct fib_info`): plain data, no strings or arrays, so a
 /// lookup copies and compares it without reference counting. `route` points back at the `RouteInfo` for traces.
@@ -52,6 +54,7 @@ struct FibNexthop: Sendable {
 /// open-addressing hash of (table, prefix length, network) to that prefix's aliases in kernel order. A lookup probes
 /// the lengths present from longest to shortest — longest-prefix match without a scan of the routes, with
 /// backtracking to shorter prefixes as `fib_table_lookup` does — and touches nothing reference-counted.
+
 struct FibTables: Sendable {
     struct Table: Sendable {
         var id: UInt32
@@ -122,28 +125,6 @@ struct FibTables: Sendable {
         }
     }
 
-    /// Mirrors `fib_rebalance()` (net/ipv4/fib_semantics.c) over one route's legs.
-    static func rebalance(_ legs: inout ArraySlice<FibNexthop>) {
-        let total = legs.filter { !$0.dead && !$0.linkdownIgnored }.reduce(Int64(0)) { $0 + Int64($1.weight) }
-        var w: Int64 = 0
-        for i in legs.indices {
-            if legs[i].dead || legs[i].linkdownIgnored || total == 0 { legs[i].upperBound = -1; continue }
-            w += Int64(legs[i].weight)
-            legs[i].upperBound = ((w << 31) + total / 2) / total - 1     // DIV_ROUND_CLOSEST_ULL(w << 31, total) - 1
-        }
-    }
-
-    /// Mirrors `nh_hthr_group_rebalance()` (net/ipv4/nexthop.c): every member counts (a member whose device went
-    /// down or lost its carrier is removed from the group by the kernel, not marked).
-    static func rebalanceGroup(_ legs: inout ArraySlice<FibNexthop>) {
-        let total = legs.reduce(Int64(0)) { $0 + Int64($1.weight) }
-        var w: Int64 = 0
-        for i in legs.indices {
-            w += Int64(legs[i].weight)
-            legs[i].upperBound = total == 0 ? -1 : ((w << 31) + total / 2) / total - 1
-        }
-    }
-
     func slot(of table: UInt32) -> Int? { slotByID[table] }
 
     /// The aliases of one prefix of one table, in kernel order (empty when the table has no such prefix).
@@ -164,4 +145,61 @@ struct FibTables: Sendable {
     }
 
     @inline(__always) static func hash(_ k: UInt64) -> Int { Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> 32) }
+}
+
+// MARK: fib_table_lookup
+
+extension CompiledFib {
+    /// One table (the rules' path): no merging. Mirrors `fib_table_lookup()` (net/ipv4/fib_trie.c).
+    func tableLookup(_ slot: Int, _ k: Key, trace: inout Tracer) -> Result<FibResult, Errno> {
+        let t = fib.tables[slot]
+        for n in t.lengthRange {
+            let len = Int(fib.lengths[n])
+            let mask: UInt32 = len == 0 ? 0 : UInt32.max << UInt32(32 - len)
+            let aliases = fib.aliases(slot: slot, length: len, network: k.daddr.value & mask)
+            if aliases.isEmpty { continue }
+            if let r = pick(aliases, table: t.id, len: len, k, trace: &trace) { return r }
+        }
+        return .failure(Errno(rawValue: eagain))
+    }
+
+    /// The first usable alias of one prefix, or nil to backtrack: `fib_table_lookup`'s inner loop.
+    func pick(_ aliases: Range<Int32>, table: UInt32, len: Int, _ k: Key, trace: inout Tracer) -> Result<FibResult, Errno>? {
+        for a in aliases {
+            let r = fib.aliases[Int(a)]
+            if r.tos != 0, r.tos & 0xfc != k.tos { continue }
+            if r.scope < k.scope { continue }
+            switch r.type {
+            case .unreachable: trace.add("table \(table): \(describe(r)) is unreachable → EHOSTUNREACH"); return .failure(.noRouteToHost)
+            case .prohibit: trace.add("table \(table): \(describe(r)) is prohibit → EACCES"); return .failure(.permissionDenied)
+            case .blackhole: trace.add("table \(table): \(describe(r)) is blackhole → EINVAL"); return .failure(.invalidArgument)
+            case .throw: trace.add("table \(table): throw \(describe(r))"); return .failure(Errno(rawValue: eagain))
+            default: break
+            }
+            if r.allDead { continue }
+            for n in r.nexthops {
+                let nh = fib.nexthops[Int(n)]
+                if nh.dead || nh.linkdownIgnored { continue }
+                if k.oif != 0, nh.index != k.oif { continue }
+                trace.add("table \(table): \(describe(r))\(snapshot.routes[Int(r.route)].metric != 0 ? " metric \(snapshot.routes[Int(r.route)].metric)" : "") (longest match /\(len))")
+                return .success(FibResult(alias: Int(a), nexthop: Int(n), table: table, prefixLength: len, rule: nil))
+            }
+        }
+        return nil
+    }
+
+    func describe(_ a: FibAlias) -> String { snapshot.routes[Int(a.route)].destination.routeDescription }
+
+    /// `fib_table_lookup()` over local and main merged (no custom rules: the local table lives inside main).
+    func mergedLookup(_ k: Key, trace: inout Tracer) -> Result<FibResult, Errno> {
+        for len in mergedLengths {
+            let mask: UInt32 = len == 0 ? 0 : UInt32.max << UInt32(32 - len)
+            for slot in mergedSlots {
+                let aliases = fib.aliases(slot: slot, length: len, network: k.daddr.value & mask)
+                if aliases.isEmpty { continue }
+                if let r = pick(aliases, table: fib.tables[slot].id, len: len, k, trace: &trace) { return r }
+            }
+        }
+        return .failure(Errno(rawValue: eagain))
+    }
 }

@@ -2,31 +2,9 @@ import Engine
 import NetCore
 import SystemPackage
 
-// MARK: ip_route_input_slow — input routes (`ip route get DEST from SRC iif DEV`)
+// MARK: net/ipv4/route.c — input routes (`ip route get DEST from SRC iif DEV`)
 
-extension FibResolver {
-    /// The packet's protocol and ports as an input lookup's flow carries them (`fib4_rules_early_flow_dissect`): only
-    /// when a rule needs them, and ports only for TCP and UDP (the flow dissector finds none in other protocols).
-    /// `reversed` for `__fib_validate_source`'s lookup back to the source.
-    func dissected(_ flow: Flow, reversed: Bool = false) -> (proto: UInt8, sport: UInt16, dport: UInt16) {
-        guard rulesRequireFlowDissect else { return (0, 0, 0) }
-        let proto = flow.proto.rawValue
-        guard flow.proto.hasPorts else { return (proto, 0, 0) }
-        return reversed ? (proto, flow.destinationPort, flow.sourcePort) : (proto, flow.sourcePort, flow.destinationPort)
-    }
-
-    /// The answer for a packet from `flow.source` to `flow.destination` arriving on `inputDevice`, with its trace.
-    public func decideInput(_ flow: Flow, inputDevice: String, traced: Bool = true) -> RouteDecision {
-        var trace = Tracer(traced)
-        var all: [ResolvedRoute]? = []
-        var refused: [Errno] = []
-        let o = routeInput(flow, inputDevice: inputDevice, trace: &trace, candidates: &all, refusedLegs: &refused)
-        var d = RouteDecision(result: o.result, candidates: all ?? [], rule: o.rule.map { rules[$0] },
-                              route: o.route.map { snapshot.routes[$0] }, trace: trace.lines)
-        if case .success = o.result { d.candidateErrors = refused }
-        return d
-    }
-
+extension CompiledFib {
     /// Mirrors `ip_route_input_rcu()` → `ip_route_input_slow()` in net/ipv4/route.c (with `ip_mkroute_input`,
     /// `__mkroute_input` and `fib_validate_source`), as `inet_rtm_getroute` runs it for `ip route get ... iif DEV`.
     /// Martian sources and destinations and failed source validation answer EINVAL (the kernel's drop reasons
@@ -148,51 +126,5 @@ extension FibResolver {
         }
         guard let first else { return fail(refused ?? .invalidArgument, "fib_validate_source refused \(saddr) on every leg: EINVAL") }
         return (.success(first), res.rule, Int(alias.route))
-    }
-
-    /// Mirrors `fib_validate_source()` and `__fib_validate_source()` (net/ipv4/fib_frontend.c): is `src` a valid source
-    /// for a packet to `dst` arriving on `dev` and leaving by `oif` (0 for local delivery)? The reverse lookup (to
-    /// `src`, from `dst`, iif `oif` or lo) must find a unicast route (local only with accept_local); with rp_filter 1
-    /// its nexthops must use `dev`, with rp_filter 0 or 2 failing lookups are fine only when rp_filter is 0.
-    func fibValidateSource(_ flow: Flow, src: IPv4Address, dst: IPv4Address, oif: Int32, dev: LinkInfo, conf: IPv4DeviceSettings,
-                           trace: inout Tracer) -> Result<Void, Errno> {
-        let rpf = conf.rpFilter
-        if rpf == 0, dev.index != oif || !conf.sendRedirects {
-            if conf.acceptLocal { return .success(()) }
-            if !(hasCustomLocalRoutes || customRules) {
-                if localAddresses.contains(src) {
-                    trace.add("fib_validate_source: \(src) is an address of this namespace: martian source")
-                    return .failure(.invalidArgument)
-                }
-                return .success(())
-            }
-        }
-        let l4 = dissected(flow, reversed: true)
-        let k = Key(daddr: src, saddr: dst, oif: 0, iif: oif != 0 ? oif : loopbackIndex, mark: conf.srcValidMark ? flow.mark : 0,
-                    tos: flow.tos & 0xfc, scope: 0, proto: l4.proto, sport: l4.sport, dport: l4.dport, uid: 0)
-        var quiet = Tracer(false)
-        guard case .success(let res) = fibLookup(k, trace: &quiet) else {
-            if rpf != 0 { trace.add("fib_validate_source: no route back to \(src) (rp_filter \(rpf)): refused"); return .failure(.invalidArgument) }
-            return .success(())
-        }
-        let alias = fib.aliases[res.alias]
-        if alias.type != .unicast {
-            if alias.type != .local || !conf.acceptLocal {
-                trace.add("fib_validate_source: the way back to \(src) is a \(alias.type.rawValue) route: martian source")
-                return .failure(.invalidArgument)
-            }
-        }
-        let devMatch = alias.nexthops.contains { fib.nexthops[Int($0)].index == dev.index } ||
-            (alias.type == .local && dev.index == loopbackIndex)
-        if devMatch { return .success(()) }
-        if (addressesByIndex[dev.index] ?? []).isEmpty {
-            if rpf != 0 { trace.add("fib_validate_source: \(dev.name) has no address (rp_filter \(rpf)): refused"); return .failure(.invalidArgument) }
-            return .success(())
-        }
-        if rpf == 1 {
-            trace.add("fib_validate_source: the way back to \(src) is not through \(dev.name) (rp_filter 1, strict): refused")
-            return .failure(.invalidArgument)
-        }
-        return .success(())
     }
 }
