@@ -5,11 +5,11 @@ import SystemPackage
 // MARK: net/ipv4/fib_frontend.c — source validation and address types
 
 extension CompiledFib {
-    /// Mirrors `__inet_dev_addr_type()` (net/ipv4/fib_frontend.c) for the local table: 0.0.0.0/8 and
-    /// 255.255.255.255 are broadcast, 224.0.0.0/4 multicast, anything else the type of the local table's longest
+    /// Mirrors `__inet_dev_addr_type()` (net/ipv4/fib_frontend.c) for the local table: 0.0.0.0 and
+    /// 255.255.255.255 are broadcast (`ipv4_is_zeronet`, `ipv4_is_lbcast`; 0.1.2.3 is unicast: bind() refuses it), 224.0.0.0/4 multicast, anything else the type of the local table's longest
     /// match (`fib_table_lookup`, scope universe), unicast when nothing matches.
     func inetAddrType(_ address: IPv4Address) -> RouteType {
-        if address.value >> 24 == 0 || address.value == UInt32.max { return .broadcast }
+        if address == .any || address.value == UInt32.max { return .broadcast }   // ipv4_is_zeronet: 0.0.0.0 only
         if address.isMulticast { return .multicast }
         guard let slot = fib.slot(of: RoutingTable.local) else { return .unicast }
         var quiet = Tracer(false)

@@ -91,7 +91,8 @@ extension CompiledFib {
             var r = mergedLookup(k, trace: &trace)
             // The local table lives inside main until the first custom rule (fib_unmerge): results say main.
             if case .success(var m) = r, m.table == RoutingTable.local { m.table = RoutingTable.main; r = .success(m) }
-            if case .failure = r, let slot = fib.slot(of: RoutingTable.default) { r = tableLookup(slot, k, trace: &trace) }
+            // Only a miss (EAGAIN: no route, or throw) goes on to default; an error route in main answers its errno.
+            if case .failure(let e) = r, e.rawValue == eagain, let slot = fib.slot(of: RoutingTable.default) { r = tableLookup(slot, k, trace: &trace) }
             if case .failure(let e) = r, e.rawValue == eagain { return .failure(.networkUnreachable) }
             return r
         }

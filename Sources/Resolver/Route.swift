@@ -27,8 +27,10 @@ extension CompiledFib {
         var daddr = flow.destination
         var oif: LinkInfo?
         if saddr != .any {
-            if saddr.isMulticast || saddr.value == UInt32.max || saddr.value >> 24 == 0 {
-                return fail(.invalidArgument, "saddr \(saddr) is multicast, broadcast or 0.0.0.0/8: EINVAL")
+            // ipv4_is_zeronet is 0.0.0.0 alone (excluded above): another 0.0.0.0/8 source is a unicast address
+            // that is not local, ENETUNREACH below.
+            if saddr.isMulticast || saddr.value == UInt32.max {
+                return fail(.invalidArgument, "saddr \(saddr) is multicast or broadcast: EINVAL")
             }
             if !localAddresses.contains(saddr) {
                 return fail(.networkUnreachable, "saddr \(saddr) is not an address of this namespace (__ip_dev_find): ENETUNREACH")

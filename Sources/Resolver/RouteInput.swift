@@ -52,8 +52,9 @@ extension CompiledFib {
             return delivered(.broadcast, res, "\(daddr) is broadcast: delivered locally (brd_input)")
         }
         if daddr.value == UInt32.max || (saddr == .any && daddr == .any) { return brdInput(nil) }
-        if saddr.value >> 24 == 0 { return fail(.invalidArgument, "martian source \(saddr) (0.0.0.0/8): EINVAL") }
-        if daddr.value >> 24 == 0 { return fail(.invalidArgument, "martian destination \(daddr) (0.0.0.0/8): EINVAL") }
+        // ipv4_is_zeronet (include/linux/in.h) is 0.0.0.0 alone (measured on 6.18: the rest of 0.0.0.0/8 is unicast).
+        if saddr == .any { return fail(.invalidArgument, "martian source 0.0.0.0: EINVAL") }
+        if daddr == .any { return fail(.invalidArgument, "martian destination 0.0.0.0: EINVAL") }
         if daddr.isLoopback {
             if !routeLocalnet(dev.index) { return fail(.invalidArgument, "martian destination \(daddr) (loopback, route_localnet off): EINVAL") }
         } else if saddr.isLoopback, !routeLocalnet(dev.index) {
