@@ -48,7 +48,7 @@ public enum RoutingTable {
 /// What a policy rule does when its selectors match: the kernel's `FR_ACT_*` (include/uapi/linux/fib_rules.h).
 /// `fib4_rule_action` (net/ipv4/fib_rules.c) answers the three error actions; `fib_rules_lookup` (net/core/fib_rules.c)
 /// follows `goto` and skips `nop`.
-public enum RuleAction: UInt8, Sendable, Hashable, CaseIterable {
+public enum RuleAction: UInt8, Sendable, Hashable, CaseIterable, Codable {
     /// FR_ACT_UNSPEC: no action named (what `ip rule del` sends to match any action).
     case unspecified = 0
     /// FR_ACT_TO_TBL: `lookup TABLE`.

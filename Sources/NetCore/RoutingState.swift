@@ -1,7 +1,7 @@
 /// The routing state of a namespace as values: what the netlink layer reads and the resolver reasons about.
 
 /// A device as the kernel reports it (`ip -j link show`).
-public struct LinkInfo: Sendable, Hashable {
+public struct LinkInfo: Sendable, Hashable, Codable {
     public init(index: Int32, name: String, flags: UInt32, mtu: UInt32, master: Int32, kind: String?, group: UInt32, carrier: Bool) {
         self.index = index; self.name = name; self.flags = flags; self.mtu = mtu; self.master = master; self.kind = kind
         self.group = group; self.carrier = carrier
@@ -20,7 +20,7 @@ public struct LinkInfo: Sendable, Hashable {
 }
 
 /// An IPv4 address as the kernel lists it (`ip -j addr show`), in kernel order.
-public struct AddressInfo: Sendable, Hashable {
+public struct AddressInfo: Sendable, Hashable, Codable {
     public init(index: Int32, prefix: IPv4Prefix, scope: UInt8, flags: UInt32, metric: UInt32? = nil, label: String = "") {
         self.index = index; self.prefix = prefix; self.scope = scope; self.flags = flags; self.metric = metric; self.label = label
     }
@@ -41,7 +41,7 @@ public struct AddressInfo: Sendable, Hashable {
 }
 
 /// One path of a route: gateway, device and weight (iproute2's `nexthop via G dev D weight W`).
-public struct NexthopInfo: Sendable, Hashable {
+public struct NexthopInfo: Sendable, Hashable, Codable {
     public var gateway: IPv4Address?
     public var index: Int32
     public var weight: Int
@@ -59,7 +59,7 @@ public struct NexthopInfo: Sendable, Hashable {
 }
 
 /// An IPv4 route, as added or as dumped from any table.
-public struct RouteInfo: Sendable, Hashable {
+public struct RouteInfo: Sendable, Hashable, Codable {
     public var table: UInt32
     public var type: RouteType
     public var scope: UInt8
@@ -79,6 +79,13 @@ public struct RouteInfo: Sendable, Hashable {
     /// also expands the object into `nexthops`.
     public var nexthopID: UInt32?
 
+    /// `nexthopId`, not `nexthopID`: JSON keys are snake_case (`nexthop_id`), and a decoder converting them back
+    /// produces `nexthopId`.
+    enum CodingKeys: String, CodingKey {
+        case table, type, scope, proto, destination, tos, metric, prefsrc, mtu, advmss, hoplimit, flags, nexthops, multipath
+        case nexthopID = "nexthopId"
+    }
+
     public init(table: UInt32 = 254, type: RouteType = .unicast, scope: UInt8 = 0, proto: UInt8 = 3,
                 destination: IPv4Prefix, tos: UInt8 = 0, metric: UInt32 = 0, prefsrc: IPv4Address? = nil,
                 mtu: UInt32? = nil, advmss: UInt32? = nil, hoplimit: UInt32? = nil, flags: UInt32 = 0,
@@ -91,8 +98,8 @@ public struct RouteInfo: Sendable, Hashable {
 }
 
 /// A nexthop object (`ip nexthop add id N via G dev D`, `id N group A/B,W`, `id N blackhole`), as added or dumped.
-public struct NexthopObject: Sendable, Hashable {
-    public struct Member: Sendable, Hashable {
+public struct NexthopObject: Sendable, Hashable, Codable {
+    public struct Member: Sendable, Hashable, Codable {
         public var id: UInt32
         public var weight: Int
         public init(id: UInt32, weight: Int = 1) { self.id = id; self.weight = weight }
@@ -122,7 +129,7 @@ public struct NexthopObject: Sendable, Hashable {
 }
 
 /// A neighbour entry (`ip neigh`): what `nexthop_is_good_nh` reads for a group member's gateway.
-public struct NeighbourInfo: Sendable, Hashable {
+public struct NeighbourInfo: Sendable, Hashable, Codable {
     public var index: Int32
     public var address: IPv4Address
     /// NUD_* bits (NUD_INCOMPLETE 0x01, REACHABLE 0x02, STALE 0x04, DELAY 0x08, PROBE 0x10, FAILED 0x20,
@@ -134,7 +141,7 @@ public struct NeighbourInfo: Sendable, Hashable {
 }
 
 /// A policy rule with every selector the kernel knows, as added or as dumped (`ip -j rule show`).
-public struct RuleInfo: Sendable, Hashable {
+public struct RuleInfo: Sendable, Hashable, Codable {
     public var priority: UInt32?
     public var invert = false
     public var from: IPv4Prefix?
@@ -160,8 +167,9 @@ public struct RuleInfo: Sendable, Hashable {
 
 
 /// A namespace's routing state at one moment: devices, addresses in kernel order, routes of every table in dump
-/// order, rules in priority order, and the sysctls that change lookups.
-public struct RoutingSnapshot: Sendable {
+/// order, rules in priority order, and the sysctls that change lookups. Codable: `netlab snapshot --json` writes it
+/// (snake_case keys), and the resolver's tests replay kernel-recorded snapshots from that form.
+public struct RoutingSnapshot: Sendable, Codable {
     public var links: [LinkInfo]
     public var addresses: [AddressInfo]
     public var routes: [RouteInfo]

@@ -15,6 +15,7 @@ struct Snapshot: ParsableCommand {
     @Option(help: "The host's node name in the clone.") var node = "host"
     @Option(help: ArgumentHelp("TCP ports the peers listen on (comma-separated).", valueName: "ports")) var ports = "80,443"
     @Option(name: [.short, .long], help: ArgumentHelp("Write the file here (- for standard output, the default).", valueName: "path")) var output = "-"
+    @Flag(help: "Write the routing state as the resolver reads it (RoutingSnapshot, JSON) instead of a lab file.") var json = false
 
     var portList: [UInt16]? {
         let parts = ports.split(separator: ",")
@@ -38,6 +39,14 @@ struct Snapshot: ParsableCommand {
             throw ExitStatus.badInput
         }
         let (snapshot, sysctls) = try Self.read(netns.map(NetworkNamespace.init(named:)))
+        if json {
+            // What scripts/record-resolver-fixtures stores beside the kernel's answers (Tests/ResolverTests/Fixtures).
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            try Terminal.write(String(decoding: try encoder.encode(snapshot), as: UTF8.self) + "\n", to: target)
+            return
+        }
         let clone = HostClone(snapshot: snapshot, sysctls: sysctls, lab: name, node: node, ports: portList!,
                               origin: netns.map { "namespace \($0)" } ?? "this host")
         try Terminal.write(clone.text, to: target)
