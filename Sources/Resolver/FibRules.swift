@@ -55,30 +55,38 @@ struct CompiledRule: Sendable {
         suppressPrefix = Int(r.suppressPrefixLength ?? -1); suppressIfgroup = Int64(r.suppressIfgroup ?? -1)
     }
 
-    /// The one rule matcher: nil when the rule applies to the lookup, else the selector that failed (`.inverted` for
-    /// a `not` rule whose selectors all matched). Mirrors `fib_rule_match()` (net/core/fib_rules.c: iif, oif,
-    /// `(rule->mark ^ fl->flowi_mark) & rule->mark_mask`, uid range, then `ops->match`, and FIB_RULE_INVERT on the
-    /// result) and `fib4_rule_match()` (net/ipv4/fib_rules.c: `(saddr ^ r->src) & r->srcmask`, the same for daddr,
-    /// dscp (tos & 0xfc: ECN ignored), ip_proto, then the port ranges when set). The key's tos is already masked.
-    @inline(__always) func mismatch(_ k: CompiledFib.Key) -> RuleMismatch? {
-        let failed: RuleMismatch?
-        if iif != 0, iif != k.iif { failed = .iif }
-        else if oif != 0, oif != k.oif { failed = .oif }
-        else if (mark ^ k.mark) & markMask != 0 { failed = maskOnly ? .fwmask : .fwmark }
-        else if k.uid < uidLow || k.uid > uidHigh { failed = .uidrange }
-        else if (k.saddr.value ^ src) & srcMask != 0 { failed = .from }
-        else if (k.daddr.value ^ dst) & dstMask != 0 { failed = .to }
-        else if (k.tos ^ tos) & tosMask != 0 { failed = dscpSelector ? .dscp : .tos }
-        else if (k.proto ^ proto) & protoMask != 0 { failed = .ipproto }
-        else if k.sport < sportLow || k.sport > sportHigh { failed = .sport }
-        else if k.dport < dportLow || k.dport > dportHigh { failed = .dport }
-        else { failed = nil }
-        if invert { return failed == nil ? .inverted : nil }
-        return failed
+    /// The one rule matcher: whether every selector matches the lookup (before FIB_RULE_INVERT). Mirrors
+    /// `fib_rule_match()` (net/core/fib_rules.c: iif, oif, `(rule->mark ^ fl->flowi_mark) & rule->mark_mask`, the uid
+    /// range, then `ops->match`) and `fib4_rule_match()` (net/ipv4/fib_rules.c: `(saddr ^ r->src) & r->srcmask`, the
+    /// same for daddr, dscp (tos & 0xfc: ECN ignored), ip_proto, then the port ranges when set). The masked
+    /// selectors are tested at once; the key's tos is already masked. Both walks decide with this; `mismatch` only
+    /// names the selector for the trace.
+    @inline(__always) func selectorsMatch(_ k: CompiledFib.Key) -> Bool {
+        let masked = (mark ^ k.mark) & markMask | (k.saddr.value ^ src) & srcMask | (k.daddr.value ^ dst) & dstMask |
+            UInt32((k.tos ^ tos) & tosMask | (k.proto ^ proto) & protoMask)
+        return masked == 0 && (iif == 0 || iif == k.iif) && (oif == 0 || oif == k.oif) && k.uid >= uidLow && k.uid <= uidHigh &&
+            k.sport >= sportLow && k.sport <= sportHigh && k.dport >= dportLow && k.dport <= dportHigh
     }
 
-    /// Whether the rule applies: `mismatch` without its answer (the untraced walk).
-    @inline(__always) func matches(_ k: CompiledFib.Key) -> Bool { mismatch(k) == nil }
+    /// Whether the rule applies (FIB_RULE_INVERT applied, `fib_rule_match`'s `out:`): the untraced walk.
+    @inline(__always) func matches(_ k: CompiledFib.Key) -> Bool { selectorsMatch(k) != invert }
+
+    /// Nil when the rule applies (decided by `matches`), else why not for the trace: the first selector that fails
+    /// in the kernel's order, or `.inverted` for a `not` rule whose selectors all matched.
+    func mismatch(_ k: CompiledFib.Key) -> RuleMismatch? {
+        if matches(k) { return nil }
+        if invert { return .inverted }
+        if iif != 0, iif != k.iif { return .iif }
+        if oif != 0, oif != k.oif { return .oif }
+        if (mark ^ k.mark) & markMask != 0 { return maskOnly ? .fwmask : .fwmark }
+        if k.uid < uidLow || k.uid > uidHigh { return .uidrange }
+        if (k.saddr.value ^ src) & srcMask != 0 { return .from }
+        if (k.daddr.value ^ dst) & dstMask != 0 { return .to }
+        if (k.tos ^ tos) & tosMask != 0 { return dscpSelector ? .dscp : .tos }
+        if (k.proto ^ proto) & protoMask != 0 { return .ipproto }
+        if k.sport < sportLow || k.sport > sportHigh { return .sport }
+        return .dport
+    }
 }
 
 // MARK: fib_lookup (include/net/ip_fib.h) and the rules walk (net/core/fib_rules.c, net/ipv4/fib_rules.c)
