@@ -197,3 +197,20 @@ struct OneRuleMatcher {
         #expect(to.contains("rule 190: no match (to)"), "\(to)")
     }
 }
+
+struct SnapshotJSON {
+    /// The snapshot's JSON form (snake_case keys, as `netlab snapshot --json` writes it) reads back whole: every
+    /// route's nexthop object id (`nexthop_id`, the key a snake_case decoder could lose), buckets, rules, sysctls.
+    @Test func recordedSnapshotRoundTrips() throws {
+        let s = try KernelFixture.load("multipath").snapshot
+        #expect(s.routes.filter { $0.nexthopID != nil }.count == 3)
+        #expect(s.nexthopObjects.contains { $0.resilient && $0.buckets.count == 8 })
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let again = try decoder.decode(RoutingSnapshot.self, from: encoder.encode(s))
+        #expect(again.links == s.links && again.addresses == s.addresses && again.routes == s.routes && again.rules == s.rules)
+        #expect(again.nexthopObjects == s.nexthopObjects && again.neighbours == s.neighbours && again.sysctls == s.sysctls)
+    }
+}
