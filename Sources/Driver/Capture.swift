@@ -80,6 +80,7 @@ public final class ConnectCache: @unchecked Sendable {
     private var guards: [String: EngineGuard] = [:]
     private var captures: [String: LabCapture] = [:]
     private var states: [String: SharedState] = [:]
+    private var nodeHandles: [String: NodeHandles] = [:]
     /// The lab was brought up by this process: nothing has spent its routers' ICMP buckets before.
     public var fresh: Bool
     public init(fresh: Bool = false) { self.fresh = fresh }
@@ -91,6 +92,14 @@ public final class ConnectCache: @unchecked Sendable {
         let s = try SharedState(nodes, unknownHistory: !fresh)
         states[key] = s
         return s
+    }
+
+    /// The sockets and the routing snapshot kept for the runs from this namespace (`NodeHandles`).
+    public func handles(for namespace: NetworkNamespace) -> NodeHandles {
+        if let h = nodeHandles[namespace.name] { return h }
+        let h = NodeHandles(namespace)
+        nodeHandles[namespace.name] = h
+        return h
     }
 
     public func guardian(for namespace: NetworkNamespace) throws -> EngineGuard {
@@ -122,6 +131,7 @@ public final class ConnectCache: @unchecked Sendable {
         guards = [:]
         captures = [:]
         states = [:]
+        nodeHandles = [:]
     }
 
     deinit { removeAll() }

@@ -83,6 +83,7 @@ public enum ConnectRun {
         mark("guard")
 
         let capture = try cache?.capture(scope.nodes) ?? LabCapture(scope.nodes)
+        let handles = cache?.handles(for: ns) ?? NodeHandles(ns)
         let shared = try given ?? cache?.shared(scope.nodes) ?? SharedState(scope.nodes, unknownHistory: true)
         let unknownAtStart = shared.unknownHistory
         for i in capture.interfaces { file.addInterface("\(i.node):\(i.interface)") }
@@ -107,21 +108,21 @@ public enum ConnectRun {
                                         bound: spec.bindAddress != nil || spec.bindPort != nil, sysctls: st.sysctls)
         }
         func readState() throws -> NodeState {
-            var st = try NodeState.read(ns, history: shared.history)
-            if shared.waitOutTimeWait(st, destination: spec.destination, port: spec.port) { st = try NodeState.read(ns, history: shared.history) }
+            var st = try NodeState.read(handles, history: shared.history)
+            if shared.waitOutTimeWait(st, destination: spec.destination, port: spec.port) { st = try NodeState.read(handles, history: shared.history) }
             mark("node state")
             return st
         }
         var engineAnswers: [PortTable.FourTuple: Bool] = [:]
         func runEngine(_ spec: ConnectSpec, state: NodeState, comment: String) throws -> (ConnectOutcome, IPv4Address?) {
             engineAnswers = timeWaitAnswers(state, at: monotonicNanoseconds())
-            var e = try EngineRunner(namespace: ns).run(spec, state: state, guardian: guardian, seed: seed)
+            var e = try EngineRunner(namespace: ns, handles: handles).run(spec, state: state, guardian: guardian, seed: seed)
             mark("engine connect")
             let eObs = try capture.collect(settle: settle)
             shared.record(eObs)
             for o in eObs { file.add(o.frame.bytes, interface: o.hop, time: o.time, direction: o.frame.isOutgoing ? .outbound : .inbound, comment: comment) }
             e.observed = observe(eObs, e, spec: spec, scope: scope)
-            let wire = try nextHop(e.observed, in: ns, links: state.snapshot.links, prefer: e.nextHop)
+            let wire = try nextHop(e.observed, in: ns, links: state.snapshot.links, prefer: e.nextHop, netlink: handles.netlink)
             if let src = e.source, let sport = e.sourcePort {
                 try SharedState.resetHalfOpen(eObs, flow: FlowKey(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port),
                                               sourceNode: scope.sourceNode, connected: e.errno == nil, device: e.device,
@@ -140,9 +141,12 @@ public enum ConnectRun {
             // The kernel must find the lab as the engine did: ICMP buckets and neighbours settled again, and every
             // TIME_WAIT to the destination giving tcp_twsk_unique's answer of the engine's run — else the engine
             // runs again on the state the kernel is about to find.
+            // The sockets as the kernel's connect finds them (the last read below, right before it).
+            var before: NodeState?
             for attempt in 0..<3 {
                 try settleLab()
-                let now = try NodeState.read(ns, history: shared.history)
+                let now = try NodeState.read(handles, history: shared.history, snapshot: state.snapshot)
+                before = now
                 let answers = timeWaitAnswers(now, at: monotonicNanoseconds())
                 if answers == engineAnswers { break }
                 if attempt == 2 {
@@ -154,7 +158,6 @@ public enum ConnectRun {
                 try settleLab()
                 (e, engineWireNextHop) = try runEngine(spec, state: state, comment: "engine, again on the kernel's TIME_WAIT state")
             }
-            let before = try NodeState.read(ns, history: shared.history)
             var ko = try KernelRunner(namespace: ns).run(spec)
             mark("kernel connect")
             let kObs = try capture.collect(settle: settle)
@@ -164,13 +167,13 @@ public enum ConnectRun {
             ko.observed = observe(kObs, ko, spec: spec, scope: scope)
             if let src = ko.source, let sport = ko.sourcePort {
                 let t = PortTable.FourTuple(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port)
-                ko.reusedTimeWait = before.ports.timeWait.first { $0.tuple == t }
+                ko.reusedTimeWait = before?.ports.timeWait.first { $0.tuple == t }
                 shared.history.record(kObs, flow: t, node: scope.sourceNode, bound: spec.bindAddress != nil || spec.bindPort != nil)
             }
             mark("kernel analysed")
             if let obs = ko.observed {
                 ko.device = obs.device
-                ko.nextHop = try nextHop(obs, in: ns, links: state.snapshot.links, prefer: e.nextHop)
+                ko.nextHop = try nextHop(obs, in: ns, links: state.snapshot.links, prefer: e.nextHop, netlink: handles.netlink)
             }
             if let src = ko.source, let sport = ko.sourcePort {
                 try SharedState.resetHalfOpen(kObs, flow: FlowKey(source: src, sourcePort: sport, destination: spec.destination, destinationPort: spec.port),
@@ -226,11 +229,12 @@ public enum ConnectRun {
     /// The next hop the first SYN was sent to: the neighbour whose MAC the frame carried (the engine's own next hop
     /// when several neighbours share that MAC), or on a loopback device the SYN's destination itself. `links` are
     /// the node's (from the snapshot the run started with); the neighbours are read now.
-    static func nextHop(_ observed: ObservedPath?, in ns: NetworkNamespace, links: [LinkInfo], prefer: IPv4Address?) throws -> IPv4Address? {
+    static func nextHop(_ observed: ObservedPath?, in ns: NetworkNamespace, links: [LinkInfo], prefer: IPv4Address?,
+                        netlink: NetlinkSocket? = nil) throws -> IPv4Address? {
         guard let o = observed, let device = o.device, let link = links.first(where: { $0.name == device }) else { return nil }
         if link.isLoopback { return o.synDestination }
         guard let mac = o.nextHopMAC else { return nil }
-        let candidates = try NetlinkSocket(in: ns).neighbors.list().filter { $0.index == link.index && $0.lladdr == mac }.map(\.address)
+        let candidates = try (netlink ?? NetlinkSocket(in: ns)).neighbors.list().filter { $0.index == link.index && $0.lladdr == mac }.map(\.address)
         if let prefer, candidates.contains(prefer) { return prefer }
         return candidates.first
     }

@@ -26,6 +26,21 @@ public struct NodeState: Sendable {
             return v
         }
         let sockets = try SockDiag.tcpSockets(in: namespace)
+        return make(snapshot: snapshot, values: values, sockets: sockets, history: history)
+    }
+
+    /// The same through the sockets and files `handles` keep open, and its snapshot while nothing changed it
+    /// (`NodeHandles.routingSnapshot`). With `snapshot`, that one (read earlier in the same run) is taken as it is.
+    public static func read(_ handles: NodeHandles, history: FlowHistory = FlowHistory(), snapshot given: RoutingSnapshot? = nil) throws -> NodeState {
+        let snapshot = try given ?? handles.routingSnapshot()
+        let all = try handles.sysctlValues()
+        var values: [String: String] = [:]
+        for k in NodeSysctls.keys { if let v = all[k] { values[k] = v } }
+        let sockets = try handles.tcpSockets()
+        return make(snapshot: snapshot, values: values, sockets: sockets, history: history)
+    }
+
+    static func make(snapshot: RoutingSnapshot, values: [String: String], sockets: [DiagSocket], history: FlowHistory) -> NodeState {
         let readAt = monotonicNanoseconds()
         var sysctls = NodeSysctls(reading: values)
         sysctls.readSourceRoute(snapshot.sysctls, devices: snapshot.links.map(\.name))   // the snapshot read them
@@ -98,8 +113,10 @@ public struct EngineRunner {
     public var namespace: NetworkNamespace
     /// How long to wait for the echo of a payload and for the close after it.
     public var dataTimeout: Int64 = 3 * 1_000_000_000
+    /// The namespace's sockets kept open across runs (the raw socket and the packet socket); nil: opened for this run.
+    public var handles: NodeHandles?
 
-    public init(namespace: NetworkNamespace) { self.namespace = namespace }
+    public init(namespace: NetworkNamespace, handles: NodeHandles? = nil) { self.namespace = namespace; self.handles = handles }
 
     public func run(_ spec: ConnectSpec, state: NodeState, guardian: EngineGuard, seed: UInt64? = nil) throws -> ConnectOutcome {
         var resolver = FibResolver(snapshot: state.snapshot)
@@ -126,7 +143,7 @@ public struct EngineRunner {
             record(actions)
             if let e { out.errno = e; return out }
         }
-        let raw = try RawSocket(in: namespace)
+        let raw = try handles?.raw ?? RawSocket(in: namespace)
         let index = Dictionary(state.snapshot.links.map { ($0.name, $0.index) }, uniquingKeysWith: { a, _ in a })
 
         let (err, first) = engine.connect(.inet(spec.destination, spec.port), now: now())
@@ -158,7 +175,8 @@ public struct EngineRunner {
             out.alternatives.append(.init(source: engine.sourceAddress, device: rt.device, nextHop: rt.nextHop))
         }
         // Receive only this flow, and keep the node's kernel from resetting it.
-        let rx = try PacketSocket(in: namespace, filter: .engineFlow(address: engine.sourceAddress.value, port: engine.sourcePort))
+        let filter = BPFProgram.engineFlow(address: engine.sourceAddress.value, port: engine.sourcePort)
+        let rx = try handles?.engineReceiver(filter) ?? PacketSocket(in: namespace, filter: filter)
         try guardian.protect(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice)
         defer { try? guardian.release(engine.sourceAddress, port: engine.sourcePort, device: engine.boundDevice) }
         // A connect bound to a device, to one of the node's own addresses: the replies come back by lo, and the

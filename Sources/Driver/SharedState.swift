@@ -30,7 +30,11 @@ import Wire
 /// - **Conntrack.** None: no ruleset in a lab namespace uses `ct` (the engine's guard matches `ip daddr . tcp dport`
 ///   statelessly at raw prerouting), so netfilter keeps no connection state for the runs to share.
 public final class SharedState: @unchecked Sendable {
-    struct Node { var namespace: NetworkNamespace; var addresses: Set<IPv4Address>; var ratelimit: Int64; var ratemask: UInt32 }
+    struct Node {
+        var namespace: NetworkNamespace; var addresses: Set<IPv4Address>; var ratelimit: Int64; var ratemask: UInt32
+        /// Kept open for the neighbour dumps of `settleNeighbours` (opening one is a thread entering the namespace).
+        var netlink: NetlinkSocket
+    }
     struct Bucket: Hashable { var node: String; var peer: IPv4Address }
     var nodes: [String: Node] = [:]
     /// Per (node, peer): tokens (ns) after the last error seen, and its time (CLOCK_REALTIME ns, as frames carry).
@@ -54,13 +58,14 @@ public final class SharedState: @unchecked Sendable {
     public init(_ scope: [(node: String, namespace: NetworkNamespace)], unknownHistory: Bool = true) throws {
         self.unknownHistory = unknownHistory
         for (node, ns) in scope {
-            let addresses = Set(try NetlinkSocket(in: ns).addresses.list().map(\.prefix.address))
+            let netlink = try NetlinkSocket(in: ns)
+            let addresses = Set(try netlink.addresses.list().map(\.prefix.address))
             let (rl, mask): (String, String) = try ns.run {
                 ((try? Sysctls.read("net.ipv4.icmp_ratelimit")) ?? "1000", (try? Sysctls.read("net.ipv4.icmp_ratemask")) ?? "6168")
             }
             nodes[node] = Node(namespace: ns, addresses: addresses,
                                ratelimit: (Int64(rl.trimmingWhitespace) ?? 1000) * 1_000_000,
-                               ratemask: UInt32(mask.trimmingWhitespace) ?? 6168)
+                               ratemask: UInt32(mask.trimmingWhitespace) ?? 6168, netlink: netlink)
         }
     }
 
@@ -153,7 +158,7 @@ public final class SharedState: @unchecked Sendable {
         while true {
             var resolving = false
             for n in nodes.values {
-                if try NetlinkSocket(in: n.namespace).neighbors.list().contains(where: { $0.state & 0x01 != 0 }) { resolving = true; break }
+                if try n.netlink.neighbors.list().contains(where: { $0.state & 0x01 != 0 }) { resolving = true; break }
             }
             if !resolving || monotonicNanoseconds() - start > 4_000_000_000 { break }
             usleep(20_000)
@@ -188,6 +193,14 @@ public final class SharedState: @unchecked Sendable {
         let now = monotonicNanoseconds()
         var until: Int64 = 0
         for tw in state.ports.timeWait where tw.tuple.destination == destination && tw.tuple.destinationPort == port && tw.timestamps && !tw.finWait2 {
+            // Only a boundary that changes tcp_twsk_unique's answer matters (with tcp_tw_reuse 2, the default, a
+            // TIME_WAIT that is not loopback's is taken at any age): ask it just before and just after.
+            func reused(_ at: Instant) -> Bool {
+                if case .reuse = PortTable.tcpTwskUnique(tw, bound: false, now: at, sysctls: s) { return true }
+                return false
+            }
+            let edge = tw.enteredAt + .milliseconds(Int64(s.tcpTwReuseDelay))
+            if reused(edge) == reused(edge + .milliseconds(2)) { continue }
             // Entered at readAt + enteredAt; taken over once older than the delay (plus a jiffy or two of margin).
             let boundary = state.readAt + tw.enteredAt.nanoseconds + Int64(s.tcpTwReuseDelay) * 1_000_000 + 20_000_000
             if boundary > now, boundary - now <= timeWaitHorizon { until = max(until, boundary) }

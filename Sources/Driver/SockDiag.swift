@@ -35,6 +35,11 @@ public enum SockDiag {
             }
         }
         defer { close(fd) }
+        return try tcpSockets(fd: fd, namespace: namespace)
+    }
+
+    /// The same over a NETLINK_SOCK_DIAG socket already open in `namespace` (`NodeHandles` keeps one).
+    public static func tcpSockets(fd: Int32, namespace: NetworkNamespace) throws -> [DiagSocket] {
         // nlmsghdr (16) + inet_diag_req_v2 (56): AF_INET, IPPROTO_TCP, no extensions, every state.
         var req = [UInt8](repeating: 0, count: 72)
         func put32(_ v: UInt32, at o: Int) { withUnsafeBytes(of: v) { for (i, b) in $0.enumerated() { req[o + i] = b } } }
