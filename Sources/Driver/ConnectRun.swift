@@ -158,7 +158,7 @@ public enum ConnectRun {
                 try settleLab()
                 (e, engineWireNextHop) = try runEngine(spec, state: state, comment: "engine, again on the kernel's TIME_WAIT state")
             }
-            var ko = try KernelRunner(namespace: ns).run(spec)
+            var ko = try KernelRunner(namespace: ns, handles: handles).run(spec)
             mark("kernel connect")
             let kObs = try capture.collect(settle: settle)
             shared.record(kObs)

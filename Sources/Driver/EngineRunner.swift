@@ -32,13 +32,15 @@ public struct NodeState: Sendable {
     /// The same through the sockets and files `handles` keep open, and its snapshot while nothing changed it
     /// (`NodeHandles.routingSnapshot`). With `snapshot`, that one (read earlier in the same run) is taken as it is.
     public static func read(_ handles: NodeHandles, history: FlowHistory = FlowHistory(), snapshot given: RoutingSnapshot? = nil) throws -> NodeState {
-        let snapshot = try given ?? handles.routingSnapshot()
-        let all = try handles.sysctlValues()
+        let snapshot: RoutingSnapshot, all: [String: String]
+        if let given { (snapshot, all) = (given, try handles.sysctlValues(only: nodeKeys)) } else { (snapshot, all) = try handles.routingSnapshotAndSysctls() }
         var values: [String: String] = [:]
         for k in NodeSysctls.keys { if let v = all[k] { values[k] = v } }
         let sockets = try handles.tcpSockets()
         return make(snapshot: snapshot, values: values, sockets: sockets, history: history)
     }
+
+    static let nodeKeys = Set(NodeSysctls.keys)
 
     static func make(snapshot: RoutingSnapshot, values: [String: String], sockets: [DiagSocket], history: FlowHistory) -> NodeState {
         let readAt = monotonicNanoseconds()

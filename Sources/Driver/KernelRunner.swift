@@ -10,14 +10,18 @@ import SystemPackage
 public struct KernelRunner {
     public var namespace: NetworkNamespace
     public var dataTimeout: Int64 = 3 * 1_000_000_000
-    public init(namespace: NetworkNamespace) { self.namespace = namespace }
+    /// Opens the socket on the namespace's kept thread (`NodeHandles.run`) instead of a new one.
+    public var handles: NodeHandles?
+    public init(namespace: NetworkNamespace, handles: NodeHandles? = nil) { self.namespace = namespace; self.handles = handles }
 
     public func run(_ spec: ConnectSpec) throws -> ConnectOutcome {
-        let fd = try namespace.run {
-            try sys("socket(AF_INET, SOCK_STREAM) in \(namespace.name)") {
+        let name = namespace.name
+        let open = { @Sendable () throws -> Int32 in
+            try sys("socket(AF_INET, SOCK_STREAM) in \(name)") {
                 socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             }
         }
+        let fd = try handles?.run(open) ?? namespace.run(open)
         defer { close(fd) }
         var out = ConnectOutcome()
         func fail(_ call: String) -> ConnectOutcome {

@@ -1,5 +1,6 @@
 import CNetSys
 import Engine
+import Foundation
 import Glibc
 import NetCore
 import Netlink
@@ -29,9 +30,20 @@ public final class NodeHandles: @unchecked Sendable {
     /// How often the snapshot was read and reused (for `NETLAB_TIMING` and tests).
     public private(set) var snapshotReads = 0, snapshotReuses = 0
 
+    private var worker: NamespaceWorker?
+
     public init(_ namespace: NetworkNamespace) { self.namespace = namespace }
 
+    /// Run `body` on a thread kept inside the namespace (for the sockets a run opens each time, such as the kernel
+    /// side's): handing it work costs a wake-up, where `NetworkNamespace.run` creates a thread and enters the
+    /// namespace every time.
+    public func run<T>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        if worker == nil { worker = try NamespaceWorker(namespace) }
+        return try worker!.run(body)
+    }
+
     deinit {
+        worker?.stop()
         if diag >= 0 { close(diag) }
         if events >= 0 { close(events) }
         for f in sysctlFiles { close(f.fd) }
@@ -84,7 +96,10 @@ public final class NodeHandles: @unchecked Sendable {
     }
 
     /// The node's routing snapshot: the one read before if nothing changed since (see the type's comment).
-    public func routingSnapshot() throws -> RoutingSnapshot {
+    public func routingSnapshot() throws -> RoutingSnapshot { try routingSnapshotAndSysctls().0 }
+
+    /// The snapshot and the values of every sysctl file open (`NodeSysctls.keys` among them), read once.
+    public func routingSnapshotAndSysctls() throws -> (RoutingSnapshot, [String: String]) {
         if events < 0 { try subscribe() }
         let changed = drainEvents()
         if !changed, let s = snapshot, s.nexthopObjects.isEmpty {
@@ -93,23 +108,24 @@ public final class NodeHandles: @unchecked Sendable {
             for (k, v) in s.sysctls where values[k] != v { same = false; break }
             if same {
                 snapshotReuses += 1
-                return s
+                return (s, values)
             }
         }
         let s = try RoutingSnapshot.read(socket: try netlink, namespace: namespace)
         snapshotReads += 1
         snapshot = s
         try openSysctls(Array(s.sysctls.keys) + NodeSysctls.keys)
-        return s
+        return (s, try sysctlValues())
     }
 
-    /// The values of `NodeSysctls.keys` (and the snapshot's), read through the open files; keys that cannot be read
-    /// are left out, as `Sysctls.read` failing leaves them out.
-    public func sysctlValues() throws -> [String: String] {
+    /// The values of `NodeSysctls.keys` (and the snapshot's, unless `only`), read through the open files; keys that
+    /// cannot be read are left out, as `Sysctls.read` failing leaves them out.
+    public func sysctlValues(only: Set<String>? = nil) throws -> [String: String] {
         if sysctlFiles.isEmpty { try openSysctls(NodeSysctls.keys) }
         var v: [String: String] = [:]
         var buf = [UInt8](repeating: 0, count: 4096)
         for f in sysctlFiles {
+            if let only, !only.contains(f.key) { continue }
             let n = pread(f.fd, &buf, buf.count, 0)
             if n < 0 { continue }
             v[f.key] = String(decoding: buf[0..<n], as: UTF8.self).trimmingWhitespace
@@ -173,4 +189,72 @@ public final class NodeHandles: @unchecked Sendable {
             return changed
         }
     }
+}
+
+/// A thread that entered a namespace once and runs closures there on request, one at a time.
+final class NamespaceWorker: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var job: (() -> Void)?
+    private var done = false
+    private var stopping = false
+
+    init(_ namespace: NetworkNamespace) throws {
+        let fd = try namespace.open()
+        let entered = UncheckedResult<Int32>()
+        let ready = DispatchSemaphore(value: 0)
+        let raw = fd.rawValue
+        let thread = Thread { [self] in
+            let e = netsys_setns_net(raw) == 0 ? 0 : Glibc.errno
+            entered.value = .success(e)
+            ready.signal()
+            guard e == 0 else { return }
+            self.loop()
+        }
+        thread.start()
+        ready.wait()
+        try? fd.close()
+        if let e = try? entered.value?.get(), e != 0 { throw DriverError(operation: "setns \(namespace.name)", errno: .init(rawValue: e)) }
+    }
+
+    private func loop() {
+        condition.lock()
+        while true {
+            while job == nil && !stopping { condition.wait() }
+            if let j = job {
+                condition.unlock()
+                j()
+                condition.lock()
+                job = nil
+                done = true
+                condition.broadcast()
+                continue
+            }
+            if stopping { break }
+        }
+        condition.unlock()
+    }
+
+    func run<T>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        var result: Result<T, Error>?
+        let box = UncheckedResult<T>()
+        condition.lock()
+        done = false
+        job = { box.value = Result { try body() } }
+        condition.broadcast()
+        while !done { condition.wait() }
+        condition.unlock()
+        result = box.value
+        return try result!.get()
+    }
+
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+private final class UncheckedResult<T>: @unchecked Sendable {
+    var value: Result<T, Error>?
 }
