@@ -145,7 +145,8 @@ public enum ConnectRun {
             var before: NodeState?
             for attempt in 0..<3 {
                 try settleLab()
-                let now = try NodeState.read(handles, history: shared.history, snapshot: state.snapshot)
+                let now = try state.unchanged(at: monotonicNanoseconds(), destination: spec.destination, port: spec.port)
+                    ?? NodeState.read(handles, history: shared.history, snapshot: state.snapshot)
                 before = now
                 let answers = timeWaitAnswers(now, at: monotonicNanoseconds())
                 if answers == engineAnswers { break }

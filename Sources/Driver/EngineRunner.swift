@@ -52,6 +52,20 @@ public struct NodeState: Sendable {
                          readAt: readAt)
     }
 
+    /// The node as a new read at CLOCK_MONOTONIC `time` would find its TIME_WAITs to `destination:port`, without the
+    /// read, when nothing but timers can have changed its sockets since this one (the runs of a comparison make
+    /// none between the engine's read and the kernel's connect: the engine's flow has no kernel socket, the kernel's
+    /// previous one was in TIME_WAIT before its run returned): this state, unless a TIME_WAIT to the destination is
+    /// due to expire by then (its timer fires at or after `idiag_expires`, never before), nil then — read again.
+    /// (A sock_diag dump walks the whole established hash, which every namespace shares: ~1.3 ms here.)
+    public func unchanged(at time: Int64, destination: IPv4Address, port: UInt16, margin: Int64 = 100_000_000) -> NodeState? {
+        for tw in ports.timeWait where tw.tuple.destination == destination && tw.tuple.destinationPort == port {
+            let expires = readAt + tw.enteredAt.nanoseconds + SockDiag.timeWaitLengthMs * 1_000_000
+            if expires <= time + margin { return nil }
+        }
+        return self
+    }
+
     /// The ports on an engine's clock whose zero is CLOCK_MONOTONIC `origin`.
     public func ports(at origin: Int64) -> PortTable {
         var p = ports
