@@ -17,6 +17,7 @@ extension Netlab {
                   route add|del|replace "ROUTE"
                   rule add|del "RULE"
                   sysctl KEY=VALUE
+                  listen PORT | unlisten PORT
                 `carrier IF off` takes the peer end of IF's link down, so the node sees its carrier go. A device that \
                 comes up again gets back the routes its going down flushed. Exit status: 0 changed, 1 the kernel \
                 refused (nothing changed) or the lab is not up, 2 bad input (nothing changed).

@@ -58,6 +58,35 @@ struct CLIUsageTests {
         #expect(!h.contains("(default tcp)") && h.contains("or a number. (default: tcp)"), "\(h)")
     }
 
+    /// Every typed argument refuses a bad word at parse time, before root or a lab is needed: exit 2, the word and
+    /// the option named, and what to give.
+    @Test func badArgumentWordsAreNamedExitTwo() throws {
+        let cases: [([String], [String])] = [
+            (["connect", "--netns", "x", "192.0.2.80"], ["DEST:PORT must look like 192.0.2.80:80", "\"192.0.2.80\" has no port"]),
+            (["connect", "--netns", "x", "192.0.2.300:80"], ["\"192.0.2.300\" is not an IPv4 address"]),
+            (["connect", "--netns", "x", "192.0.2.80:99999"], ["the port \"99999\" is not 0-65535"]),
+            (["connect", "--netns", "x", "192.0.2.80:80", "--bind", "192.0.2.1:x"], ["'192.0.2.1:x' is invalid for '--bind", "--bind must be ADDR or ADDR:PORT"]),
+            (["connect", "--netns", "x", "192.0.2.80:80", "--mark", "0xfg"], ["'0xfg' is invalid for '--mark", "--mark must be a number from 0 to 0xffffffff"]),
+            (["connect", "--netns", "x", "192.0.2.80:80", "--tos", "256"], ["'256' is invalid for '--tos", "--tos must be a number from 0 to 255"]),
+            (["connect", "--netns", "x", "192.0.2.80:80", "--lsrr", "192.0.2.1,nine"], ["--lsrr", "\"nine\" is not an IPv4 address"]),
+            (["connect", "--netns", "x", "192.0.2.80:80", "--syn-retries", "0"], ["'0' is invalid for '--syn-retries", "from 1 to 127"]),
+            (["connect", "--netns", "../etc", "192.0.2.80:80"], ["'../etc' is invalid for '--netns", "is not a namespace name"]),
+            (["route", "--netns", "x", "192.0.2.999"], ["DEST: \"192.0.2.999\" is not an IPv4 address"]),
+            (["route", "--netns", "x", "192.0.2.80", "--from", "me"], ["'me' is invalid for '--from", "\"me\" is not an IPv4 address"]),
+            (["route", "--netns", "x", "192.0.2.80", "--ipproto", "sctp"], ["'sctp' is invalid for '--ipproto", "tcp, udp, icmp or 0-255"]),
+            (["explain", "192.0.2.80:0"], ["'192.0.2.80:0' is invalid", "\"0\" is not a port"]),
+            (["snapshot", "--ports", "80,http"], ["'80,http' is invalid for '--ports", "\"http\" is not one"]),
+            (["snapshot", "--name", "Bad_Name"], ["'Bad_Name' is invalid for '--name", "is not a lab name"]),
+            (["graph", "--format", "png", "x.topo"], ["'png' is invalid for '--format", "'svg' and 'dot'"]),
+            (["down", "--prefix", "UP"], ["'UP' is invalid for '--prefix", "the start of a lab name"]),
+        ]
+        for (args, words) in cases {
+            let r = try run(try netlabBinary(), args)
+            #expect(r.status == 2, "\(args): exit \(r.status) \(r.stderr)")
+            for w in words { #expect(r.stderr.contains(w), "\(args): no \"\(w)\" in \(r.stderr)") }
+        }
+    }
+
     /// `check --json PATH` (the old form) says what to write instead, before anything runs.
     @Test func oldJSONPathFormSaysWhatToWrite() throws {
         let r = try netlab("check", "Labs/none.topo", "--json", "out.json")
@@ -193,6 +222,24 @@ struct CLITests {
         let down = try netlab("down", typo)
         #expect(down.status == 0 && down.stdout.contains("nothing to remove") && down.stderr.contains(f.name), "\(down.stderr)")
         #expect(f.namespaces().count == 7)
+    }
+
+    /// The form before LAB NODE, `--lab LAB NODE`, still works in route and connect (users' scripts) and says on
+    /// standard error the command line to type instead; the answer on standard output is the same.
+    @Test func deprecatedLabOptionStillWorksAndSaysWhatToType() throws {
+        let f = try LabFixture(lab: repoRoot.appendingPathComponent("Labs/dualhome.topo").path)
+        try #require(try netlab("up", f.file).status == 0)
+        defer { _ = try? netlab("down", f.name) }
+        let now = try netlab("route", f.name, "client", "192.0.2.80", "--from", "203.0.113.10")
+        let old = try netlab("route", "--lab", f.name, "client", "192.0.2.80", "--from", "203.0.113.10")
+        #expect(old.status == 0 && old.stdout == now.stdout, "\(old.status) \(old.stderr)")
+        #expect(old.stderr.contains("warning: --lab LAB NODE is the old form")
+                && old.stderr.contains("type instead: netlab route \(f.name) client 192.0.2.80 --from 203.0.113.10"), "\(old.stderr)")
+        #expect(!now.stderr.contains("warning"), "\(now.stderr)")
+        let c = try netlab("connect", "--lab=\(f.name)", "client", "192.0.2.80:80")
+        #expect(c.status == 0 && c.stderr.contains("type instead: netlab connect \(f.name) client 192.0.2.80:80"), "\(c.stderr)")
+        let both = try netlab("route", "--lab", f.name, "--netns", "x", "192.0.2.80")
+        #expect(both.status == 2 && both.stderr.contains("give LAB NODE or --netns NAME, not both"), "\(both.stderr)")
     }
 
     /// connect's exit status is its outcome (engine alone, or both when they agree), so a script can branch on it.
