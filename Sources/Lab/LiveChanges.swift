@@ -168,7 +168,7 @@ private final class Applier {
             }
             outcome.operations.append("ip -n \(ns.name) rule \(add ? "add" : "del") \(text)")
         case .listen(let port, let on):
-            // Listeners are sockets of the process that runs checks and connects (`netlab check`, `connect --lab`,
+            // Listeners are sockets of the process that runs checks and connects (`netlab check`, `connect LAB NODE`,
             // an experiment): they serve the lab's expected `listen:` ports, this one included from now on.
             outcome.notes.append("\(c.node) \(on ? "listens" : "no longer listens") on port \(port) while checks and connects run")
         case .sysctl(let key, let value):

@@ -36,7 +36,7 @@ extension Netlab {
                 let socket = try NetlinkSocket()
                 let snapshot = try RoutingSnapshot.read(socket: socket, namespace: nil)
                 if let d = lookup.dev ?? lookup.iif, !snapshot.links.contains(where: { $0.name == d }) {
-                    throw ValidationError("no device \(d) here; devices: \(snapshot.links.map(\.name).joined(separator: ", "))")
+                    throw BadArgument("no device \(d) here; devices: \(snapshot.links.map(\.name).joined(separator: ", "))")
                 }
                 let range = snapshot.sysctls["net.ipv4.ip_local_port_range"]?.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { UInt16($0) } ?? 32768
                 let q = RouteQuery(destination: dest, source: lookup.from ?? .any, device: lookup.dev,
@@ -50,8 +50,8 @@ extension Netlab {
             let e: Explanation
             do {
                 e = try namespace.map { try $0.run(body) } ?? body()
-            } catch let v as ValidationError {
-                Terminal.error(v.message)
+            } catch let v as BadArgument {
+                Terminal.error(v.description)
                 throw ExitStatus.badInput
             }
             if out != .standardOutput { print(e.text(tableName: { RoutingTable.builtinName($0) ?? String($0) })) }
