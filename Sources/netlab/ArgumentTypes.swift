@@ -225,6 +225,22 @@ struct LabPrefix: ArgumentValue, Hashable {
     }
 }
 
+/// A lab named by its name or by its topology file (`down FILE|LAB`, `status [FILE|LAB]`): a word with `/` or ending
+/// in `.topo` is a file (read for its `lab:` by `labName()`), any other must be a lab name.
+enum LabTarget: ArgumentValue, Hashable {
+    case name(String)
+    case file(String)
+
+    static func parse(_ word: String) throws(BadArgument) -> LabTarget {
+        if word.hasSuffix(".topo") || word.contains("/") { return .file(word) }
+        guard LabNames.isLab(word) else {
+            throw BadArgument("\"\(visible(word))\" is neither a lab name nor a topology file: a lab name has 1-20 characters "
+                              + "from a-z, 0-9 and '-'; a topology file ends in .topo or has a '/'")
+        }
+        return .name(word)
+    }
+}
+
 /// `--netns NAME`: a namespace under /run/netns netlab did not make; the name becomes a path, so it is checked here.
 struct NamespaceName: ArgumentValue, Hashable, CustomStringConvertible {
     var name: String

@@ -6,7 +6,7 @@ extension Netlab {
     struct Down: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Remove everything a lab's `up` made (from its journal; idempotent).")
-        @Argument(help: "A topology file or a lab name.", completion: .custom(Completions.labs)) var target: String?
+        @Argument(help: "A topology file or a lab name.", completion: .custom(Completions.labs)) var target: LabTarget?
         @Flag(help: "Take down every lab that has a journal (asks first on a terminal).") var all = false
         @Option(help: ArgumentHelp("Take down the labs whose names start with this (asks first on a terminal).", valueName: "P"))
         var prefix: LabPrefix?

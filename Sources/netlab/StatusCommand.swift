@@ -5,7 +5,7 @@ import NetLab
 extension Netlab {
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Labs that are up, their nodes, and drift from the file.")
-        @Argument(help: "A lab name or its topology file, as for `down` (default: every lab that is up).") var lab: String?
+        @Argument(help: "A lab name or its topology file, as for `down` (default: every lab that is up).") var lab: LabTarget?
         @Flag(name: [.short, .long], help: "List every namespace and every drift line (a large lab prints a summary otherwise).") var details = false
         @OptionGroup var output: JSONOutput
 
@@ -15,7 +15,7 @@ extension Netlab {
         func run() throws {
             let out = try output.prepare()
             try Terminal.requireRoot("status")
-            let labs = try lab.map { [try labName($0)] } ?? Journal.labs()   // a name is checked there
+            let labs = try lab.map { [try labName($0)] } ?? Journal.labs()   // a name was checked when parsed
             var statuses: [LabStatus] = []
             var failed = false
             for l in labs {

@@ -143,16 +143,13 @@ enum Terminal {
     }
 }
 
-/// A lab named by its name or by a topology file (`down FILE`, `status FILE`): a path (with `/` or ending in
-/// `.topo`) is read for its `lab:` (loosely, so a file that no longer validates still works); a name is checked.
-func labName(_ target: String) throws -> String {
-    guard target.hasSuffix(".topo") || target.contains("/") else {
-        guard LabNames.isLab(target) else {
-            Terminal.error("\"\(visible(target))\" is neither a lab name nor a topology file")
-            Terminal.hint("a lab name has 1-20 characters from a-z, 0-9 and '-'; a topology file ends in .topo or has a '/'")
-            throw ExitStatus.badInput
-        }
-        return target
+/// The lab a `LabTarget` names: a topology file is read for its `lab:` (loosely, so a file that no longer validates
+/// still works).
+func labName(_ named: LabTarget) throws -> String {
+    let target: String
+    switch named {
+    case .name(let name): return name
+    case .file(let path): target = path
     }
     let text: String
     do { text = try InputFile.readText(target) } catch {
