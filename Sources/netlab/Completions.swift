@@ -35,7 +35,7 @@ enum Completions {
         var k = cmd + 1
         while k < index {
             let w = args[k]
-            if w.hasPrefix("--") { if !w.contains("="), !["--kernel", "--trace", "--json", "--all"].contains(w) { k += 1 } } else { positional.append(w) }
+            if w.hasPrefix("--") { if !w.contains("="), !["--kernel", "--trace", "--json", "--connect"].contains(w) { k += 1 } } else { positional.append(w) }
             k += 1
         }
         switch positional.count {

@@ -79,6 +79,10 @@ struct CLIUsageTests {
             (["snapshot", "--name", "Bad_Name"], ["'Bad_Name' is invalid for '--name", "is not a lab name"]),
             (["graph", "--format", "png", "x.topo"], ["'png' is invalid for '--format", "'svg' and 'dot'"]),
             (["down", "--prefix", "UP"], ["'UP' is invalid for '--prefix", "the start of a lab name"]),
+            (["status", "Bad_Lab"], ["'Bad_Lab' is invalid", "is neither a lab name nor a topology file"]),
+            (["set", "somelab", "client"], ["give a change after NODE, e.g. netlab set somelab client link eth0 down"]),
+            (["route", "--lab", "somelab", "--netns", "x", "192.0.2.80"], ["give LAB NODE or --netns NAME, not both"]),
+            (["route", "somelab", "client"], ["give LAB NODE DEST"]),
         ]
         for (args, words) in cases {
             let r = try run(try netlabBinary(), args)
