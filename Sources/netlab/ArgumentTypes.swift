@@ -6,7 +6,7 @@ import NetLab
 // cannot reach `run()` unchecked, and the words of its error live beside its parser. A bad word is a usage error
 // (exit 2, `Netlab.main`), and the message names the word, the option and what to give:
 //
-//   error: The value '0x1ffffffff' is invalid for '--mark <mark>': --mark must be a number from 0 to 0xffffffff
+//   Error: The value '0x1ffffffff' is invalid for '--mark <mark>': --mark must be a number from 0 to 0xffffffff (decimal or 0x hex)
 //
 // Each type is `ExpressibleByArgument`, declared as `@Option var mark: Mark?` (defaults and completions as
 // ArgumentParser shows them). Its `init?(argument:)` can only fail, so the reason a word failed is kept
@@ -18,8 +18,8 @@ struct BadArgument: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 
-    /// The reason the last word failed to parse (parsing is one thread, before any command runs).
-    nonisolated(unsafe) static var last: BadArgument?
+    /// The word that failed to parse last and why (parsing is one thread, before any command runs).
+    nonisolated(unsafe) static var last: (word: String, problem: BadArgument)?
 }
 
 /// A value parsed from one command-line word, or a `BadArgument` saying why not.
@@ -30,7 +30,7 @@ protocol ArgumentValue: ExpressibleByArgument {
 extension ArgumentValue {
     init?(argument: String) {
         do { self = try Self.parse(argument) } catch {
-            BadArgument.last = error
+            BadArgument.last = (argument, error)
             return nil
         }
     }
@@ -85,7 +85,7 @@ struct Destination: ArgumentValue, Hashable {
 extension IPv4Address: ExpressibleByArgument, ArgumentValue {
     public init?(argument: String) {
         do { self = try Self.parse(argument) } catch {
-            BadArgument.last = error
+            BadArgument.last = (argument, error)
             return nil
         }
     }
@@ -123,7 +123,7 @@ struct TOS: ArgumentValue, Hashable {
 extension IPProtocol: ExpressibleByArgument, ArgumentValue {
     public init?(argument: String) {
         do { self = try Self.parse(argument) } catch {
-            BadArgument.last = error
+            BadArgument.last = (argument, error)
             return nil
         }
     }

@@ -36,7 +36,7 @@ struct Netlab: ParsableCommand {
             }
             if let e = error as? ExitCode { Foundation.exit(e.rawValue) }
             var message = fullMessage(for: error)
-            if code == .validationFailure, let bad = BadArgument.last { message = withReason(message, bad) }
+            if code == .validationFailure, let bad = BadArgument.last { message = withReason(message, word: bad.word, bad.problem) }
             if !message.isEmpty { FileHandle.standardError.write((message + "\n").data(using: .utf8)!) }
             Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
         }
@@ -44,9 +44,9 @@ struct Netlab: ParsableCommand {
 
     /// ArgumentParser's "The value 'W' is invalid for '--x <x>'" with the reason the word's type gave
     /// (`ArgumentValue`), so the message says what to give: "...: --mark must be a number from 0 to 0xffffffff".
-    static func withReason(_ message: String, _ bad: BadArgument) -> String {
+    static func withReason(_ message: String, word: String, _ bad: BadArgument) -> String {
         var lines = message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard let i = lines.firstIndex(where: { $0.contains("' is invalid for '") && $0.hasSuffix("'") }) else { return message }
+        guard let i = lines.firstIndex(where: { $0.contains("The value '\(word)' is invalid for '") && $0.hasSuffix("'") }) else { return message }
         lines[i] += ": \(bad)"
         return lines.joined(separator: "\n")
     }
