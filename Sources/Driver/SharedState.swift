@@ -102,6 +102,12 @@ public final class SharedState: @unchecked Sendable {
                 let id = Identity(source: v.source, id: v.identification, proto: v.proto)
                 if sent[o.node]?.contains(id) == true || dropped.contains(id) { continue }
                 dropped.insert(id)
+                // ip_error (net/ipv4/route.c) takes a token only for the errors it answers with ICMP; a drop whose
+                // input route is an EINVAL one (a blackhole route, a martian) leaves the bucket alone. The router's
+                // kernel says which: the packet's own input lookup (`ip route get DST from SRC iif DEV`). Any other
+                // answer (an error route, or a route the packet should have taken) is counted as spent, as before.
+                if case .failure(.invalidArgument) = n.netlink.routeGet(destination: v.destination, source: v.source,
+                                                                        inputIndex: o.frame.ifindex, tos: v.tos, proto: v.proto) { continue }
                 spend(Bucket(node: o.node, peer: v.source), at: o.time)
             }
         }
