@@ -61,7 +61,7 @@ public struct KernelRunner {
         while monotonicNanoseconds() < pollUntil {
             r = poll(&p, 1, 100)
             if r > 0 { break }
-            if let sig = Interrupts.signal { throw DriverError(operation: "kernel connect", detail: "interrupted by signal \(sig)") }
+            if let sig = Interrupts.signal { throw Interrupted(operation: "kernel connect", signal: sig) }
         }
         var soError: Int32 = 0
         var len = socklen_t(MemoryLayout.size(ofValue: soError))

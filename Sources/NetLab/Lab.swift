@@ -97,7 +97,7 @@ public final class Lab: @unchecked Sendable {
         let spec = ConnectSpec(destination: destination, port: port, bindAddress: bind, device: device, mark: mark, tos: tos,
                                synRetries: synRetries)
         let s = try liveSession()
-        return try ConnectRun.run(spec, scope: s.scope(from: node), kernel: kernel, cache: s.cache)
+        return ConnectComparison(try ConnectRun.run(spec, scope: s.scope(from: node), kernel: kernel, cache: s.cache))
     }
 
     /// Run one check (engine and kernel, evaluated against its expectations).
