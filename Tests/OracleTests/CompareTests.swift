@@ -8,7 +8,7 @@ import Testing
 // The engine-versus-kernel decision on outcome fixtures: two connects as the driver reports them (what each side
 // decided, what the capture saw), the differences and notes the comparison must find. No root, no namespace.
 
-let a = { (s: String) in IPv4Address(s)! }
+func a(_ s: String) -> IPv4Address { IPv4Address(s)! }
 
 /// An established connect from 198.51.100.10:40000 by eth0 via 198.51.100.1, seen on client → r1 → server.
 func outcome(source: String = "198.51.100.10", port: UInt16 = 40000, dev: String = "eth0", via: String = "198.51.100.1",
@@ -113,7 +113,7 @@ func outcome(source: String = "198.51.100.10", port: UInt16 = 40000, dev: String
     }
 
     @Test func anICMPErrorUnderUnknownBucketsRunsBothAgain() {
-        let k = outcome(errno: .hostUnreachable, reply: "ICMP 3/1 from 198.51.100.1")
+        let k = outcome(errno: .noRouteToHost, reply: "ICMP 3/1 from 198.51.100.1")
         let v = Oracle.compare(engine: outcome(), kernel: k)
         #expect(!v.agree)
         #expect(Oracle.rerunForICMPBuckets(v, historyKnown: false))
