@@ -41,6 +41,8 @@ public final class LabSession {
 
     /// What may be taken down of a lab of the same name found before `up`.
     public enum Leftover: Sendable {
+        /// Nothing: `up` refuses a lab of the name that exists.
+        case none
         /// Any lab of the name that has a journal (one that failed to come up, or was left by a crash).
         case any
         /// Only a lab an earlier run made from a file of this name (a selftest's generated lab); anyone else's lab is
@@ -86,6 +88,7 @@ public final class LabSession {
 
     static func takeDown(_ lab: String, leftover: Leftover) throws {
         switch leftover {
+        case .none: return
         case .any:
             if try Journal.read(lab: lab) != nil { _ = try? LabController.down(lab: lab) }
         case .madeFrom(let file):

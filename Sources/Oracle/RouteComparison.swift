@@ -61,6 +61,15 @@ public struct RouteAnswer: Codable, Sendable, Equatable {
     public var error: String?
 }
 
+extension RouteAnswer {
+    /// Whether the kernel's answer `k` is this one: the same error, or the same source, device and gateway (and the
+    /// same table when both name one: RTM_GETROUTE of a connect's 4-tuple may not say).
+    func allows(_ k: RouteAnswer) -> Bool {
+        if error != nil || k.error != nil { return error == k.error }
+        return source == k.source && dev == k.dev && gateway == k.gateway && (table == nil || k.table == nil || table == k.table)
+    }
+}
+
 /// The resolver and the kernel on the same lookup.
 public struct RouteComparison: Sendable {
     public var query: RouteQuery
@@ -128,9 +137,7 @@ public struct RouteComparison: Sendable {
     static func decide(_ e: RouteAnswer, _ candidates: [RouteAnswer], _ k: RouteAnswer) -> Bool {
         if let ke = k.error, e.error == nil, candidates.contains(where: { $0.error == ke }) { return true }
         if e.error != nil || k.error != nil { return e.error == k.error }
-        return candidates.contains { c in
-            c.source == k.source && c.dev == k.dev && c.gateway == k.gateway && (c.table == nil || k.table == nil || c.table == k.table)
-        }
+        return candidates.contains { $0.allows(k) }
     }
 
     /// The port a connect goes to: the query's, 80 when it has none.
@@ -286,11 +293,7 @@ public struct RouteComparison: Sendable {
         }
         trace += mismatches
         let engine = outcomes[0]
-        let agree = mismatches.isEmpty && outcomes.contains { c in
-            if c.error != nil || kernel.error != nil { return c.error == kernel.error }
-            return c.source == kernel.source && c.dev == kernel.dev && c.gateway == kernel.gateway &&
-                (c.table == nil || kernel.table == nil || c.table == kernel.table)
-        }
+        let agree = mismatches.isEmpty && outcomes.contains { $0.allows(kernel) }
         return RouteComparison(query: query, connect: true, engine: engine, candidates: outcomes.count > 1 ? outcomes : [engine],
                                kernel: kernel, agree: agree, trace: trace)
     }
