@@ -114,7 +114,7 @@ let package = Package(
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "Lab"]),
         // Without root: the file reader and the one writer (symlinks, directories, FIFOs, non-UTF-8), and what
         // reports make of hostile text (control characters in check names).
-        .testTarget(name: "OutputTests", dependencies: ["Files", "Checks", "Topology"]),
+        .testTarget(name: "OutputTests", dependencies: ["Files", "Checks", "Topology", "Oracle", "Driver", .product(name: "SystemPackage", package: "swift-system")]),
         // What the test targets share: the kernel-captured fixtures (scripts/capture-fixtures), the fixture lab's
         // addresses, packet helpers.
         .target(name: "NetlabTestSupport", dependencies: ["NetCore", "Wire"], path: "Tests/TestSupport",
