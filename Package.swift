@@ -9,11 +9,11 @@ import PackageDescription
 // BEGIN targets
 //   netlab                  ─► NetLab, [ArgumentParser]
 //   netlab-failover-example ─► NetLab
-//   NetLab                  ─► Checks, Driver, Oracle, Resolver, Engine, Files, Lab, Netlink, Topology, Wire
-//   Checks                  ─► Driver, Engine, Files, Lab, Netlink, Topology, NetCore
+//   NetLab                  ─► Checks, Oracle, Driver, Resolver, Engine, Files, Lab, Netlink, Topology, Wire
+//   Checks                  ─► Oracle, Driver, Engine, Files, Lab, Netlink, Topology, NetCore
+//   Oracle                  ─► Driver, Resolver, Engine, Files, Netlink, Topology, NetCore, [SystemPackage]
 //   Driver                  ─► Resolver, Engine, Files, Netlink, Wire, CNetSys, CNftables, NetCore, [SystemPackage]
 //   netlab-bench            ─► Resolver, Engine, Netlink, Wire, NetCore, [SystemPackage]
-//   Oracle                  ─► Resolver, Engine, Netlink, NetCore, [SystemPackage]
 //   Resolver                ─► Engine, NetCore, [SystemPackage]
 //   Engine                  ─► Wire, NetCore, [SystemPackage]
 //   Files                   ─► Netlink, [SystemPackage]
