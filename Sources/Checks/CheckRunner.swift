@@ -3,6 +3,7 @@ import Engine
 import Files
 import Foundation
 import Netlink
+import Oracle
 import Topology
 
 /// One check's outcome: what was expected, what the engine and the kernel did, and why it failed if it did.
@@ -23,6 +24,26 @@ public struct CheckResult: Codable, Sendable {
     public var seconds: Double
     /// A swept check's cells (its own engine and kernel are then nil).
     public var sweep: SweepReport?
+    /// What failed, as values (`failures` and `differences` are their report text); not in the JSON.
+    public var problems: [CheckFailure] = []
+    /// The comparison the check ran, as values; not in the JSON.
+    public var verdict: ConnectVerdict?
+
+    enum CodingKeys: String, CodingKey {
+        case name, from, connect, line, passed, failures, expected, engine, kernel, differences, notes, pcap, seconds, sweep
+    }
+}
+
+extension CheckResult {
+    /// A result whose failures, differences and notes are the report text of `problems` and `verdict`.
+    init(_ check: Check, connect: String, problems: [CheckFailure], verdict: ConnectVerdict?, pcap: String?, seconds: Double,
+         sweep: SweepReport? = nil, notes: [String]? = nil) {
+        self.init(name: check.name, from: check.from, connect: connect, line: check.location.line, passed: problems.isEmpty,
+                  failures: problems.flatMap(\.lines), expected: CheckRunner.expectedFields(check),
+                  engine: verdict.map { SideReport($0.engine) }, kernel: verdict?.kernel.map(SideReport.init),
+                  differences: verdict?.differences.map(\.description) ?? [], notes: notes ?? verdict?.notes.map(\.description) ?? [],
+                  pcap: pcap, seconds: seconds, sweep: sweep, problems: problems, verdict: verdict)
+    }
 }
 
 /// A swept check's matrix: the dimensions, their values, and every cell's result in row-major order.
@@ -94,26 +115,19 @@ public enum CheckRunner {
     public static func run(_ check: Check, topology: Topology, session: LabSession, pcapDirectory: String?, index: Int) -> CheckResult {
         if let sweep = check.sweep { return run(sweep: sweep, check, topology: topology, session: session, pcapDirectory: pcapDirectory, index: index) }
         let t0 = Date()
-        var r = CheckResult(name: check.name, from: check.from, connect: "\(check.destination):\(check.port)", line: check.location.line,
-                            passed: false, failures: [], expected: expectedFields(check), engine: nil, kernel: nil,
-                            differences: [], notes: [], pcap: nil, seconds: 0, sweep: nil)
         // The directory was made before any work (`OutputDirectory.prepare`); each file goes through the one writer.
         let pcap = pcapDirectory.map { "\($0)/\(String(format: "%02d", index + 1))-\(slug(check.name)).pcapng" }
+        let connect = "\(check.destination):\(check.port)"
         do {
-            let c = try ConnectRun.run(check.spec, scope: session.scope(from: check.from), kernel: check.compareWithKernel, pcap: pcap.map(OutputTarget.file),
-                                     cache: session.cache)
-            r.engine = c.engine
-            r.kernel = c.kernel
-            r.differences = c.differences
-            r.notes = c.notes
-            r.pcap = pcap
-            r.failures = evaluate(check, c.engine) + c.differences.map { "kernel differs: \($0)" }
+            let v = try ConnectRun.run(check.spec, scope: session.scope(from: check.from), kernel: check.compareWithKernel, pcap: pcap.map(OutputTarget.file),
+                                       cache: session.cache)
+            let problems = evaluate(check, v.engine).map(CheckFailure.expectation) + (v.agree ? [] : [.disagreement(v.differences)])
+            return CheckResult(check, connect: connect, problems: problems, verdict: v, pcap: pcap, seconds: Date().timeIntervalSince(t0))
+        } catch let i as Interrupted {
+            return CheckResult(check, connect: connect, problems: [.interrupted(i)], verdict: nil, pcap: nil, seconds: Date().timeIntervalSince(t0))
         } catch {
-            r.failures = ["could not run: \(error)"]
+            return CheckResult(check, connect: connect, problems: [.notRun(error)], verdict: nil, pcap: nil, seconds: Date().timeIntervalSince(t0))
         }
-        r.passed = r.failures.isEmpty
-        r.seconds = Date().timeIntervalSince(t0)
-        return r
     }
 
     /// A swept check: every cell run as a check of its own (engine and kernel), in row-major order; the check passes
@@ -128,14 +142,14 @@ public enum CheckRunner {
             cells.append(.init(values: cell.values, result: r))
         }
         let failed = cells.filter { !$0.result.passed }
-        var failures = failed.prefix(5).map { c in "[\(c.values.joined(separator: " "))] " + (c.result.failures.first ?? "failed") }
-        if failed.count > 5 { failures.append("and \(failed.count - 5) more cells") }
+        var problems: [CheckFailure] = failed.prefix(5).map { .cell(values: $0.values, first: $0.result.problems.first) }
+        if failed.count > 5 { problems.append(.moreCells(failed.count - 5)) }
         let connect = sweep.connect == nil ? "\(check.destination):\(check.port)" : "swept"
-        return CheckResult(name: check.name, from: sweep.from == nil ? check.from : "swept", connect: connect, line: check.location.line,
-                           passed: failed.isEmpty, failures: failures, expected: expectedFields(check), engine: nil, kernel: nil,
-                           differences: [], notes: ["\(cells.count - failed.count)/\(cells.count) cells passed"], pcap: nil,
-                           seconds: Date().timeIntervalSince(t0),
-                           sweep: SweepReport(dimensions: sweep.dimensions.map(\.dimension.rawValue), values: sweep.dimensions.map(\.values), cells: cells))
+        var r = CheckResult(check, connect: connect, problems: problems, verdict: nil, pcap: nil, seconds: Date().timeIntervalSince(t0),
+                            sweep: SweepReport(dimensions: sweep.dimensions.map(\.dimension.rawValue), values: sweep.dimensions.map(\.values), cells: cells),
+                            notes: ["\(cells.count - failed.count)/\(cells.count) cells passed"])
+        if sweep.from != nil { r.from = "swept" }
+        return r
     }
 
     static func expectedFields(_ c: Check) -> [String: String] {
@@ -151,23 +165,22 @@ public enum CheckRunner {
     }
 
     /// The check's expectations against what the engine did on the wire.
-    public static func evaluate(_ c: Check, _ s: SideReport) -> [String] {
-        var f: [String] = []
-        let observed = ConnectResult(errnoName: s.errno)
-        if let want = c.expect.result, !want.isMet(by: observed, errno: s.errno) {
-            f.append("result: expected \(want), engine \(observed)\(s.errno.map { " (\($0))" } ?? "")")
+    public static func evaluate(_ c: Check, _ e: ConnectOutcome) -> [CheckFailure.Expectation] {
+        var f: [CheckFailure.Expectation] = []
+        let observed = e.result
+        let errno = e.errno?.name
+        let path = e.observed?.path ?? [], replyPath = e.observed?.replyPath ?? []
+        if let want = c.expect.result, !want.isMet(by: observed, errno: errno) {
+            f.append(.result(expected: want, engine: observed, errno: errno))
         }
-        if let want = c.expect.source, s.source != want.description { f.append("source: expected \(want), engine \(s.source ?? "-")") }
-        if let want = c.expect.dev, s.dev != want { f.append("dev: expected \(want), engine \(s.dev ?? "-")") }
-        if let want = c.expect.via, s.via != want.description { f.append("via: expected \(want), engine \(s.via ?? "-")") }
-        if let want = c.expect.path, s.path != want {
-            f.append("path: expected \(want.joined(separator: " → ")), engine \(s.path.isEmpty ? "-" : s.path.joined(separator: " → "))")
-        }
-        if let want = c.expect.replyPath, s.reply_path != want {
-            f.append("reply-path: expected \(want.joined(separator: " → ")), engine \(s.reply_path.isEmpty ? "-" : s.reply_path.joined(separator: " → "))")
-        }
-        if let p = c.payload, observed == .established, s.echoed != p {
-            f.append("echo: sent \"\(p)\", got back \"\(s.echoed ?? "")\"")
+        if let want = c.expect.source, e.source != want { f.append(.source(expected: want, engine: e.source?.description)) }
+        if let want = c.expect.dev, e.device != want { f.append(.dev(expected: want, engine: e.device)) }
+        if let want = c.expect.via, e.nextHop != want { f.append(.via(expected: want, engine: e.nextHop?.description)) }
+        if let want = c.expect.path, path != want { f.append(.path(expected: want, engine: path)) }
+        if let want = c.expect.replyPath, replyPath != want { f.append(.replyPath(expected: want, engine: replyPath)) }
+        if let p = c.payload, observed == .established {
+            let echoed = e.echoed.map { String(decoding: $0, as: UTF8.self) }
+            if echoed != p { f.append(.echo(sent: p, got: echoed)) }
         }
         return f
     }

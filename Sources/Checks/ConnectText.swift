@@ -1,4 +1,5 @@
 import Driver
+import Oracle
 import NetCore
 
 /// How a connect comparison reads on a terminal.
@@ -8,7 +9,7 @@ public enum ConnectText {
         if let src = s.source { out += "  \(src):\(s.sport ?? 0)" }
         if let d = s.dev { out += "  dev \(d)" }
         if let n = s.via { out += " via \(n)" }
-        if let h = s.handshake_ms { out += "  handshake \(String(format2(h))) ms" }
+        if let h = s.handshakeMs { out += "  handshake \(String(format2(h))) ms" }
         return out
     }
 
@@ -17,9 +18,9 @@ public enum ConnectText {
         func side(_ label: String, _ s: SideReport) {
             out.append("\(label) \(line(s))")
             if !s.path.isEmpty { out.append("    path:  " + s.path.joined(separator: " → ") + "   (" + s.hops.joined(separator: " ") + ")") }
-            if !s.reply_path.isEmpty { out.append("    reply: " + s.reply_path.joined(separator: " → ") + (s.reply.map { "   (\($0))" } ?? "")) }
+            if !s.replyPath.isEmpty { out.append("    reply: " + s.replyPath.joined(separator: " → ") + (s.reply.map { "   (\($0))" } ?? "")) }
             if let e = s.echoed { out.append("    echoed: \"\(visible(e))\"") }   // bytes from the wire
-            if let tw = s.time_wait { out.append("    \(tw)") }
+            if let tw = s.timeWait { out.append("    \(tw)") }
         }
         side("engine:", c.engine)
         if let k = c.kernel { side("kernel:", k) }

@@ -12,11 +12,96 @@ public final class LabSession {
     /// The engine's guard tables (one per node that connected) and the lab captures, kept open until the session ends.
     public let cache: ConnectCache
 
+    /// Whether this session brought the lab up (and `end` takes it down).
+    public let broughtUp: Bool
+
     /// `fresh`: the lab was brought up by this process (nothing spent its routers' ICMP buckets before).
     public init(topology: Topology, fresh: Bool = false) throws {
         self.topology = topology
         cache = ConnectCache(fresh: fresh)
         listeners = try Self.listeners(topology)
+        broughtUp = false
+    }
+
+    init(topology: Topology, fresh: Bool, broughtUp: Bool) throws {
+        self.topology = topology
+        cache = ConnectCache(fresh: fresh)
+        listeners = try Self.listeners(topology)
+        self.broughtUp = broughtUp
+    }
+
+    /// How a session finds its lab.
+    public enum BringUp: Sendable {
+        /// The lab is up: use it as it is, and leave it up.
+        case no
+        /// Bring the lab up (this process's own: nothing spent its routers' ICMP buckets), first taking down what
+        /// `leftover` allows of a lab of the same name; `end` takes it down.
+        case fresh(leftover: Leftover)
+    }
+
+    /// What may be taken down of a lab of the same name found before `up`.
+    public enum Leftover: Sendable {
+        /// Nothing: `up` refuses a lab of the name that exists.
+        case none
+        /// Any lab of the name that has a journal (one that failed to come up, or was left by a crash).
+        case any
+        /// Only a lab an earlier run made from a file of this name (a selftest's generated lab); anyone else's lab is
+        /// left alone and `open` throws `LabSessionError.notOurs`.
+        case madeFrom(file: String)
+    }
+
+    /// Take a leftover down as `bringUp` allows, bring the lab up (`progress` as `LabController.up` reports it), and
+    /// open a session on it; or open one on a lab that is up.
+    public static func open(_ topology: Topology, bringUp: BringUp, progress: LabController.Progress? = nil) throws -> LabSession {
+        guard case .fresh(let leftover) = bringUp else { return try LabSession(topology: topology) }
+        try takeDown(topology.lab, leftover: leftover)
+        let summary = try LabController.up(topology, progress: progress)
+        do {
+            let s = try LabSession(topology: topology, fresh: true, broughtUp: true)
+            s.upSummary = summary
+            return s
+        } catch {
+            _ = try? LabController.down(lab: topology.lab)
+            throw error
+        }
+    }
+
+    /// What `up` reported, when this session brought the lab up.
+    public private(set) var upSummary: UpSummary?
+
+    /// The lab rebuilt from `topology` (down, then up) for a fresh start: this session closes and a new one takes over,
+    /// owning the lab as this one did.
+    public func rebuilt(from topology: Topology, progress: LabController.Progress? = nil) throws -> LabSession {
+        close()
+        if try Journal.read(lab: topology.lab) != nil { _ = try LabController.down(lab: topology.lab) }
+        let summary = try LabController.up(topology, progress: progress)
+        let s = try LabSession(topology: topology, fresh: false, broughtUp: broughtUp)
+        s.upSummary = summary
+        return s
+    }
+
+    /// Close the session and, when it brought the lab up and `keep` is false, take the lab down.
+    public func end(keep: Bool = false) throws {
+        close()
+        if broughtUp && !keep { _ = try LabController.down(lab: topology.lab) }
+    }
+
+    static func takeDown(_ lab: String, leftover: Leftover) throws {
+        switch leftover {
+        case .none: return
+        case .any:
+            if try Journal.read(lab: lab) != nil { _ = try? LabController.down(lab: lab) }
+        case .madeFrom(let file):
+            guard let j = try? Journal.read(lab: lab) else {
+                // An unreadable journal: `down` finds this lab's namespaces by their mark, and touches nothing else.
+                if (try? Journal.path(lab: lab)).map({ FileManager.default.fileExists(atPath: $0) }) ?? false { _ = try? LabController.down(lab: lab) }
+                return
+            }
+            guard URL(fileURLWithPath: j.file).lastPathComponent == URL(fileURLWithPath: file).lastPathComponent else {
+                throw LabSessionError.notOurs(lab: lab, file: j.file)
+            }
+            _ = try LabController.down(lab: lab)
+        }
     }
 
     static func listeners(_ topology: Topology) throws -> Listeners {
@@ -49,6 +134,14 @@ public final class LabSession {
     }
 
     deinit { close() }
+}
+
+public enum LabSessionError: Error, CustomStringConvertible {
+    /// A lab of the name is up from another file: not this run's to take down.
+    case notOurs(lab: String, file: String)
+    public var description: String {
+        switch self { case .notOurs(let lab, let file): "lab \(lab) is up from \(file), not made by this selftest; it is left alone" }
+    }
 }
 
 extension Check {

@@ -1,4 +1,5 @@
 import Driver
+import Oracle
 import Foundation
 import Topology
 
@@ -21,7 +22,7 @@ public enum Reports {
         if let d = s.dev { parts.append("dev \(d)") }
         if let n = s.via { parts.append("via \(n)") }
         if !s.path.isEmpty { parts.append("path " + s.path.joined(separator: " → ")) }
-        if !s.reply_path.isEmpty { parts.append("reply " + s.reply_path.joined(separator: " → ")) }
+        if !s.replyPath.isEmpty { parts.append("reply " + s.replyPath.joined(separator: " → ")) }
         return parts.joined(separator: ", ")
     }
 
@@ -307,7 +308,7 @@ public enum Reports {
     static func takenOverlays(_ g: TopologyGraph, _ side: SideReport?) -> [TopologyGraph.Overlay] {
         guard let side else { return [] }
         let syn = side.hops.isEmpty ? g.steps(nodes: side.path) : g.steps(hops: side.hops)
-        let reply = side.reply_hops.isEmpty ? g.steps(nodes: side.reply_path) : g.steps(hops: side.reply_hops)
+        let reply = side.replyHops.isEmpty ? g.steps(nodes: side.replyPath) : g.steps(hops: side.replyHops)
         return [TopologyGraph.Overlay(steps: syn, color: TopologyGraph.synColor),
                 TopologyGraph.Overlay(steps: reply, color: TopologyGraph.replyColor, dashed: true)].filter { !$0.steps.isEmpty }
     }

@@ -257,7 +257,7 @@ public struct EngineRunner {
         var sentPayload = false
         var closing = false
         while !done {
-            if let sig = Interrupts.signal { throw DriverError(operation: "engine connect", detail: "interrupted by signal \(sig)") }
+            if let sig = Interrupts.signal { throw Interrupted(operation: "engine connect", signal: sig) }
             let t = now()
             if established {
                 if let p = spec.payload, !p.isEmpty, !sentPayload {

@@ -15,36 +15,14 @@ public struct KernelRunner {
     public init(namespace: NetworkNamespace, handles: NodeHandles? = nil) { self.namespace = namespace; self.handles = handles }
 
     public func run(_ spec: ConnectSpec) throws -> ConnectOutcome {
-        let name = namespace.name
-        let open = { @Sendable () throws -> Int32 in
-            try sys("socket(AF_INET, SOCK_STREAM) in \(name)") {
-                socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            }
-        }
-        let fd = try handles?.run(open) ?? namespace.run(open)
+        let fd = try socket()
         defer { close(fd) }
+        if let failed = prepare(fd, spec, optionErrorsEndTheConnect: true) { return failed }
         var out = ConnectOutcome()
         func fail(_ call: String) -> ConnectOutcome {
             out.errno = Errno(rawValue: Glibc.errno)
             out.trace.append("\(call): \(out.errno!)")
             return out
-        }
-        if let d = spec.device {
-            let rc = d.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
-            if rc != 0 { return fail("setsockopt(SO_BINDTODEVICE, \(d))") }
-        }
-        if let m = spec.mark { var v = m; if setsockopt(fd, SOL_SOCKET, SO_MARK, &v, socklen_t(MemoryLayout.size(ofValue: v))) != 0 { return fail("setsockopt(SO_MARK)") } }
-        if let t = spec.tos { var v = Int32(t); if setsockopt(fd, Int32(IPPROTO_IP), IP_TOS, &v, socklen_t(MemoryLayout.size(ofValue: v))) != 0 { return fail("setsockopt(IP_TOS)") } }
-        if let n = spec.synRetries { var v = Int32(n); if setsockopt(fd, Int32(IPPROTO_TCP), TCP_SYNCNT, &v, socklen_t(MemoryLayout.size(ofValue: v))) != 0 { return fail("setsockopt(TCP_SYNCNT)") } }
-        if let b = spec.ipOptionBytes {
-            if b.withUnsafeBytes({ setsockopt(fd, Int32(IPPROTO_IP), IP_OPTIONS, $0.baseAddress, socklen_t(b.count)) }) != 0 {
-                return fail("setsockopt(IP_OPTIONS)")
-            }
-        }
-        if spec.bindAddress != nil || spec.bindPort != nil {
-            var a = sockaddrIn((spec.bindAddress ?? .any).value, spec.bindPort ?? 0)
-            let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            if rc != 0 { return fail("bind") }
         }
         var d = sockaddrIn(spec.destination.value, spec.port)
         let start = monotonicNanoseconds()
@@ -61,7 +39,7 @@ public struct KernelRunner {
         while monotonicNanoseconds() < pollUntil {
             r = poll(&p, 1, 100)
             if r > 0 { break }
-            if let sig = Interrupts.signal { throw DriverError(operation: "kernel connect", detail: "interrupted by signal \(sig)") }
+            if let sig = Interrupts.signal { throw Interrupted(operation: "kernel connect", signal: sig) }
         }
         var soError: Int32 = 0
         var len = socklen_t(MemoryLayout.size(ofValue: soError))
@@ -98,6 +76,69 @@ public struct KernelRunner {
             if poll(&q, 1, 100) <= 0 { continue }
             if read(fd, &buf, buf.count) <= 0 { break }
         }
+        return out
+    }
+
+    func socket() throws -> Int32 {
+        let name = namespace.name
+        let open = { @Sendable () throws -> Int32 in
+            try sys("socket(AF_INET, SOCK_STREAM) in \(name)") {
+                Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            }
+        }
+        return try handles?.run(open) ?? namespace.run(open)
+    }
+
+    /// The socket as a program sets it up before connect(): options, then bind. A failure ends the connect with its
+    /// errno, or with `optionErrorsEndTheConnect` false only a failed bind does (a program that ignores what
+    /// setsockopt answers, as connect's lookups are compared: the engine ignores them alike).
+    func prepare(_ fd: Int32, _ spec: ConnectSpec, optionErrorsEndTheConnect strict: Bool) -> ConnectOutcome? {
+        var out = ConnectOutcome()
+        func fail(_ call: String) -> ConnectOutcome {
+            out.errno = Errno(rawValue: Glibc.errno)
+            out.trace.append("\(call): \(out.errno!)")
+            return out
+        }
+        func option(_ rc: Int32, _ call: String) -> ConnectOutcome? { rc != 0 && strict ? fail(call) : nil }
+        if let d = spec.device {
+            let rc = d.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
+            if let f = option(rc, "setsockopt(SO_BINDTODEVICE, \(d))") { return f }
+        }
+        if let m = spec.mark { var v = m; if let f = option(setsockopt(fd, SOL_SOCKET, SO_MARK, &v, socklen_t(MemoryLayout.size(ofValue: v))), "setsockopt(SO_MARK)") { return f } }
+        if let t = spec.tos { var v = Int32(t); if let f = option(setsockopt(fd, Int32(IPPROTO_IP), IP_TOS, &v, socklen_t(MemoryLayout.size(ofValue: v))), "setsockopt(IP_TOS)") { return f } }
+        if let n = spec.synRetries { var v = Int32(n); if let f = option(setsockopt(fd, Int32(IPPROTO_TCP), TCP_SYNCNT, &v, socklen_t(MemoryLayout.size(ofValue: v))), "setsockopt(TCP_SYNCNT)") { return f } }
+        if let b = spec.ipOptionBytes {
+            let rc = b.withUnsafeBytes { setsockopt(fd, Int32(IPPROTO_IP), IP_OPTIONS, $0.baseAddress, socklen_t(b.count)) }
+            if let f = option(rc, "setsockopt(IP_OPTIONS)") { return f }
+        }
+        if spec.bindAddress != nil || spec.bindPort != nil {
+            var a = sockaddrIn((spec.bindAddress ?? .any).value, spec.bindPort ?? 0)
+            let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            if rc != 0 { return fail("bind") }
+        }
+        return nil
+    }
+
+    /// Only connect()'s route decisions (its lookups and the port choice): the socket set up as `run` does, a
+    /// non-blocking connect, getsockname for the source and port; then closed with an RST at once. The outcome's
+    /// errno is connect()'s own (or bind's), never the handshake's.
+    public func start(_ spec: ConnectSpec) throws -> ConnectOutcome {
+        let fd = try socket()
+        defer {
+            var l = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+            close(fd)
+        }
+        if let failed = prepare(fd, spec, optionErrorsEndTheConnect: false) { return failed }
+        var d = sockaddrIn(spec.destination.value, spec.port)
+        let rc = withUnsafePointer(to: &d) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var out = ConnectOutcome()
+        if rc != 0, Glibc.errno != EINPROGRESS {
+            out.errno = Errno(rawValue: Glibc.errno)
+            out.trace.append("connect: \(out.errno!)")
+            return out
+        }
+        (out.source, out.sourcePort) = localName(fd)
         return out
     }
 

@@ -19,6 +19,15 @@ public struct DriverError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// A connect cut short by SIGINT or SIGTERM (`Interrupts.trap`): neither side's outcome is known.
+public struct Interrupted: Error, CustomStringConvertible, Sendable {
+    /// `engine connect`, `kernel connect`.
+    public var operation: String
+    public var signal: Int32
+    public init(operation: String, signal: Int32) { self.operation = operation; self.signal = signal }
+    public var description: String { "\(operation): interrupted by signal \(signal)" }
+}
+
 /// A syscall's `-1` as a `DriverError` naming the operation; EINTR is retried (`retryingInterrupts`).
 @discardableResult
 func sys<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(DriverError) -> T {

@@ -24,7 +24,7 @@ public final class Lab: @unchecked Sendable {
     public var name: String { topology.lab }
     private var session: LabSession?
 
-    private init(topology: Topology) { self.topology = topology }
+    private init(topology: Topology, session: LabSession) { self.topology = topology; self.session = session }
 
     /// Bring `topology` up, run `body` with the lab, and take the lab down whatever happens: a return, a thrown
     /// error, or SIGINT/SIGTERM (trapped for the duration; the next call on the lab throws
@@ -32,17 +32,17 @@ public final class Lab: @unchecked Sendable {
     /// returned normally is left up.
     public static func with<T>(_ topology: Topology, keep: Bool = false, _ body: (Lab) async throws -> T) async throws -> T {
         Interrupts.trap()
-        try LabController.up(topology)
-        let lab = Lab(topology: topology)
+        let session = try LabSession.open(topology, bringUp: .fresh(leftover: .none))
+        let lab = Lab(topology: topology, session: session)
         do {
             let value = try await body(lab)
-            lab.close()
-            if !keep { try LabController.down(lab: topology.lab) }
+            lab.session = nil
+            try session.end(keep: keep)
             if let s = Interrupts.signal { throw LabError.interrupted(signal: s) }
             return value
         } catch {
-            lab.close()
-            _ = try? LabController.down(lab: topology.lab)
+            lab.session = nil
+            try? session.end()
             throw error
         }
     }
@@ -56,11 +56,6 @@ public final class Lab: @unchecked Sendable {
         let s = try LabSession(topology: try expectedTopology())
         session = s
         return s
-    }
-
-    private func close() {
-        session?.close()
-        session = nil
     }
 
     /// The state the lab should be in: its topology plus the changes made since it came up.
@@ -97,7 +92,14 @@ public final class Lab: @unchecked Sendable {
         let spec = ConnectSpec(destination: destination, port: port, bindAddress: bind, device: device, mark: mark, tos: tos,
                                synRetries: synRetries)
         let s = try liveSession()
-        return try ConnectRun.run(spec, scope: s.scope(from: node), kernel: kernel, cache: s.cache)
+        // A connect cut short by Ctrl-C (or one a signal arrived during) says nothing: the lab is interrupted.
+        do {
+            let v = try ConnectRun.run(spec, scope: s.scope(from: node), kernel: kernel, cache: s.cache)
+            try checkInterrupt()
+            return ConnectComparison(v)
+        } catch let i as Interrupted {
+            throw LabError.interrupted(signal: i.signal)
+        }
     }
 
     /// Run one check (engine and kernel, evaluated against its expectations).

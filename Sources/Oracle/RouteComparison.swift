@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import NetCore
 import Netlink
+import Driver
 import Resolver
 import SystemPackage
 
@@ -58,6 +59,15 @@ public struct RouteAnswer: Codable, Sendable, Equatable {
     public var table: UInt32?
     /// The errno name, or nil.
     public var error: String?
+}
+
+extension RouteAnswer {
+    /// Whether the kernel's answer `k` is this one: the same error, or the same source, device and gateway (and the
+    /// same table when both name one: RTM_GETROUTE of a connect's 4-tuple may not say).
+    func allows(_ k: RouteAnswer) -> Bool {
+        if error != nil || k.error != nil { return error == k.error }
+        return source == k.source && dev == k.dev && gateway == k.gateway && (table == nil || k.table == nil || table == k.table)
+    }
 }
 
 /// The resolver and the kernel on the same lookup.
@@ -127,9 +137,18 @@ public struct RouteComparison: Sendable {
     static func decide(_ e: RouteAnswer, _ candidates: [RouteAnswer], _ k: RouteAnswer) -> Bool {
         if let ke = k.error, e.error == nil, candidates.contains(where: { $0.error == ke }) { return true }
         if e.error != nil || k.error != nil { return e.error == k.error }
-        return candidates.contains { c in
-            c.source == k.source && c.dev == k.dev && c.gateway == k.gateway && (c.table == nil || k.table == nil || c.table == k.table)
-        }
+        return candidates.contains { $0.allows(k) }
+    }
+
+    /// The port a connect goes to: the query's, 80 when it has none.
+    public static func destinationPort(_ q: RouteQuery) -> UInt16 { q.destinationPort == 0 ? 80 : q.destinationPort }
+
+    /// The kernel connect for `route --connect`: the query's socket options, bound when it gives a source or a port.
+    static func kernelSpec(_ q: RouteQuery) -> ConnectSpec {
+        var spec = ConnectSpec(destination: q.destination, port: destinationPort(q), device: q.device,
+                               mark: q.mark == 0 ? nil : q.mark, tos: q.tos == 0 ? nil : q.tos)
+        if q.source != .any || q.sourcePort != 0 { spec.bindAddress = q.source; spec.bindPort = q.sourcePort }
+        return spec
     }
 
     /// Resolve `query` in `namespace` with the resolver and with the kernel, and compare.
@@ -209,7 +228,7 @@ public struct RouteComparison: Sendable {
         // it before the connect (its lookups #1/#2) and after (lookup #3, RTM_GETROUTE); when a member's validity
         // changed in between, the answers under either state count.
         let neighboursBefore = resolver.usesNexthopGroups ? try socket.neighbours.list() : []
-        let kc = try KernelConnect.attempt(query, in: namespace)
+        let kc = try KernelRunner(namespace: namespace).start(kernelSpec(query))
         let neighboursAfter = resolver.usesNexthopGroups ? try socket.neighbours.list() : []
         // The kernel's lookups #1/#2 (and #3) ran under the state before its connect; its SYN may send an ARP that
         // changes a gateway's state before the RTM_GETROUTE that stands for lookup #3. So the resolver's early lookups
@@ -222,22 +241,22 @@ public struct RouteComparison: Sendable {
             let bad = { (n: [NeighbourInfo]) in Set(n.filter { !$0.isValid }.map { "\($0.index) \($0.address)" }) }
             modes = bad(neighboursBefore) == bad(neighboursAfter) ? [(after, after)] : [(before, after), (after, after), (before, before)]
         }
-        let dport = KernelConnect.destinationPort(query)
+        let dport = destinationPort(query)
         var kernel: RouteAnswer
-        if let err = kc.error {
+        if let err = kc.errno {
             kernel = RouteAnswer(error: err.name)
         } else {
             var q3 = query
-            q3.source = kc.source
-            q3.sourcePort = kc.port
+            q3.source = kc.source ?? .any
+            q3.sourcePort = kc.sourcePort ?? 0
             q3.destinationPort = dport
             q3.proto = .tcp
             q3.uid = 0
             // A connect to 0.0.0.0 goes to the source the kernel chose (ip_route_output_key_hash_rcu: daddr = saddr,
             // 127.0.0.1 when none); getpeername answers ENOTCONN in SYN_SENT, so the source says it.
-            if q3.destination == .any { q3.destination = kc.source }
+            if q3.destination == .any { q3.destination = q3.source }
             kernel = kernelGet(q3)
-            kernel.source = kc.source.description
+            kernel.source = q3.source.description
         }
         // Resolver: the engine's socket (options, bind) and ConnectRoute.decide, the engine's own route decisions,
         // with the port the kernel chose; once per equal-cost leg the kernel may take at each lookup.
@@ -260,7 +279,7 @@ public struct RouteComparison: Sendable {
                 } else {
                     let d = ConnectRoute.decide(e.connectRouteQuery(to: query.destination, port: dport), resolver: branches) { _, _, _ in
                         branches.useLate = true
-                        return .success(kc.error == nil ? kc.port : query.sourcePort)
+                        return .success(kc.errno == nil ? kc.sourcePort ?? 0 : query.sourcePort)
                     }
                     switch d.result {
                     case .success(let r): answer = Self.answer(r); answer.source = d.source.description
@@ -274,11 +293,7 @@ public struct RouteComparison: Sendable {
         }
         trace += mismatches
         let engine = outcomes[0]
-        let agree = mismatches.isEmpty && outcomes.contains { c in
-            if c.error != nil || kernel.error != nil { return c.error == kernel.error }
-            return c.source == kernel.source && c.dev == kernel.dev && c.gateway == kernel.gateway &&
-                (c.table == nil || kernel.table == nil || c.table == kernel.table)
-        }
+        let agree = mismatches.isEmpty && outcomes.contains { $0.allows(kernel) }
         return RouteComparison(query: query, connect: true, engine: engine, candidates: outcomes.count > 1 ? outcomes : [engine],
                                kernel: kernel, agree: agree, trace: trace)
     }

@@ -59,7 +59,7 @@ struct CheckCommand: ParsableCommand {
         // The lab is this run's until it ends: no `up`, `down` or other `check` of it interleaves.
         let lock = try LabLock.acquire(lab: topology.lab, command: "check", waiting: Terminal.waiting(topology.lab))
         defer { lock.release() }
-        var broughtUp = false
+        var session: LabSession
         var served = topology   // whose `listen:` ports the session serves: the lab's state, `set` changes included
         if let j = try Journal.read(lab: topology.lab), j.state == .up {
             // A lab that is up is reused as it is, and said so; one that has drifted from its file (an address
@@ -87,13 +87,13 @@ struct CheckCommand: ParsableCommand {
                 Terminal.note("note: lab \(topology.lab) is up with \(count(n, "change")) `netlab set` made (`netlab status \(topology.lab)` lists them); checking the lab as it is")
                 if let t = try? LabController.expected(j).topology { served = t }
             }
+            session = try LabSession.open(served, bringUp: .no)
         } else {
-            if try Journal.read(lab: topology.lab) != nil { _ = try? LabController.down(lab: topology.lab) }
             do {
-                let s = try LabController.up(topology) { p, d, t in Terminal.progress("up: \(p)", d, t) }
+                session = try LabSession.open(topology, bringUp: .fresh(leftover: .any)) { p, d, t in Terminal.progress("up: \(p)", d, t) }
                 Terminal.endProgress()
+                let s = session.upSummary!
                 Terminal.note("\(topology.lab) up: \(count(s.nodes, "node")), \(count(s.links, "link")) in \(String(format: "%.2f", s.seconds)) s")
-                broughtUp = true
             } catch let e as LabError {
                 Terminal.endProgress()
                 Terminal.error(e.description)
@@ -101,13 +101,15 @@ struct CheckCommand: ParsableCommand {
             }
         }
         defer {
-            if broughtUp && !keep {
-                do { _ = try LabController.down(lab: topology.lab); Terminal.note("\(topology.lab) down") } catch {
+            if session.broughtUp && !keep {
+                do { try session.end(); Terminal.note("\(topology.lab) down") } catch {
                     Terminal.error("taking \(topology.lab) down: \(error) (run `netlab down \(topology.lab)`)")
                 }
-            } else if keep { Terminal.note("\(topology.lab) left up (--keep); `netlab down \(topology.lab)` removes it") }
+            } else {
+                session.close()
+                if keep { Terminal.note("\(topology.lab) left up (--keep); `netlab down \(topology.lab)` removes it") }
+            }
         }
-        var session = try LabSession(topology: served, fresh: broughtUp)
         let width = checks.map { visible($0.name).count }.max() ?? 10
         let run = CheckRunner.run(topology, session: session, pcapDirectory: outputs.pcapDir, only: checks, progress: { i, n, c, r in
             guard let r else { Terminal.progress("[\(i + 1)/\(n)] \(visible(c.name))", i, n); return }

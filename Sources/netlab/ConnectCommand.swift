@@ -78,19 +78,20 @@ extension Netlab {
             var session: LabSession?
             let scope: ConnectScope
             if let t = node.topology {
-                session = try LabSession(topology: t)
+                session = try LabSession.open(t, bringUp: .no)
                 scope = session!.scope(from: node.node)
             } else {
                 scope = ConnectScope(sourceNode: node.namespace.name, nodes: [(node.namespace.name, node.namespace)])
             }
-            let c = try ConnectRun.run(spec, scope: scope, kernel: kernel, pcap: capture)
+            let v = try ConnectRun.run(spec, scope: scope, kernel: kernel, pcap: capture)
+            let c = ConnectComparison(v)
             session = nil
             if out != .standardOutput { Terminal.say(ConnectText.render(c, trace: trace)) }
             var copy = c
             if !trace { copy.engine.trace = []; copy.kernel?.trace = [] }
             try emitJSON(copy, to: out)
             if !c.agree { throw ExitStatus.failed }
-            let status = Self.exitStatus(ConnectResult(errnoName: c.engine.errno))
+            let status = Self.exitStatus(v.engine.result)
             if status != 0 { throw ExitCode(status) }
         }
     }

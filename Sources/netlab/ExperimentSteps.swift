@@ -38,18 +38,15 @@ extension CheckCommand {
             var how = "as built"
             let j = try Journal.read(lab: topology.lab)
             if j == nil || !(j!.changes ?? []).isEmpty || j!.source != topology.source || j!.state != .up {
-                session.close()
                 do {
-                    if j != nil { _ = try LabController.down(lab: topology.lab) }
-                    let s = try LabController.up(topology) { p, d, t in Terminal.progress("rebuild: \(p)", d, t) }
+                    session = try session.rebuilt(from: topology) { p, d, t in Terminal.progress("rebuild: \(p)", d, t) }
                     Terminal.endProgress()
-                    how = String(format: "rebuilt in %.2f s", s.seconds)
+                    how = String(format: "rebuilt in %.2f s", session.upSummary!.seconds)
                 } catch let error as LabError {
                     Terminal.endProgress()
                     Terminal.error("rebuilding \(topology.lab) for experiment \"\(e.name)\": \(error.description)")
                     throw ExitStatus.failed
                 }
-                session = try LabSession(topology: topology)
             }
             Terminal.say("experiment \(visible(e.name)) (lab \(how))")
             let width = e.steps.map(\.text.count).max() ?? 10

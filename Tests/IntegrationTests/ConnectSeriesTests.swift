@@ -20,7 +20,7 @@ struct ConnectSeriesTests {
         let handles = session.cache.handles(for: scope.sourceNamespace)
         let marked = ConnectSpec(destination: IPv4Address("192.0.2.80")!, port: 80, mark: 1)
         func connect(_ spec: ConnectSpec) throws -> ConnectComparison {
-            let c = try ConnectRun.run(spec, scope: scope, kernel: true, cache: session.cache)
+            let c = ConnectComparison(try ConnectRun.run(spec, scope: scope, kernel: true, cache: session.cache))
             #expect(c.agree, "\(c.differences)")
             #expect(c.engine.result == "established")
             return c
