@@ -225,6 +225,17 @@ struct LabPrefix: ArgumentValue, Hashable {
     }
 }
 
+/// `--prefix` of both selftests: labs are named PREFIX-0, PREFIX-1, ..., which must be lab names (docs/topology.md).
+struct SelftestPrefix: ArgumentValue, Hashable {
+    var text: String
+    static func parse(_ word: String) throws(BadArgument) -> SelftestPrefix {
+        guard LabNames.isLab(word + "-0"), word.count <= 16 else {
+            throw BadArgument("1 to 16 characters from a-z, 0-9 and '-', starting with a letter (labs are named PREFIX-0, PREFIX-1, ...)")
+        }
+        return SelftestPrefix(text: word)
+    }
+}
+
 /// A lab named by its name or by its topology file (`down FILE|LAB`, `status [FILE|LAB]`): a word with `/` or ending
 /// in `.topo` is a file (read for its `lab:` by `labName()`), any other must be a lab name.
 enum LabTarget: ArgumentValue, Hashable {

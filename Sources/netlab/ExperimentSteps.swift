@@ -4,7 +4,7 @@ import NetLab
 
 /// The experiments part of `netlab check`: which checks and experiments run, and running each experiment from a
 /// lab in the state its file declares.
-extension CheckCommand {
+extension Netlab.CheckCommand {
     /// The checks and experiments this run makes: all of both by default; `--only` narrows the checks and
     /// `--experiment` names one experiment, each leaving out the other kind unless both are given.
     func selection(_ topology: Topology) throws -> ([Check], [Experiment]) {
