@@ -34,6 +34,10 @@ public final class SharedState: @unchecked Sendable {
         var namespace: NetworkNamespace; var addresses: Set<IPv4Address>; var ratelimit: Int64; var ratemask: UInt32
         /// Kept open for the neighbour dumps of `settleNeighbours` (opening one is a thread entering the namespace).
         var netlink: NetlinkSocket
+        /// Opened at the first dropped packet, for its input route lookup: a reply-only RTM_GETROUTE leaves libnl's
+        /// sequence counter behind, and the neighbour dumps on `netlink` would then fail ("Message sequence number
+        /// mismatch").
+        var lookups: NetlinkSocket? = nil
     }
     struct Bucket: Hashable { var node: String; var peer: IPv4Address }
     var nodes: [String: Node] = [:]
@@ -103,11 +107,19 @@ public final class SharedState: @unchecked Sendable {
                 if sent[o.node]?.contains(id) == true || dropped.contains(id) { continue }
                 dropped.insert(id)
                 // ip_error (net/ipv4/route.c) takes a token only for the errors it answers with ICMP; a drop whose
-                // input route is an EINVAL one (a blackhole route, a martian) leaves the bucket alone. The router's
-                // kernel says which: the packet's own input lookup (`ip route get DST from SRC iif DEV`). Any other
-                // answer (an error route, or a route the packet should have taken) is counted as spent, as before.
-                if case .failure(.invalidArgument) = n.netlink.routeGet(destination: v.destination, source: v.source,
-                                                                        inputIndex: o.frame.ifindex, tos: v.tos, proto: v.proto) { continue }
+                // input route is an EINVAL one (a blackhole route, a martian) or a packet delivered locally leaves the
+                // bucket alone. The router's kernel says which: the packet's own input lookup (`ip route get DST from
+                // SRC iif DEV`). Any other answer (an error route, or a route the packet should have taken) is counted
+                // as spent, as before.
+                if nodes[o.node]!.lookups == nil { nodes[o.node]!.lookups = try? NetlinkSocket(in: n.namespace) }
+                switch nodes[o.node]!.lookups?.routeGet(destination: v.destination, source: v.source, inputIndex: o.frame.ifindex,
+                                                         tos: v.tos, proto: v.proto) {
+                case .failure(.invalidArgument)?: continue
+                // Delivered here (a subnet's broadcast address, which is not one of the node's addresses): no
+                // ip_error; what the node answers (a RST) is on the wire.
+                case .success(let r)? where r.type == .local || r.type == .broadcast || r.type == .multicast: continue
+                default: break
+                }
                 spend(Bucket(node: o.node, peer: v.source), at: o.time)
             }
         }
