@@ -84,11 +84,7 @@ extension TopologyParser {
                 case "name":
                     guard let s = reader.scalar(v, "name") else { break }
                     c.name = s
-                    if let line = names[s] {
-                        reader.error(reader.textLocation(v), "check name \"\(s)\" is already used by the check at line \(line)",
-                                     hint: "give each check its own name: reports list checks by name", length: s.count)
-                    }
-                    names[s] = keyAt.line
+                    reader.claim(s, at: v, keyLine: keyAt.line, in: &names, what: "check", hint: "give each check its own name: reports list checks by name")
                 case "from":
                     guard let s = reader.scalar(v, "from") else { break }
                     c.from = s

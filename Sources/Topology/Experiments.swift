@@ -95,11 +95,7 @@ extension TopologyParser {
                 case "name":
                     guard let s = reader.scalar(v, "name") else { break }
                     e.name = s
-                    if let line = names[s] {
-                        reader.error(reader.textLocation(v), "experiment name \"\(s)\" is already used by the experiment at line \(line)",
-                                     hint: "give each experiment its own name: reports and --experiment use it", length: s.count)
-                    }
-                    names[s] = keyAt.line
+                    reader.claim(s, at: v, keyLine: keyAt.line, in: &names, what: "experiment", hint: "give each experiment its own name: reports and --experiment use it")
                 case "continue-on-failure": e.continueOnFailure = reader.bool(v, "continue-on-failure") ?? false
                 case "steps": stepsNode = v
                 default: break

@@ -4,6 +4,15 @@ import Yams
 struct YAMLReader {
     var diagnostics: [Diagnostic] = []
 
+    /// A name that must be unique among its siblings (checks, experiments): taken in `names` (name → line) at
+    /// `keyLine`, or an error naming the line that has it already.
+    mutating func claim(_ name: String, at node: Yams.Node, keyLine: Int, in names: inout [String: Int], what: String, hint: String) {
+        if let line = names[name] {
+            error(textLocation(node), "\(what) name \"\(name)\" is already used by the \(what) at line \(line)", hint: hint, length: name.count)
+        }
+        names[name] = keyLine
+    }
+
     mutating func error(_ at: SourceLocation, _ message: String, hint: String? = nil, length: Int = 1) {
         diagnostics.append(Diagnostic(at, message, hint: hint, length: length))
     }
